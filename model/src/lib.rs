@@ -1,0 +1,33 @@
+//! The wire contract of shopstream: what travels on the topics and what every stage may assume.
+//!
+//! - [`Envelope`] wraps every event: a UUIDv7 `event_id`, the [`EventType`], a schema version,
+//!   the event time in UTC milliseconds, the merchant and the typed [`Event`] payload.
+//! - [`Topic`] names the topics and says which id keys each one's partitions.
+//! - [`codec`] is the strict JSON encoding: unknown types, missing or mistyped fields become a
+//!   [`DecodeError`], never a panic.
+//! - [`schema`] gives the Arrow schema of each topic for the lakehouse and SQL.
+//! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
+//!   error codes every HTTP shell returns.
+//!
+//! This crate does no I/O and depends on no other shopstream crate.
+
+pub mod api;
+pub mod codec;
+pub mod dlq;
+mod envelope;
+mod event;
+mod ids;
+mod money;
+pub mod payload;
+pub mod schema;
+mod topic;
+
+pub use codec::DecodeError;
+pub use envelope::{Envelope, SCHEMA_VERSION};
+pub use event::{Event, EventType};
+pub use ids::{
+    CourierId, CustomerId, MerchantId, OrderId, PaymentId, PayoutId, Pincode, ProductId, RefundId,
+    SessionId, ShipmentId, WarehouseId,
+};
+pub use money::{Currency, Money};
+pub use topic::{PartitionKey, Topic};

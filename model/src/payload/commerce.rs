@@ -1,0 +1,180 @@
+//! Payloads of the transactional core: inventory, orders, payments and shipments.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CourierId, CustomerId, Money, OrderId, PaymentId, PayoutId, Pincode, ProductId, RefundId,
+    SessionId, ShipmentId, WarehouseId,
+};
+
+/// Stock on hand changed by a receipt, a count or a correction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjusted {
+    pub product_id: ProductId,
+    pub warehouse_id: WarehouseId,
+    /// Signed change applied by this adjustment.
+    pub delta: i64,
+    /// Units on hand after the adjustment.
+    pub on_hand: i64,
+    pub reason: String,
+}
+
+/// Units held for an order until payment or `expires_at` (UTC ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockReserved {
+    pub product_id: ProductId,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: u32,
+    pub expires_at: i64,
+}
+
+/// Why a reservation gave its units back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    PaymentFailed,
+    Expired,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockReleased {
+    pub product_id: ProductId,
+    pub warehouse_id: WarehouseId,
+    pub order_id: OrderId,
+    pub quantity: u32,
+    pub reason: ReleaseReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+/// A buyer placed an order; stock is reserved and payment is pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    /// The session the order came from, when it came through the storefront.
+    pub session_id: Option<SessionId>,
+    pub lines: Vec<OrderLine>,
+    pub delivery_pincode: Pincode,
+    pub total: Money,
+}
+
+/// Payment was captured; the merchant may pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderConfirmed {
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPacked {
+    pub order_id: OrderId,
+    pub warehouse_id: WarehouseId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderShipped {
+    pub order_id: OrderId,
+    pub shipment_id: ShipmentId,
+    pub courier_id: CourierId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDelivered {
+    pub order_id: OrderId,
+    pub shipment_id: ShipmentId,
+}
+
+/// The order was cancelled; `refund` is what the cancellation policy returns to the buyer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancelled {
+    pub order_id: OrderId,
+    pub reason: String,
+    pub refund: Money,
+}
+
+/// The order could not proceed (payment failed, reservation expired).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderFailed {
+    pub order_id: OrderId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentCaptured {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentFailed {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub provider: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundIssued {
+    pub refund_id: RefundId,
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub amount: Money,
+}
+
+/// Money paid out to a merchant for a period (UTC ms bounds), net of refunds and fees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutSettled {
+    pub payout_id: PayoutId,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub gross: Money,
+    pub refunds: Money,
+    pub fees: Money,
+    pub net: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentCreated {
+    pub shipment_id: ShipmentId,
+    pub order_id: OrderId,
+    pub warehouse_id: WarehouseId,
+    pub courier_id: CourierId,
+    pub origin_pincode: Pincode,
+    pub destination_pincode: Pincode,
+    /// Delivery date promised to the buyer (UTC ms).
+    pub promised_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentDelivered {
+    pub shipment_id: ShipmentId,
+    pub order_id: OrderId,
+}

@@ -1,0 +1,15 @@
+//! The payload of each event type, grouped by the topic that carries it. Every struct refuses
+//! unknown fields so a producer's typo is an error, not silently lost data.
+
+mod behaviour;
+mod catalog;
+mod commerce;
+
+pub use behaviour::{CartChanged, ProductClicked, ProductViewed, SearchPerformed, Wishlisted};
+pub use catalog::{ProductDeactivated, ProductUpserted};
+pub use commerce::{
+    OrderCancelled, OrderConfirmed, OrderDelivered, OrderFailed, OrderLine, OrderPacked,
+    OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed, PayoutSettled, RefundIssued,
+    ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted, StockReleased,
+    StockReserved,
+};
