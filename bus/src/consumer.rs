@@ -98,7 +98,8 @@ impl ConsumerContext for GroupContext {
 
 /// A member of a consumer group.
 pub struct Consumer {
-    inner: StreamConsumer<GroupContext>,
+    /// Shared so commits, which block on a broker round trip, can run on a blocking thread.
+    inner: Arc<StreamConsumer<GroupContext>>,
     config: crate::BusConfig,
 }
 
@@ -135,7 +136,7 @@ impl Bus {
         let names: Vec<String> = topics.iter().map(|t| self.topic_name(*t)).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         inner.subscribe(&names)?;
-        Ok(Consumer { inner, config: self.config.clone() })
+        Ok(Consumer { inner: Arc::new(inner), config: self.config.clone() })
     }
 }
 
@@ -175,14 +176,12 @@ impl Consumer {
         Ok(())
     }
 
-    /// Commits every stored offset and waits for the broker to confirm.
-    pub fn commit(&self) -> Result<()> {
-        match self.inner.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => Ok(()),
-            // Nothing stored since the last commit.
-            Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+    /// Commits every stored offset and waits for the broker to confirm, on a blocking thread.
+    pub async fn commit(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || commit_stored(&inner))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
 
     /// The partitions this member owns right now.
@@ -206,9 +205,18 @@ impl Consumer {
 
     /// Commits stored offsets and leaves the group, so partitions move at once instead of
     /// after the session timeout.
-    pub fn close(self) -> Result<()> {
-        let committed = self.commit();
+    pub async fn close(self) -> Result<()> {
+        let committed = self.commit().await;
         self.inner.unsubscribe();
         committed
+    }
+}
+
+fn commit_stored(consumer: &StreamConsumer<GroupContext>) -> Result<()> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => Ok(()),
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => Ok(()),
+        Err(error) => Err(error.into()),
     }
 }
