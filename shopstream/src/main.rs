@@ -1,1 +1,263 @@
-fn main() {}
+//! `shopstream`: one binary, one subcommand per role. Each role is a library `run` elsewhere;
+//! this crate only composes configuration, starts them and waits for Ctrl-C.
+
+mod bench;
+mod config;
+mod pump;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bus::Bus;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use model::Topic;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "shopstream", version, about = "E-commerce event pipeline: Kafka, stream jobs, APIs")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "SHOPSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set bus.partitions=6` (repeatable; wins over file and env).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+    /// Keep state here across restarts (same as `--set data_dir=DIR`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process: embedded broker, topics, generator, trending job, HTTP API.
+    Demo,
+    /// Generate seeded traffic to Kafka or to a JSON-lines file.
+    Generate(GenerateArgs),
+    /// Run one stream job against the configured cluster.
+    Stream {
+        #[arg(value_enum)]
+        job: StreamJob,
+    },
+    /// Measure a component on this machine and print the figure.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StreamJob {
+    Trending,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Mean events per second of event time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How much event time to generate, e.g. 60s, 10m, 2h.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// `kafka` (the configured cluster) or a file path for JSON lines.
+    #[arg(long, default_value = "kafka")]
+    to: String,
+    /// Hold each event until the wall clock reaches its event time (event time starts now).
+    #[arg(long)]
+    realtime: bool,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 30s, 10m, 2h"))?;
+    let seconds = match unit {
+        "s" | "" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("{text:?}: unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOPSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,shopstream=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut settings = cli.settings.clone();
+    if let Some(dir) = &cli.data_dir {
+        settings.push(("data_dir".into(), format!("{:?}", dir.display().to_string())));
+    }
+    let config = Config::load(cli.config.as_deref(), &settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo => demo(config).await,
+            Command::Generate(args) => generate(config, args).await,
+            Command::Stream { job: StreamJob::Trending } => stream_trending(config).await,
+            Command::Bench { target } => bench::run(config, target).await,
+        }
+    })
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down: stopping intake, flushing, committing offsets");
+        shutdown.cancel();
+    });
+}
+
+async fn connect(config: &Config) -> Result<Arc<Bus>> {
+    let bus = Bus::connect(config.bus.clone())?;
+    bus.ensure_topics(&Topic::ALL).await.context("cannot create topics")?;
+    Ok(Arc::new(bus))
+}
+
+async fn demo(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let bus = connect(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (set http.listen or --set http.listen=127.0.0.1:0)", config.http.listen))?;
+    let http = listener.local_addr()?;
+    let broker = bus.bootstrap_servers().to_owned();
+    let mut out = String::new();
+    out.push_str("shopstream demo is running\n");
+    out.push_str(&format!("  kafka broker    {broker}{}\n", if bus.is_embedded() { " (embedded)" } else { "" }));
+    out.push_str(&format!("  topics          {}\n", Topic::ALL.map(|t| bus.topic_name(t)).join(", ")));
+    out.push_str(&format!("  HTTP API        http://{http}\n"));
+    out.push_str(&format!("  try             curl 'http://{http}/v1/trending?window=5m&limit=5'\n"));
+    out.push_str(&format!("                  kcat -b {broker} -L\n"));
+    out.push_str(&format!("  generator       seed {} at {} events/s (mean)\n", config.generator.seed, config.generator.rate));
+    out.push_str("  stop            Ctrl-C\n");
+    eprint!("{out}");
+
+    let trending = tokio::spawn(streams::trending::run(config.trending.clone(), Arc::clone(&bus), listener, shutdown.clone()));
+    let generator_config = traffic::GeneratorConfig { start_ms: pump::now_ms(), ..config.generator.clone() };
+    let producer = bus.producer()?;
+    let generated = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let events = traffic::Generator::new(generator_config)?;
+            pump::pump(events, &producer, true, &shutdown, &ProgressBar::hidden()).await
+        })
+    };
+
+    let generated = generated.await?;
+    // If the generator stopped on its own (an error), bring the rest down too.
+    shutdown.cancel();
+    let trended = trending.await?;
+    bus.save();
+    let sent = generated.context("generator failed")?;
+    trended.context("trending job failed")?;
+    eprintln!("stopped cleanly: {sent} events acknowledged by the broker, offsets committed");
+    Ok(())
+}
+
+async fn generate(config: Config, args: GenerateArgs) -> Result<()> {
+    let mut generator_config = config.generator.clone();
+    if let Some(seed) = args.seed {
+        generator_config.seed = seed;
+    }
+    if let Some(rate) = args.rate {
+        generator_config.rate = rate;
+    }
+    if args.realtime {
+        generator_config.start_ms = pump::now_ms();
+    }
+    let end_ms = generator_config.start_ms + args.duration.as_millis() as i64;
+    let events = traffic::Generator::new(generator_config.clone())?.take_while(move |e| e.event_time < end_ms);
+    let expected = (generator_config.rate * args.duration.as_secs_f64()) as u64;
+    let progress = ProgressBar::new(expected);
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos} events ({per_sec}) [{elapsed_precise}] {wide_bar} ~{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let written = if args.to == "kafka" {
+        if config.bus.bootstrap_servers.is_none() {
+            bail!(
+                "generate --to kafka needs a running cluster: set bus.bootstrap_servers \
+                 (a running `shopstream demo` serves one on 127.0.0.1:9092), e.g. \
+                 --set bus.bootstrap_servers=127.0.0.1:9092, or use --to events.jsonl"
+            );
+        }
+        let bus = connect(&config).await?;
+        let producer = bus.producer()?;
+        pump::pump(events, &producer, args.realtime, &shutdown, &progress).await?
+    } else {
+        write_jsonl(events, &args.to, &progress, &shutdown)?
+    };
+    progress.finish_and_clear();
+    eprintln!("generated {written} events (seed {}) to {}", generator_config.seed, args.to);
+    Ok(())
+}
+
+fn write_jsonl(
+    events: impl Iterator<Item = model::Envelope>,
+    path: &str,
+    progress: &ProgressBar,
+    shutdown: &CancellationToken,
+) -> Result<u64> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut line = Vec::with_capacity(512);
+    let mut written = 0;
+    for envelope in events {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        line.clear();
+        model::codec::encode_into(&envelope, &mut line);
+        line.push(b'\n');
+        out.write_all(&line).with_context(|| format!("cannot write {path}"))?;
+        written += 1;
+        progress.inc(1);
+    }
+    out.flush().with_context(|| format!("cannot write {path}"))?;
+    Ok(written)
+}
+
+async fn stream_trending(config: Config) -> Result<()> {
+    if config.bus.bootstrap_servers.is_none() {
+        bail!("stream trending needs bus.bootstrap_servers (a running `shopstream demo` serves 127.0.0.1:9092)");
+    }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let bus = connect(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    eprintln!("trending on http://{}/v1/trending, consuming from {}", listener.local_addr()?, bus.bootstrap_servers());
+    streams::trending::run(config.trending.clone(), bus, listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `shopstream bench`: measurements that BENCHMARKS.md quotes. Run them in release.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bus::{Bus, NoHook};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use model::{Topic, codec};
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Target {
+    /// Events per second the generator makes (and encodes to JSON), single thread.
+    Generator {
+        #[arg(long, default_value_t = 5_000_000)]
+        events: usize,
+    },
+    /// Produce and consume rates through rdkafka against the broker (embedded unless
+    /// bus.bootstrap_servers is set).
+    Bus {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
+}
+
+pub async fn run(config: Config, target: Target) -> Result<()> {
+    match target {
+        Target::Generator { events } => generator(&config, events),
+        Target::Bus { events } => bus(config, events).await,
+    }
+}
+
+fn print_rate(what: &str, count: usize, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{what}: {count} in {seconds:.2} s = {:.0} /s", count as f64 / seconds);
+}
+
+fn generator(config: &Config, events: usize) -> Result<()> {
+    let make = || traffic::Generator::new(traffic::GeneratorConfig { rate: 10_000.0, ..config.generator.clone() });
+    // Build the world outside the timed part: it is start-up cost, not throughput.
+    let generator = make()?;
+    let started = Instant::now();
+    let mut checksum = 0i64;
+    for envelope in generator.take(events) {
+        checksum = checksum.wrapping_add(envelope.event_time);
+    }
+    print_rate("generator events", events, started);
+    let generator = make()?;
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    let mut buffer = Vec::with_capacity(512);
+    for envelope in generator.take(events) {
+        buffer.clear();
+        codec::encode_into(&envelope, &mut buffer);
+        bytes += buffer.len();
+    }
+    print_rate("generator events encoded to JSON", events, started);
+    println!("  mean record size {} bytes (checksum {checksum})", bytes / events.max(1));
+    Ok(())
+}
+
+async fn bus(mut config: Config, events: usize) -> Result<()> {
+    if config.bus.bootstrap_servers.is_none() {
+        config.bus.embedded_listen = "127.0.0.1:0".into();
+        config.bus.embedded_data_dir = None;
+    }
+    config.bus.topic_prefix = format!("bench-{}.", crate::pump::now_ms());
+    config.bus.partitions = 3;
+    let bus = Arc::new(Bus::connect(config.bus.clone())?);
+    bus.ensure_topics(&[Topic::Clicks]).await?;
+    let records: Vec<(Vec<u8>, Vec<u8>)> = traffic::Generator::new(config.generator.clone())?
+        .filter(|e| e.topic() == Topic::Clicks)
+        .take(events)
+        .map(|e| (e.key().as_bytes().to_vec(), codec::encode(&e)))
+        .collect();
+    let bytes: usize = records.iter().map(|(k, v)| k.len() + v.len()).sum();
+    println!("broker {} ({}), {} records, {:.1} MB", bus.bootstrap_servers(), if bus.is_embedded() { "embedded" } else { "external" }, records.len(), bytes as f64 / 1e6);
+
+    let producer = bus.producer()?;
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for (key, payload) in &records {
+        loop {
+            let record = bus::OutRecord { topic: Topic::Clicks, key, payload, headers: &[] };
+            match producer.enqueue(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err(bus::BusError::QueueFull) => {
+                    if let Some(result) = pending.next().await {
+                        result?;
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result?;
+    }
+    print_rate("produced and acknowledged (idempotent, acks=all, lz4)", records.len(), started);
+
+    let consumer = bus.consumer("bench", &[Topic::Clicks], Arc::new(NoHook), &[])?;
+    let started = Instant::now();
+    let mut consumed = 0;
+    while consumed < records.len() {
+        let record = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.recv())
+            .await
+            .context("consumer stalled for 30 s")??;
+        consumer.store(&record)?;
+        consumed += 1;
+    }
+    consumer.commit().await?;
+    print_rate("consumed (consumer group, explicit commit)", consumed, started);
+    consumer.close().await?;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The binary's configuration, layered: built-in defaults, then a TOML file (`--config` or
+//! `SHOPSTREAM_CONFIG`), then `SHOPSTREAM_<SECTION>__<KEY>` environment variables, then
+//! command-line flags. Every layer is merged into one TOML tree and deserialised once, so an
+//! unknown or mistyped key from any layer is refused at start-up with its full path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// Everything the binary can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where state that must survive a restart lives (the embedded broker's log). Unset:
+    /// memory only.
+    pub data_dir: Option<PathBuf>,
+    pub http: HttpConfig,
+    pub bus: bus::BusConfig,
+    pub generator: traffic::GeneratorConfig,
+    pub trending: streams::trending::TrendingConfig,
+}
+
+/// The storefront-facing HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the API listens on; keep it on 127.0.0.1 unless a proxy fronts it.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+const ENV_PREFIX: &str = "SHOPSTREAM_";
+
+impl Config {
+    /// Loads the layers. `overrides` are `dotted.path=value` pairs from flags, applied last.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                text.parse::<Table>().map_err(|error| {
+                    anyhow::anyhow!("config file {}: {error}", path.display())
+                })?
+            }
+            None => Table::new(),
+        };
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter_map(|(name, value)| {
+                let rest = name.strip_prefix(ENV_PREFIX)?;
+                (rest != "CONFIG" && rest != "LOG")
+                    .then(|| (rest.to_ascii_lowercase().replace("__", "."), value))
+            })
+            .collect();
+        env.sort();
+        for (path, value) in env.iter().chain(overrides) {
+            set_path(&mut tree, path, value)
+                .with_context(|| format!("cannot apply setting {path}={value}"))?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(Value::Table(tree))
+            .map_err(|error| {
+                anyhow::anyhow!("invalid configuration at `{}`: {}", error.path(), error.inner())
+            })?;
+        if let Some(dir) = &config.data_dir
+            && config.bus.embedded_data_dir.is_none()
+        {
+            config.bus.embedded_data_dir = Some(dir.join("broker"));
+        }
+        config.generator.validate()?;
+        config.trending.validate()?;
+        Ok(config)
+    }
+}
+
+/// Sets `a.b.c` in `tree` to `value`, read as a TOML value when it is one (numbers, booleans,
+/// quoted strings) and as a plain string otherwise.
+fn set_path(tree: &mut Table, path: &str, value: &str) -> Result<()> {
+    let keys: Vec<&str> = path.split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        bail!("setting path {path:?} has an empty part");
+    }
+    let parsed = format!("v = {value}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(value.to_owned()));
+    let (last, parents) = keys.split_last().unwrap_or((&"", &[]));
+    let mut table = tree;
+    for key in parents {
+        let entry = table.entry((*key).to_owned()).or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(inner) => inner,
+            _ => bail!("{key} is a value, not a section"),
+        };
+    }
+    table.insert((*last).to_owned(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, overrides: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("shopstream.toml");
+        std::fs::write(&path, text)?;
+        let overrides: Vec<(String, String)> =
+            overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::load(Some(&path), &overrides)
+    }
+
+    #[test]
+    fn layers_apply_in_order_flags_last() {
+        let config = load_text(
+            "[bus]\npartitions = 6\n[http]\nlisten = \"127.0.0.1:9000\"\n",
+            &[("http.listen", "127.0.0.1:0"), ("generator.rate", "50")],
+        )
+        .unwrap();
+        assert_eq!(config.bus.partitions, 6);
+        assert_eq!(config.http.listen, "127.0.0.1:0");
+        assert_eq!(config.generator.rate, 50.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        let error = load_text("[bus]\nbootstrap_srvers = \"x:9092\"\n", &[]).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("bus.bootstrap_srvers"), "{message}");
+        let error = load_text("", &[("trending.weights.like", "2")]).unwrap_err();
+        assert!(format!("{error:#}").contains("trending.weights.like"), "{error:#}");
+    }
+
+    #[test]
+    fn mistyped_values_and_bad_ranges_are_refused() {
+        let error = load_text("[bus]\npartitions = \"many\"\n", &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("bus.partitions"), "{error:#}");
+        let error = load_text("", &[("trending.default_window_ms", "7")]).unwrap_err();
+        assert!(format!("{error:#}").contains("trending.default_window_ms"), "{error:#}");
+    }
+
+    #[test]
+    fn data_dir_places_the_broker_log_inside_it() {
+        let config = load_text("data_dir = \"/tmp/shop\"\n", &[]).unwrap();
+        assert_eq!(config.bus.embedded_data_dir, Some(PathBuf::from("/tmp/shop/broker")));
+    }
+}
