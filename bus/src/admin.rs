@@ -30,7 +30,10 @@ impl Bus {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(BusError::Admin { topic, reason: code.to_string() });
+                    return Err(BusError::Admin {
+                        topic,
+                        reason: code.to_string(),
+                    });
                 }
             }
         }

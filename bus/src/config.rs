@@ -56,13 +56,17 @@ impl BusConfig {
 
     /// The topic a prefixed name belongs to, if it is one of ours.
     pub fn topic_of(&self, name: &str) -> Option<Topic> {
-        name.strip_prefix(&self.topic_prefix).and_then(Topic::from_name)
+        name.strip_prefix(&self.topic_prefix)
+            .and_then(Topic::from_name)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
         let fail = |message: String| Err(BusError::Config(message));
         if self.partitions < 1 {
-            return fail(format!("bus.partitions must be at least 1, got {}", self.partitions));
+            return fail(format!(
+                "bus.partitions must be at least 1, got {}",
+                self.partitions
+            ));
         }
         if self.replication_factor < 1 {
             return fail(format!(
@@ -71,15 +75,22 @@ impl BusConfig {
             ));
         }
         if self.retention_ms < 1 {
-            return fail(format!("bus.retention_ms must be positive, got {}", self.retention_ms));
+            return fail(format!(
+                "bus.retention_ms must be positive, got {}",
+                self.retention_ms
+            ));
         }
         if let Some(servers) = &self.bootstrap_servers
             && servers.trim().is_empty()
         {
-            return fail("bus.bootstrap_servers is empty: unset it to use the embedded broker".into());
+            return fail(
+                "bus.bootstrap_servers is empty: unset it to use the embedded broker".into(),
+            );
         }
         if self.properties.contains_key("bootstrap.servers") {
-            return fail("set bus.bootstrap_servers, not bus.properties.\"bootstrap.servers\"".into());
+            return fail(
+                "set bus.bootstrap_servers, not bus.properties.\"bootstrap.servers\"".into(),
+            );
         }
         let valid_prefix = self
             .topic_prefix

@@ -59,7 +59,10 @@ pub struct InRecord {
 
 impl InRecord {
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -72,7 +75,10 @@ impl ClientContext for GroupContext {}
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements()
         .iter()
-        .map(|e| TopicPartition { topic: e.topic().to_owned(), partition: e.partition() })
+        .map(|e| TopicPartition {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+        })
         .collect()
 }
 
@@ -81,8 +87,11 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(list) = rebalance {
             self.hook.revoking(&partitions_of(list));
             match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
-                Err(error) => tracing::warn!(%error, "commit before revocation failed; the next owner replays from the previous commit"),
+                Ok(())
+                | Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "commit before revocation failed; the next owner replays from the previous commit")
+                }
             }
         }
     }
@@ -136,7 +145,10 @@ impl Bus {
         let names: Vec<String> = topics.iter().map(|t| self.topic_name(*t)).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         inner.subscribe(&names)?;
-        Ok(Consumer { inner: Arc::new(inner), config: self.config.clone() })
+        Ok(Consumer {
+            inner: Arc::new(inner),
+            config: self.config.clone(),
+        })
     }
 }
 
@@ -172,7 +184,8 @@ impl Consumer {
 
     /// Marks `record` as done: the next commit covers it.
     pub fn store(&self, record: &InRecord) -> Result<()> {
-        self.inner.store_offset(&record.topic_name, record.partition, record.offset)?;
+        self.inner
+            .store_offset(&record.topic_name, record.partition, record.offset)?;
         Ok(())
     }
 
@@ -197,7 +210,10 @@ impl Consumer {
             .elements()
             .iter()
             .map(|e| {
-                let partition = TopicPartition { topic: e.topic().to_owned(), partition: e.partition() };
+                let partition = TopicPartition {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition(),
+                };
                 (partition, e.offset().to_raw().filter(|offset| *offset >= 0))
             })
             .collect())

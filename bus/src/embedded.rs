@@ -23,11 +23,19 @@ pub(crate) struct EmbeddedBroker {
 impl EmbeddedBroker {
     pub(crate) fn start(config: &BusConfig) -> Result<Self> {
         let listen = config.embedded_listen.as_str();
-        let failed = |source| BusError::EmbeddedBroker { listen: listen.to_owned(), source };
+        let failed = |source| BusError::EmbeddedBroker {
+            listen: listen.to_owned(),
+            source,
+        };
         let Some(dir) = &config.embedded_data_dir else {
             let addr = noida::kafka::spawn(listen).map_err(failed)?;
             tracing::info!(%addr, "embedded Kafka broker started (in memory)");
-            return Ok(Self { addr, save: None, stop_autosave: None, autosave: None });
+            return Ok(Self {
+                addr,
+                save: None,
+                stop_autosave: None,
+                autosave: None,
+            });
         };
         std::fs::create_dir_all(dir).map_err(failed)?;
         // The `_for_test` variant hands us the save closure instead of registering it in
@@ -49,7 +57,12 @@ impl EmbeddedBroker {
                 .map_err(failed)?
         };
         tracing::info!(%addr, dir = %dir.display(), "embedded Kafka broker started (persistent)");
-        Ok(Self { addr, save: Some(save), stop_autosave: Some(stop_tx), autosave: Some(autosave) })
+        Ok(Self {
+            addr,
+            save: Some(save),
+            stop_autosave: Some(stop_tx),
+            autosave: Some(autosave),
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {

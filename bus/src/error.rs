@@ -7,8 +7,13 @@ pub enum BusError {
     #[error("invalid bus configuration: {0}")]
     Config(String),
     /// The embedded broker could not start (usually: its port is taken).
-    #[error("could not start the embedded Kafka broker on {listen}: {source} (set bus.embedded_listen to a free address, port 0 picks one)")]
-    EmbeddedBroker { listen: String, source: std::io::Error },
+    #[error(
+        "could not start the embedded Kafka broker on {listen}: {source} (set bus.embedded_listen to a free address, port 0 picks one)"
+    )]
+    EmbeddedBroker {
+        listen: String,
+        source: std::io::Error,
+    },
     /// The local producer queue is full: the broker is slower than the caller. Back off and
     /// retry.
     #[error("producer queue is full: the broker is not keeping up")]

@@ -68,7 +68,11 @@ impl Bus {
     #[cfg(feature = "embedded-broker")]
     fn start_embedded(config: BusConfig) -> Result<Bus> {
         let broker = embedded::EmbeddedBroker::start(&config)?;
-        Ok(Bus { bootstrap_servers: broker.addr().to_string(), config, embedded: Some(broker) })
+        Ok(Bus {
+            bootstrap_servers: broker.addr().to_string(),
+            config,
+            embedded: Some(broker),
+        })
     }
 
     #[cfg(not(feature = "embedded-broker"))]

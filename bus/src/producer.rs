@@ -37,7 +37,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("topic_prefix", &self.topic_prefix).finish()
+        f.debug_struct("Producer")
+            .field("topic_prefix", &self.topic_prefix)
+            .finish()
     }
 }
 
@@ -56,7 +58,10 @@ impl Bus {
                 ("message.timeout.ms", "30000"),
             ])
             .create()?;
-        Ok(Producer { inner, topic_prefix: self.config.topic_prefix.clone() })
+        Ok(Producer {
+            inner,
+            topic_prefix: self.config.topic_prefix.clone(),
+        })
     }
 }
 
@@ -76,7 +81,10 @@ impl Producer {
         let topic = format!("{}{}", self.topic_prefix, record.topic.name());
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in record.headers {
-            headers = headers.insert(Header { key, value: Some(*value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
         }
         let future_record = FutureRecord::to(&topic)
             .key(record.key)
@@ -91,9 +99,10 @@ impl Producer {
         };
         Ok(async move {
             match pending.await {
-                Ok(Ok(delivery)) => {
-                    Ok(Delivered { partition: delivery.partition, offset: delivery.offset })
-                }
+                Ok(Ok(delivery)) => Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
                 Ok(Err((error, _))) => Err(BusError::Kafka(error)),
                 // The producer was dropped before the record was acknowledged.
                 Err(_canceled) => Err(BusError::Kafka(KafkaError::Canceled)),

@@ -54,7 +54,10 @@ impl DecodeError {
                     context: context.to_owned(),
                     field: field.to_owned(),
                 },
-                None => DecodeError::InvalidField { context: context.to_owned(), detail },
+                None => DecodeError::InvalidField {
+                    context: context.to_owned(),
+                    detail,
+                },
             },
         }
     }
@@ -102,7 +105,10 @@ pub fn encode_into(envelope: &Envelope, out: &mut Vec<u8>) {
     // Every payload is plain data with string keys, so serialising it cannot fail; a failure
     // here would be a bug in this crate, and we would rather see it than write a bad record.
     let payload = envelope.event.payload_to_json().unwrap_or_else(|error| {
-        panic!("payload of {} failed to serialise: {error}", envelope.event_type())
+        panic!(
+            "payload of {} failed to serialise: {error}",
+            envelope.event_type()
+        )
     });
     let wire = WireOut {
         event_id: &envelope.event_id,
@@ -122,7 +128,10 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let event_type = EventType::parse(&wire.event_type)
         .ok_or_else(|| DecodeError::UnknownEventType(wire.event_type.clone().into_owned()))?;
     if wire.schema_version == 0 || wire.schema_version > SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion { event_type, found: wire.schema_version });
+        return Err(DecodeError::UnsupportedVersion {
+            event_type,
+            found: wire.schema_version,
+        });
     }
     if wire.event_id.get_version_num() != 7 {
         return Err(DecodeError::InvalidField {

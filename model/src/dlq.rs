@@ -30,7 +30,10 @@ impl Reason {
     pub const RETRIES_EXHAUSTED: &'static str = "retries_exhausted";
 
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -22,7 +22,13 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope of the current schema version.
     pub fn new(event_id: Uuid, event_time: i64, merchant_id: MerchantId, event: Event) -> Self {
-        Self { event_id, schema_version: SCHEMA_VERSION, event_time, merchant_id, event }
+        Self {
+            event_id,
+            schema_version: SCHEMA_VERSION,
+            event_time,
+            merchant_id,
+            event,
+        }
     }
 
     pub fn event_type(&self) -> EventType {

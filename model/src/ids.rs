@@ -87,7 +87,9 @@ impl Pincode {
 
     /// Accepts a number in 100000..=999999.
     pub fn from_number(number: u32) -> Option<Self> {
-        (100_000..=999_999).contains(&number).then_some(Self(number))
+        (100_000..=999_999)
+            .contains(&number)
+            .then_some(Self(number))
     }
 
     pub fn number(self) -> u32 {
@@ -133,6 +135,9 @@ mod tests {
     #[test]
     fn empty_ids_are_refused() {
         assert!(serde_json::from_str::<OrderId>("\"  \"").is_err());
-        assert_eq!(serde_json::from_str::<OrderId>("\"o1\"").unwrap().as_str(), "o1");
+        assert_eq!(
+            serde_json::from_str::<OrderId>("\"o1\"").unwrap().as_str(),
+            "o1"
+        );
     }
 }

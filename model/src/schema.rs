@@ -50,11 +50,18 @@ fn uint32(name: &str) -> Field {
 }
 
 fn timestamp(name: &str) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        true,
+    )
 }
 
 fn money(name: &str) -> [Field; 2] {
-    [int64(&format!("{name}_minor")), utf8(&format!("{name}_currency"))]
+    [
+        int64(&format!("{name}_minor")),
+        utf8(&format!("{name}_currency")),
+    ]
 }
 
 fn string_map(name: &str) -> Field {
@@ -70,7 +77,11 @@ fn string_map(name: &str) -> Field {
 }
 
 fn string_list(name: &str) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        true,
+    )
 }
 
 fn order_lines() -> Field {
@@ -168,10 +179,14 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
     fields.extend(match topic {
         Topic::Catalog => money("price").to_vec(),
         Topic::Orders => [money("total"), money("refund")].concat(),
-        Topic::Payments => {
-            [money("amount"), money("gross"), money("refunds"), money("fees"), money("net")]
-                .concat()
-        }
+        Topic::Payments => [
+            money("amount"),
+            money("gross"),
+            money("refunds"),
+            money("fees"),
+            money("net"),
+        ]
+        .concat(),
         _ => Vec::new(),
     });
     fields

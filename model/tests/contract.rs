@@ -1,6 +1,8 @@
 //! The wire contract pinned down: one golden JSON file per event type, round trips, strict
 //! decoding of bad input, and Arrow schemas that cover every payload field.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first surprise; that is the point.
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -24,7 +26,11 @@ fn pin(text: &str) -> Pincode {
 fn samples() -> Vec<Envelope> {
     let attrs = BTreeMap::from([("colour".to_owned(), "indigo".to_owned())]);
     let price = Money::inr(129_900);
-    let line = OrderLine { product_id: id("p-17"), quantity: 2, unit_price: price };
+    let line = OrderLine {
+        product_id: id("p-17"),
+        quantity: 2,
+        unit_price: price,
+    };
     let cart = CartChanged {
         session_id: id("s-9"),
         customer_id: Some(id("c-4")),
@@ -74,20 +80,32 @@ fn samples() -> Vec<Envelope> {
             delivery_pincode: pin("560034"),
             total: Money::inr(259_800),
         }),
-        Event::OrderConfirmed(OrderConfirmed { order_id: id("o-1"), payment_id: id("pay-1") }),
-        Event::OrderPacked(OrderPacked { order_id: id("o-1"), warehouse_id: id("w-2") }),
+        Event::OrderConfirmed(OrderConfirmed {
+            order_id: id("o-1"),
+            payment_id: id("pay-1"),
+        }),
+        Event::OrderPacked(OrderPacked {
+            order_id: id("o-1"),
+            warehouse_id: id("w-2"),
+        }),
         Event::OrderShipped(OrderShipped {
             order_id: id("o-1"),
             shipment_id: id("sh-1"),
             courier_id: id("cr-3"),
         }),
-        Event::OrderDelivered(OrderDelivered { order_id: id("o-1"), shipment_id: id("sh-1") }),
+        Event::OrderDelivered(OrderDelivered {
+            order_id: id("o-1"),
+            shipment_id: id("sh-1"),
+        }),
         Event::OrderCancelled(OrderCancelled {
             order_id: id("o-1"),
             reason: "changed mind".into(),
             refund: Money::inr(181_860),
         }),
-        Event::OrderFailed(OrderFailed { order_id: id("o-1"), reason: "payment_failed".into() }),
+        Event::OrderFailed(OrderFailed {
+            order_id: id("o-1"),
+            reason: "payment_failed".into(),
+        }),
         Event::PaymentCaptured(PaymentCaptured {
             payment_id: id("pay-1"),
             order_id: id("o-1"),
@@ -195,7 +213,12 @@ fn encoding_matches_the_golden_files() {
                 .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display())),
         )
         .unwrap();
-        assert_eq!(encoded, golden, "{} drifted from its golden file", sample.event_type());
+        assert_eq!(
+            encoded,
+            golden,
+            "{} drifted from its golden file",
+            sample.event_type()
+        );
     }
 }
 
@@ -209,7 +232,10 @@ fn golden_files_decode_to_the_samples() {
 }
 
 fn order_placed_json() -> Value {
-    let sample = samples().into_iter().find(|s| s.event_type() == EventType::OrderPlaced).unwrap();
+    let sample = samples()
+        .into_iter()
+        .find(|s| s.event_type() == EventType::OrderPlaced)
+        .unwrap();
     serde_json::from_slice(&codec::encode(&sample)).unwrap()
 }
 
@@ -220,25 +246,40 @@ fn decode_value(value: &Value) -> Result<Envelope, model::DecodeError> {
 #[test]
 fn bad_input_is_a_typed_error_never_a_panic() {
     use model::DecodeError as E;
-    assert!(matches!(codec::decode(b"{\"event_id\": "), Err(E::Malformed(_))));
+    assert!(matches!(
+        codec::decode(b"{\"event_id\": "),
+        Err(E::Malformed(_))
+    ));
     assert!(matches!(codec::decode(b"not json"), Err(E::Malformed(_))));
     assert!(matches!(codec::decode(b""), Err(E::Malformed(_))));
 
     let mut unknown_type = order_placed_json();
     unknown_type["event_type"] = json!("order.teleported");
-    assert_eq!(decode_value(&unknown_type), Err(E::UnknownEventType("order.teleported".into())));
+    assert_eq!(
+        decode_value(&unknown_type),
+        Err(E::UnknownEventType("order.teleported".into()))
+    );
 
     let mut missing = order_placed_json();
-    missing["payload"].as_object_mut().unwrap().remove("delivery_pincode");
+    missing["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("delivery_pincode");
     match decode_value(&missing) {
         Err(E::MissingField { context, field }) => {
-            assert_eq!((context.as_str(), field.as_str()), ("order.placed", "delivery_pincode"));
+            assert_eq!(
+                (context.as_str(), field.as_str()),
+                ("order.placed", "delivery_pincode")
+            );
         }
         other => panic!("expected MissingField, got {other:?}"),
     }
 
     let mut envelope_missing = order_placed_json();
-    envelope_missing.as_object_mut().unwrap().remove("merchant_id");
+    envelope_missing
+        .as_object_mut()
+        .unwrap()
+        .remove("merchant_id");
     assert!(matches!(
         decode_value(&envelope_missing),
         Err(E::MissingField { field, .. }) if field == "merchant_id"
@@ -246,23 +287,36 @@ fn bad_input_is_a_typed_error_never_a_panic() {
 
     let mut wrong_type = order_placed_json();
     wrong_type["payload"]["lines"][0]["quantity"] = json!("two");
-    assert!(matches!(decode_value(&wrong_type), Err(E::InvalidField { .. })));
+    assert!(matches!(
+        decode_value(&wrong_type),
+        Err(E::InvalidField { .. })
+    ));
 
     let mut bad_pincode = order_placed_json();
     bad_pincode["payload"]["delivery_pincode"] = json!("012345");
-    assert!(matches!(decode_value(&bad_pincode), Err(E::InvalidField { detail, .. }) if detail.contains("pincode")));
+    assert!(
+        matches!(decode_value(&bad_pincode), Err(E::InvalidField { detail, .. }) if detail.contains("pincode"))
+    );
 
     let mut bad_currency = order_placed_json();
     bad_currency["payload"]["total"]["currency"] = json!("rupees");
-    assert!(matches!(decode_value(&bad_currency), Err(E::InvalidField { .. })));
+    assert!(matches!(
+        decode_value(&bad_currency),
+        Err(E::InvalidField { .. })
+    ));
 
     let mut extra_field = order_placed_json();
     extra_field["payload"]["coupon"] = json!("DIWALI");
-    assert!(matches!(decode_value(&extra_field), Err(E::InvalidField { detail, .. }) if detail.contains("coupon")));
+    assert!(
+        matches!(decode_value(&extra_field), Err(E::InvalidField { detail, .. }) if detail.contains("coupon"))
+    );
 
     let mut future_version = order_placed_json();
     future_version["schema_version"] = json!(2);
-    assert!(matches!(decode_value(&future_version), Err(E::UnsupportedVersion { found: 2, .. })));
+    assert!(matches!(
+        decode_value(&future_version),
+        Err(E::UnsupportedVersion { found: 2, .. })
+    ));
 
     let mut v4_id = order_placed_json();
     v4_id["event_id"] = json!("5f0c6a1e-8f5e-4c1a-9d3b-2b7f3c9a1e00");
@@ -270,7 +324,10 @@ fn bad_input_is_a_typed_error_never_a_panic() {
 
     let mut negative_time = order_placed_json();
     negative_time["event_time"] = json!(-5);
-    assert!(matches!(decode_value(&negative_time), Err(E::InvalidField { .. })));
+    assert!(matches!(
+        decode_value(&negative_time),
+        Err(E::InvalidField { .. })
+    ));
 }
 
 #[test]
@@ -279,9 +336,15 @@ fn every_event_type_has_its_topic_and_key() {
         assert_eq!(sample.topic(), sample.event_type().topic());
         assert!(!sample.key().is_empty());
     }
-    let placed = samples().into_iter().find(|s| s.event_type() == EventType::OrderPlaced).unwrap();
+    let placed = samples()
+        .into_iter()
+        .find(|s| s.event_type() == EventType::OrderPlaced)
+        .unwrap();
     assert_eq!((placed.topic(), placed.key()), (Topic::Orders, "o-1"));
-    let view = samples().into_iter().find(|s| s.event_type() == EventType::ProductViewed).unwrap();
+    let view = samples()
+        .into_iter()
+        .find(|s| s.event_type() == EventType::ProductViewed)
+        .unwrap();
     assert_eq!((view.topic(), view.key()), (Topic::Clicks, "s-9"));
 }
 
@@ -306,7 +369,13 @@ fn each_topic_schema_has_a_column_for_every_payload_field() {
     for sample in samples() {
         let schema = schema::for_topic(sample.topic());
         let wire: Value = serde_json::from_slice(&codec::encode(&sample)).unwrap();
-        for envelope_field in ["event_id", "event_type", "schema_version", "event_time", "merchant_id"] {
+        for envelope_field in [
+            "event_id",
+            "event_type",
+            "schema_version",
+            "event_time",
+            "merchant_id",
+        ] {
             assert!(schema.field_with_name(envelope_field).is_ok());
         }
         for column in column_names(&wire["payload"]) {
@@ -318,7 +387,11 @@ fn each_topic_schema_has_a_column_for_every_payload_field() {
             );
         }
     }
-    assert!(schema::for_topic(Topic::Dlq).field_with_name("original").is_ok());
+    assert!(
+        schema::for_topic(Topic::Dlq)
+            .field_with_name("original")
+            .is_ok()
+    );
 }
 
 #[test]

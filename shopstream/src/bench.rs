@@ -35,11 +35,19 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
 
 fn print_rate(what: &str, count: usize, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
-    println!("{what}: {count} in {seconds:.2} s = {:.0} /s", count as f64 / seconds);
+    println!(
+        "{what}: {count} in {seconds:.2} s = {:.0} /s",
+        count as f64 / seconds
+    );
 }
 
 fn generator(config: &Config, events: usize) -> Result<()> {
-    let make = || traffic::Generator::new(traffic::GeneratorConfig { rate: 10_000.0, ..config.generator.clone() });
+    let make = || {
+        traffic::Generator::new(traffic::GeneratorConfig {
+            rate: 10_000.0,
+            ..config.generator.clone()
+        })
+    };
     // Build the world outside the timed part: it is start-up cost, not throughput.
     let generator = make()?;
     let started = Instant::now();
@@ -58,7 +66,10 @@ fn generator(config: &Config, events: usize) -> Result<()> {
         bytes += buffer.len();
     }
     print_rate("generator events encoded to JSON", events, started);
-    println!("  mean record size {} bytes (checksum {checksum})", bytes / events.max(1));
+    println!(
+        "  mean record size {} bytes (checksum {checksum})",
+        bytes / events.max(1)
+    );
     Ok(())
 }
 
@@ -77,14 +88,29 @@ async fn bus(mut config: Config, events: usize) -> Result<()> {
         .map(|e| (e.key().as_bytes().to_vec(), codec::encode(&e)))
         .collect();
     let bytes: usize = records.iter().map(|(k, v)| k.len() + v.len()).sum();
-    println!("broker {} ({}), {} records, {:.1} MB", bus.bootstrap_servers(), if bus.is_embedded() { "embedded" } else { "external" }, records.len(), bytes as f64 / 1e6);
+    println!(
+        "broker {} ({}), {} records, {:.1} MB",
+        bus.bootstrap_servers(),
+        if bus.is_embedded() {
+            "embedded"
+        } else {
+            "external"
+        },
+        records.len(),
+        bytes as f64 / 1e6
+    );
 
     let producer = bus.producer()?;
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
     for (key, payload) in &records {
         loop {
-            let record = bus::OutRecord { topic: Topic::Clicks, key, payload, headers: &[] };
+            let record = bus::OutRecord {
+                topic: Topic::Clicks,
+                key,
+                payload,
+                headers: &[],
+            };
             match producer.enqueue(record) {
                 Ok(delivery) => {
                     pending.push(delivery);
@@ -102,7 +128,11 @@ async fn bus(mut config: Config, events: usize) -> Result<()> {
     while let Some(result) = pending.next().await {
         result?;
     }
-    print_rate("produced and acknowledged (idempotent, acks=all, lz4)", records.len(), started);
+    print_rate(
+        "produced and acknowledged (idempotent, acks=all, lz4)",
+        records.len(),
+        started,
+    );
 
     let consumer = bus.consumer("bench", &[Topic::Clicks], Arc::new(NoHook), &[])?;
     let started = Instant::now();
@@ -115,7 +145,11 @@ async fn bus(mut config: Config, events: usize) -> Result<()> {
         consumed += 1;
     }
     consumer.commit().await?;
-    print_rate("consumed (consumer group, explicit commit)", consumed, started);
+    print_rate(
+        "consumed (consumer group, explicit commit)",
+        consumed,
+        started,
+    );
     consumer.close().await?;
     Ok(())
 }

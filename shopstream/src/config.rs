@@ -32,7 +32,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into() }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
     }
 }
 
@@ -45,9 +47,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                text.parse::<Table>().map_err(|error| {
-                    anyhow::anyhow!("config file {}: {error}", path.display())
-                })?
+                text.parse::<Table>()
+                    .map_err(|error| anyhow::anyhow!("config file {}: {error}", path.display()))?
             }
             None => Table::new(),
         };
@@ -63,9 +64,13 @@ impl Config {
             set_path(&mut tree, path, value)
                 .with_context(|| format!("cannot apply setting {path}={value}"))?;
         }
-        let mut config: Config = serde_path_to_error::deserialize(Value::Table(tree))
-            .map_err(|error| {
-                anyhow::anyhow!("invalid configuration at `{}`: {}", error.path(), error.inner())
+        let mut config: Config =
+            serde_path_to_error::deserialize(Value::Table(tree)).map_err(|error| {
+                anyhow::anyhow!(
+                    "invalid configuration at `{}`: {}",
+                    error.path(),
+                    error.inner()
+                )
             })?;
         if let Some(dir) = &config.data_dir
             && config.bus.embedded_data_dir.is_none()
@@ -93,7 +98,9 @@ fn set_path(tree: &mut Table, path: &str, value: &str) -> Result<()> {
     let (last, parents) = keys.split_last().unwrap_or((&"", &[]));
     let mut table = tree;
     for key in parents {
-        let entry = table.entry((*key).to_owned()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = table
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Table(Table::new()));
         table = match entry {
             Value::Table(inner) => inner,
             _ => bail!("{key} is a value, not a section"),
@@ -111,8 +118,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("shopstream.toml");
         std::fs::write(&path, text)?;
-        let overrides: Vec<(String, String)> =
-            overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::load(Some(&path), &overrides)
     }
 
@@ -134,7 +143,10 @@ mod tests {
         let message = format!("{error:#}");
         assert!(message.contains("bus.bootstrap_srvers"), "{message}");
         let error = load_text("", &[("trending.weights.like", "2")]).unwrap_err();
-        assert!(format!("{error:#}").contains("trending.weights.like"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("trending.weights.like"),
+            "{error:#}"
+        );
     }
 
     #[test]
@@ -142,12 +154,18 @@ mod tests {
         let error = load_text("[bus]\npartitions = \"many\"\n", &[]).unwrap_err();
         assert!(format!("{error:#}").contains("bus.partitions"), "{error:#}");
         let error = load_text("", &[("trending.default_window_ms", "7")]).unwrap_err();
-        assert!(format!("{error:#}").contains("trending.default_window_ms"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("trending.default_window_ms"),
+            "{error:#}"
+        );
     }
 
     #[test]
     fn data_dir_places_the_broker_log_inside_it() {
         let config = load_text("data_dir = \"/tmp/shop\"\n", &[]).unwrap();
-        assert_eq!(config.bus.embedded_data_dir, Some(PathBuf::from("/tmp/shop/broker")));
+        assert_eq!(
+            config.bus.embedded_data_dir,
+            Some(PathBuf::from("/tmp/shop/broker"))
+        );
     }
 }

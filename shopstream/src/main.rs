@@ -19,7 +19,11 @@ use tokio_util::sync::CancellationToken;
 use config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "shopstream", version, about = "E-commerce event pipeline: Kafka, stream jobs, APIs")]
+#[command(
+    name = "shopstream",
+    version,
+    about = "E-commerce event pipeline: Kafka, stream jobs, APIs"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "SHOPSTREAM_CONFIG")]
@@ -83,9 +87,13 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 30s, 10m, 2h"))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30s, 10m, 2h"))?;
     let seconds = match unit {
         "s" | "" => number,
         "m" => number * 60,
@@ -106,15 +114,22 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut settings = cli.settings.clone();
     if let Some(dir) = &cli.data_dir {
-        settings.push(("data_dir".into(), format!("{:?}", dir.display().to_string())));
+        settings.push((
+            "data_dir".into(),
+            format!("{:?}", dir.display().to_string()),
+        ));
     }
     let config = Config::load(cli.config.as_deref(), &settings)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Demo => demo(config).await,
             Command::Generate(args) => generate(config, args).await,
-            Command::Stream { job: StreamJob::Trending } => stream_trending(config).await,
+            Command::Stream {
+                job: StreamJob::Trending,
+            } => stream_trending(config).await,
             Command::Bench { target } => bench::run(config, target).await,
         }
     })
@@ -123,7 +138,8 @@ fn main() -> Result<()> {
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
 fn cancel_on_signal(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
@@ -135,7 +151,9 @@ fn cancel_on_signal(shutdown: CancellationToken) {
 
 async fn connect(config: &Config) -> Result<Arc<Bus>> {
     let bus = Bus::connect(config.bus.clone())?;
-    bus.ensure_topics(&Topic::ALL).await.context("cannot create topics")?;
+    bus.ensure_topics(&Topic::ALL)
+        .await
+        .context("cannot create topics")?;
     Ok(Arc::new(bus))
 }
 
@@ -145,22 +163,46 @@ async fn demo(config: Config) -> Result<()> {
     let bus = connect(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (set http.listen or --set http.listen=127.0.0.1:0)", config.http.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (set http.listen or --set http.listen=127.0.0.1:0)",
+                config.http.listen
+            )
+        })?;
     let http = listener.local_addr()?;
     let broker = bus.bootstrap_servers().to_owned();
     let mut out = String::new();
     out.push_str("shopstream demo is running\n");
-    out.push_str(&format!("  kafka broker    {broker}{}\n", if bus.is_embedded() { " (embedded)" } else { "" }));
-    out.push_str(&format!("  topics          {}\n", Topic::ALL.map(|t| bus.topic_name(t)).join(", ")));
+    out.push_str(&format!(
+        "  kafka broker    {broker}{}\n",
+        if bus.is_embedded() { " (embedded)" } else { "" }
+    ));
+    out.push_str(&format!(
+        "  topics          {}\n",
+        Topic::ALL.map(|t| bus.topic_name(t)).join(", ")
+    ));
     out.push_str(&format!("  HTTP API        http://{http}\n"));
-    out.push_str(&format!("  try             curl 'http://{http}/v1/trending?window=5m&limit=5'\n"));
+    out.push_str(&format!(
+        "  try             curl 'http://{http}/v1/trending?window=5m&limit=5'\n"
+    ));
     out.push_str(&format!("                  kcat -b {broker} -L\n"));
-    out.push_str(&format!("  generator       seed {} at {} events/s (mean)\n", config.generator.seed, config.generator.rate));
+    out.push_str(&format!(
+        "  generator       seed {} at {} events/s (mean)\n",
+        config.generator.seed, config.generator.rate
+    ));
     out.push_str("  stop            Ctrl-C\n");
     eprint!("{out}");
 
-    let trending = tokio::spawn(streams::trending::run(config.trending.clone(), Arc::clone(&bus), listener, shutdown.clone()));
-    let generator_config = traffic::GeneratorConfig { start_ms: pump::now_ms(), ..config.generator.clone() };
+    let trending = tokio::spawn(streams::trending::run(
+        config.trending.clone(),
+        Arc::clone(&bus),
+        listener,
+        shutdown.clone(),
+    ));
+    let generator_config = traffic::GeneratorConfig {
+        start_ms: pump::now_ms(),
+        ..config.generator.clone()
+    };
     let producer = bus.producer()?;
     let generated = {
         let shutdown = shutdown.clone();
@@ -193,12 +235,15 @@ async fn generate(config: Config, args: GenerateArgs) -> Result<()> {
         generator_config.start_ms = pump::now_ms();
     }
     let end_ms = generator_config.start_ms + args.duration.as_millis() as i64;
-    let events = traffic::Generator::new(generator_config.clone())?.take_while(move |e| e.event_time < end_ms);
+    let events = traffic::Generator::new(generator_config.clone())?
+        .take_while(move |e| e.event_time < end_ms);
     let expected = (generator_config.rate * args.duration.as_secs_f64()) as u64;
     let progress = ProgressBar::new(expected);
     progress.set_style(
-        ProgressStyle::with_template("{spinner} {pos} events ({per_sec}) [{elapsed_precise}] {wide_bar} ~{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} {pos} events ({per_sec}) [{elapsed_precise}] {wide_bar} ~{len}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -217,7 +262,10 @@ async fn generate(config: Config, args: GenerateArgs) -> Result<()> {
         write_jsonl(events, &args.to, &progress, &shutdown)?
     };
     progress.finish_and_clear();
-    eprintln!("generated {written} events (seed {}) to {}", generator_config.seed, args.to);
+    eprintln!(
+        "generated {written} events (seed {}) to {}",
+        generator_config.seed, args.to
+    );
     Ok(())
 }
 
@@ -239,17 +287,21 @@ fn write_jsonl(
         line.clear();
         model::codec::encode_into(&envelope, &mut line);
         line.push(b'\n');
-        out.write_all(&line).with_context(|| format!("cannot write {path}"))?;
+        out.write_all(&line)
+            .with_context(|| format!("cannot write {path}"))?;
         written += 1;
         progress.inc(1);
     }
-    out.flush().with_context(|| format!("cannot write {path}"))?;
+    out.flush()
+        .with_context(|| format!("cannot write {path}"))?;
     Ok(written)
 }
 
 async fn stream_trending(config: Config) -> Result<()> {
     if config.bus.bootstrap_servers.is_none() {
-        bail!("stream trending needs bus.bootstrap_servers (a running `shopstream demo` serves 127.0.0.1:9092)");
+        bail!(
+            "stream trending needs bus.bootstrap_servers (a running `shopstream demo` serves 127.0.0.1:9092)"
+        );
     }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -257,7 +309,11 @@ async fn stream_trending(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-    eprintln!("trending on http://{}/v1/trending, consuming from {}", listener.local_addr()?, bus.bootstrap_servers());
+    eprintln!(
+        "trending on http://{}/v1/trending, consuming from {}",
+        listener.local_addr()?,
+        bus.bootstrap_servers()
+    );
     streams::trending::run(config.trending.clone(), bus, listener, shutdown).await?;
     Ok(())
 }

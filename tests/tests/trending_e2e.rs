@@ -2,6 +2,8 @@
 //! the trending job runs in-process on port 0, and `GET /v1/trending` must give exactly the
 //! answer computed independently from the same events.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on the first surprise; that is the point.
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,10 @@ fn events() -> Vec<model::Envelope> {
         customers: 1_000,
         ..traffic::GeneratorConfig::default()
     };
-    traffic::Generator::new(config).unwrap().take(12_000).collect()
+    traffic::Generator::new(config)
+        .unwrap()
+        .take(12_000)
+        .collect()
 }
 
 /// The expected answer, computed straight from the definition: weighted counts of views,
@@ -42,7 +47,8 @@ fn expected(events: &[model::Envelope], limit: usize) -> Vec<Value> {
             Event::ProductViewed(v) => hits.push((bucket, v.product_id.to_string(), 0)),
             Event::CartAdded(c) => hits.push((bucket, c.product_id.to_string(), 1)),
             Event::OrderPlaced(o) => {
-                let products: BTreeSet<String> = o.lines.iter().map(|l| l.product_id.to_string()).collect();
+                let products: BTreeSet<String> =
+                    o.lines.iter().map(|l| l.product_id.to_string()).collect();
                 hits.extend(products.into_iter().map(|p| (bucket, p, 2)));
             }
             _ => {}
@@ -55,8 +61,10 @@ fn expected(events: &[model::Envelope], limit: usize) -> Vec<Value> {
             counts.entry(product).or_default()[kind] += 1;
         }
     }
-    let mut ranked: Vec<(u64, String, [u64; 3])> =
-        counts.into_iter().map(|(p, c)| (c[0] + 3 * c[1] + 10 * c[2], p, c)).collect();
+    let mut ranked: Vec<(u64, String, [u64; 3])> = counts
+        .into_iter()
+        .map(|(p, c)| (c[0] + 3 * c[1] + 10 * c[2], p, c))
+        .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     ranked
         .into_iter()
@@ -93,14 +101,28 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
     // One record no stage can read: it must reach the DLQ with its bytes and a reason.
     let garbage = b"{\"event_type\": \"click.product_viewed\", oops";
     producer
-        .send(bus::OutRecord { topic: Topic::Clicks, key: b"s-x", payload: garbage, headers: &[] })
+        .send(bus::OutRecord {
+            topic: Topic::Clicks,
+            key: b"s-x",
+            payload: garbage,
+            headers: &[],
+        })
         .await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let config = TrendingConfig { bucket_ms: BUCKET_MS, default_window_ms: WINDOW_MS, ..TrendingConfig::default() };
-    let job = tokio::spawn(streams::trending::run(config, Arc::clone(&bus), listener, shutdown.clone()));
+    let config = TrendingConfig {
+        bucket_ms: BUCKET_MS,
+        default_window_ms: WINDOW_MS,
+        ..TrendingConfig::default()
+    };
+    let job = tokio::spawn(streams::trending::run(
+        config,
+        Arc::clone(&bus),
+        listener,
+        shutdown.clone(),
+    ));
 
     let want = expected(&events, 10);
     assert_eq!(want.len(), 10);
@@ -124,11 +146,18 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         ("limit=1000", 400, "invalid_parameter"),
         ("colour=red", 400, "invalid_parameter"),
     ] {
-        let response = client.get(format!("{base}/v1/trending?{query}")).send().await?;
+        let response = client
+            .get(format!("{base}/v1/trending?{query}"))
+            .send()
+            .await?;
         assert_eq!(response.status().as_u16(), status, "{query}");
         let body: Value = response.json().await?;
         assert_eq!(body["error"]["code"], code, "{query}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let missing = client.get(format!("{base}/v1/nothing")).send().await?;
     assert_eq!(missing.status().as_u16(), 404);
@@ -137,7 +166,10 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
     let dead = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await??;
     assert_eq!(dead.payload.as_deref(), Some(&garbage[..]));
     assert_eq!(dead.header("reason"), Some(&b"malformed_json"[..]));
-    assert_eq!(dead.header("source.topic"), Some(bus.topic_name(Topic::Clicks).as_bytes()));
+    assert_eq!(
+        dead.header("source.topic"),
+        Some(bus.topic_name(Topic::Clicks).as_bytes())
+    );
 
     shutdown.cancel();
     job.await??;
@@ -148,14 +180,25 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         let checker = &checker;
         async move {
             // Polling drives the group join; nothing should be left to read.
-            if let Ok(Ok(record)) = tokio::time::timeout(Duration::from_millis(200), checker.recv()).await {
-                anyhow::bail!("record at {}:{} was not committed", record.partition, record.offset);
+            if let Ok(Ok(record)) =
+                tokio::time::timeout(Duration::from_millis(200), checker.recv()).await
+            {
+                anyhow::bail!(
+                    "record at {}:{} was not committed",
+                    record.partition,
+                    record.offset
+                );
             }
             let committed = checker.committed()?;
             Ok((!committed.is_empty()).then_some(committed))
         }
     })
     .await?;
-    assert!(committed.iter().all(|(tp, offset)| tp.topic == clicks && offset.is_some()), "{committed:?}");
+    assert!(
+        committed
+            .iter()
+            .all(|(tp, offset)| tp.topic == clicks && offset.is_some()),
+        "{committed:?}"
+    );
     Ok(())
 }

@@ -5,7 +5,9 @@
 use std::cmp::Ordering;
 
 use model::payload::*;
-use model::{CustomerId, Event, Money, OrderId, PaymentId, Pincode, RefundId, SessionId, ShipmentId};
+use model::{
+    CustomerId, Event, Money, OrderId, PaymentId, Pincode, RefundId, SessionId, ShipmentId,
+};
 use rand::Rng;
 
 use crate::catalog::CATEGORIES;
@@ -112,8 +114,10 @@ impl Generator {
                 unit_price: Money::inr(self.world.products[product].price_minor),
             })
             .collect();
-        let total_minor: i64 =
-            lines.iter().map(|l| l.unit_price.amount_minor * i64::from(l.quantity)).sum();
+        let total_minor: i64 = lines
+            .iter()
+            .map(|l| l.unit_price.amount_minor * i64::from(l.quantity))
+            .sum();
         let total = Money::inr(total_minor);
 
         for line in &lines {
@@ -132,7 +136,11 @@ impl Generator {
 
         let payment_id = PaymentId::new(format!("pay-{sequence:09}"));
         let paid_at = now + self.rng.random_range(2..30) * SECOND_MS;
-        let provider = if self.rng.random_bool(0.8) { "upi-sim" } else { "card-sim" };
+        let provider = if self.rng.random_bool(0.8) {
+            "upi-sim"
+        } else {
+            "card-sim"
+        };
         if self.rng.random_bool(0.08) {
             self.schedule(
                 paid_at,
@@ -145,11 +153,21 @@ impl Generator {
                     reason: "declined_by_bank".into(),
                 }),
             );
-            self.release_lines(paid_at, merchant, &order_id, &warehouse_id, &lines, ReleaseReason::PaymentFailed);
+            self.release_lines(
+                paid_at,
+                merchant,
+                &order_id,
+                &warehouse_id,
+                &lines,
+                ReleaseReason::PaymentFailed,
+            );
             self.schedule(
                 paid_at,
                 merchant,
-                Event::OrderFailed(OrderFailed { order_id: order_id.clone(), reason: "payment_failed".into() }),
+                Event::OrderFailed(OrderFailed {
+                    order_id: order_id.clone(),
+                    reason: "payment_failed".into(),
+                }),
             );
         } else {
             self.schedule(
@@ -165,7 +183,10 @@ impl Generator {
             self.schedule(
                 paid_at,
                 merchant,
-                Event::OrderConfirmed(OrderConfirmed { order_id: order_id.clone(), payment_id: payment_id.clone() }),
+                Event::OrderConfirmed(OrderConfirmed {
+                    order_id: order_id.clone(),
+                    payment_id: payment_id.clone(),
+                }),
             );
             let cancel_after = self.rng.random_range(1..40) * MINUTE_MS;
             let refund_percent = refund_share_percent(cancel_after);
@@ -192,9 +213,23 @@ impl Generator {
                             amount: refund,
                         }),
                     );
-                    self.release_lines(cancelled_at, merchant, &order_id, &warehouse_id, &lines, ReleaseReason::Cancelled);
+                    self.release_lines(
+                        cancelled_at,
+                        merchant,
+                        &order_id,
+                        &warehouse_id,
+                        &lines,
+                        ReleaseReason::Cancelled,
+                    );
                 }
-                _ => self.schedule_delivery(now, merchant, &order_id, warehouse_id, origin, delivery_pincode),
+                _ => self.schedule_delivery(
+                    now,
+                    merchant,
+                    &order_id,
+                    warehouse_id,
+                    origin,
+                    delivery_pincode,
+                ),
             }
         }
 
@@ -252,16 +287,22 @@ impl Generator {
         } else {
             let packed = placed_at + self.rng.random_range(1..8) * HOUR_MS;
             let shipped = packed + self.rng.random_range(1..12) * HOUR_MS;
-            let delivered = shipped + self.rng.random_range(1..6) * DAY_MS + self.rng.random_range(0..12) * HOUR_MS;
+            let delivered = shipped
+                + self.rng.random_range(1..6) * DAY_MS
+                + self.rng.random_range(0..12) * HOUR_MS;
             (packed, shipped, delivered, placed_at + 4 * DAY_MS)
         };
         let sequence = self.next_order;
         let shipment_id = ShipmentId::new(format!("sh-{}", &order_id.as_str()[2..]));
-        let courier_id = self.world.couriers[(sequence as usize) % self.world.couriers.len()].clone();
+        let courier_id =
+            self.world.couriers[(sequence as usize) % self.world.couriers.len()].clone();
         self.schedule(
             packed,
             merchant,
-            Event::OrderPacked(OrderPacked { order_id: order_id.clone(), warehouse_id: warehouse_id.clone() }),
+            Event::OrderPacked(OrderPacked {
+                order_id: order_id.clone(),
+                warehouse_id: warehouse_id.clone(),
+            }),
         );
         self.schedule(
             shipped,
@@ -288,12 +329,18 @@ impl Generator {
         self.schedule(
             delivered,
             merchant,
-            Event::ShipmentDelivered(ShipmentDelivered { shipment_id: shipment_id.clone(), order_id: order_id.clone() }),
+            Event::ShipmentDelivered(ShipmentDelivered {
+                shipment_id: shipment_id.clone(),
+                order_id: order_id.clone(),
+            }),
         );
         self.schedule(
             delivered,
             merchant,
-            Event::OrderDelivered(OrderDelivered { order_id: order_id.clone(), shipment_id }),
+            Event::OrderDelivered(OrderDelivered {
+                order_id: order_id.clone(),
+                shipment_id,
+            }),
         );
     }
 }
@@ -304,7 +351,10 @@ mod tests {
 
     #[test]
     fn refund_policy_windows() {
-        assert_eq!(refund_share_percent(9 * MINUTE_MS + 59 * SECOND_MS), Some(70));
+        assert_eq!(
+            refund_share_percent(9 * MINUTE_MS + 59 * SECOND_MS),
+            Some(70)
+        );
         assert_eq!(refund_share_percent(10 * MINUTE_MS + SECOND_MS), Some(40));
         assert_eq!(refund_share_percent(30 * MINUTE_MS + SECOND_MS), None);
     }

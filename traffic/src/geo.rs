@@ -30,7 +30,14 @@ pub fn places() -> Vec<Place> {
             let district = fields.next()?.to_owned();
             let state = fields.next()?.to_owned();
             let delivery = fields.next()? == "1";
-            Some(Place { pincode, latitude, longitude, district, state, delivery })
+            Some(Place {
+                pincode,
+                latitude,
+                longitude,
+                district,
+                state,
+                delivery,
+            })
         })
         .collect()
 }
@@ -55,8 +62,14 @@ mod tests {
         let places = places();
         assert_eq!(places.len(), rows);
         assert!(places.len() > 19_000);
-        let gpo = places.iter().find(|p| p.pincode.number() == 110_001).unwrap();
-        assert_eq!((gpo.district.as_str(), gpo.state.as_str()), ("New Delhi", "Delhi"));
+        let gpo = places
+            .iter()
+            .find(|p| p.pincode.number() == 110_001)
+            .unwrap();
+        assert_eq!(
+            (gpo.district.as_str(), gpo.state.as_str()),
+            ("New Delhi", "Delhi")
+        );
     }
 
     #[test]

@@ -85,19 +85,35 @@ impl Default for GeneratorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("generator.{field} must be {expected}, got {got}")]
-    OutOfRange { field: &'static str, expected: &'static str, got: String },
+    OutOfRange {
+        field: &'static str,
+        expected: &'static str,
+        got: String,
+    },
 }
 
 impl GeneratorConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let out_of_range = |field, expected, got: String| {
-            Err(ConfigError::OutOfRange { field, expected, got })
+            Err(ConfigError::OutOfRange {
+                field,
+                expected,
+                got,
+            })
         };
         if !(self.rate.is_finite() && self.rate > 0.0) {
-            return out_of_range("rate", "a positive number of events per second", self.rate.to_string());
+            return out_of_range(
+                "rate",
+                "a positive number of events per second",
+                self.rate.to_string(),
+            );
         }
         if !(0.0..=1.0).contains(&self.hyperlocal_share) {
-            return out_of_range("hyperlocal_share", "between 0 and 1", self.hyperlocal_share.to_string());
+            return out_of_range(
+                "hyperlocal_share",
+                "between 0 and 1",
+                self.hyperlocal_share.to_string(),
+            );
         }
         if !(self.zipf_exponent.is_finite() && self.zipf_exponent > 0.0) {
             return out_of_range("zipf_exponent", "positive", self.zipf_exponent.to_string());
@@ -113,7 +129,11 @@ impl GeneratorConfig {
             }
         }
         if self.products < self.merchants {
-            return out_of_range("products", "at least generator.merchants", self.products.to_string());
+            return out_of_range(
+                "products",
+                "at least generator.merchants",
+                self.products.to_string(),
+            );
         }
         Ok(())
     }
@@ -242,7 +262,10 @@ impl Generator {
             self.next_sale_check_ms += HOUR_MS;
             if self.config.flash_sales && self.flash_sale.is_none() && self.rng.random_bool(0.3) {
                 let merchant = self.merchant_popularity.sample(&mut self.rng);
-                self.flash_sale = Some(FlashSale { merchant, until_ms: now + 10 * MINUTE_MS });
+                self.flash_sale = Some(FlashSale {
+                    merchant,
+                    until_ms: now + 10 * MINUTE_MS,
+                });
             }
         }
     }
@@ -257,7 +280,12 @@ impl Generator {
     fn schedule(&mut self, due_ms: i64, merchant: usize, event: Event) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.scheduled.push(Scheduled { due_ms, sequence, merchant, event });
+        self.scheduled.push(Scheduled {
+            due_ms,
+            sequence,
+            merchant,
+            event,
+        });
     }
 }
 
@@ -270,7 +298,11 @@ impl Iterator for Generator {
             return Some(self.envelope(start, merchant, event));
         }
         loop {
-            if self.scheduled.peek().is_some_and(|s| s.due_ms as f64 <= self.next_tick_ms) {
+            if self
+                .scheduled
+                .peek()
+                .is_some_and(|s| s.due_ms as f64 <= self.next_tick_ms)
+            {
                 let due = self.scheduled.pop()?;
                 self.clock_ms = self.clock_ms.max(due.due_ms as f64);
                 return Some(self.envelope(due.due_ms, due.merchant, due.event));

@@ -20,8 +20,9 @@ impl Popularity {
         for i in (1..by_rank.len()).rev() {
             by_rank.swap(i, rng.random_range(0..=i));
         }
-        let weights: Vec<f64> =
-            (1..=by_rank.len()).map(|rank| 1.0 / (rank as f64).powf(exponent)).collect();
+        let weights: Vec<f64> = (1..=by_rank.len())
+            .map(|rank| 1.0 / (rank as f64).powf(exponent))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut running = 0.0;
         let cdf = weights
@@ -41,7 +42,10 @@ impl Popularity {
     /// One item, Zipf-distributed over the current ranking. Panics if empty.
     pub fn sample(&self, rng: &mut impl Rng) -> usize {
         let u: f64 = rng.random();
-        let rank = self.cdf.partition_point(|c| *c < u).min(self.by_rank.len() - 1);
+        let rank = self
+            .cdf
+            .partition_point(|c| *c < u)
+            .min(self.by_rank.len() - 1);
         self.by_rank[rank]
     }
 

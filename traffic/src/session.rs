@@ -49,7 +49,11 @@ impl Generator {
         let index = self.pick_session();
         let mut session = self.sessions.swap_remove(index);
         session.steps += 1;
-        let next = if session.steps > MAX_STEPS { Next::End } else { self.step(&mut session) };
+        let next = if session.steps > MAX_STEPS {
+            Next::End
+        } else {
+            self.step(&mut session)
+        };
         let merchant = session.merchant;
         match next {
             Next::Emit(event) => {
@@ -94,9 +98,7 @@ impl Generator {
         match session.stage {
             Stage::Arrived if roll < 0.6 => self.search(session),
             Stage::Arrived => self.view_popular(session),
-            Stage::Searched if roll < 0.55 && !session.results.is_empty() => {
-                self.click(session)
-            }
+            Stage::Searched if roll < 0.55 && !session.results.is_empty() => self.click(session),
             Stage::Searched if roll < 0.75 => self.search(session),
             Stage::Searched => Next::End,
             Stage::Clicked(product) => self.view(session, product),
@@ -123,7 +125,9 @@ impl Generator {
     }
 
     fn customer_id(&self, session: &Session) -> Option<CustomerId> {
-        session.logged_in.then(|| self.world.customers[session.customer].id.clone())
+        session
+            .logged_in
+            .then(|| self.world.customers[session.customer].id.clone())
     }
 
     fn customer_pincode(&self, session: &Session) -> Pincode {
@@ -131,7 +135,9 @@ impl Generator {
     }
 
     fn search(&mut self, session: &mut Session) -> Next {
-        let Some(base) = self.popular_product(session.merchant) else { return Next::End };
+        let Some(base) = self.popular_product(session.merchant) else {
+            return Next::End;
+        };
         let product = &self.world.products[base];
         let category = &CATEGORIES[product.category];
         let noun = category
@@ -164,20 +170,29 @@ impl Generator {
             }
         }
         session.stage = Stage::Searched;
-        let pincode = self.rng.random_bool(0.5).then(|| self.customer_pincode(session));
+        let pincode = self
+            .rng
+            .random_bool(0.5)
+            .then(|| self.customer_pincode(session));
         Next::Emit(Event::SearchPerformed(SearchPerformed {
             session_id: session.id.clone(),
             customer_id: self.customer_id(session),
             query: session.query.clone(),
             filters,
             pincode,
-            results: session.results.iter().map(|&p| self.world.products[p].id.clone()).collect(),
+            results: session
+                .results
+                .iter()
+                .map(|&p| self.world.products[p].id.clone())
+                .collect(),
         }))
     }
 
     /// Clicks fall off with position, as they do on every results page: P(k) ~ 1/(k+1).
     fn click(&mut self, session: &mut Session) -> Next {
-        let weights: Vec<f64> = (0..session.results.len()).map(|k| 1.0 / (k as f64 + 1.0)).collect();
+        let weights: Vec<f64> = (0..session.results.len())
+            .map(|k| 1.0 / (k as f64 + 1.0))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut u = self.rng.random::<f64>() * total;
         let mut position = 0;
@@ -231,7 +246,9 @@ impl Generator {
 
     fn checkout_or_abandon(&mut self, session: &mut Session) -> Next {
         if self.rng.random_bool(0.15) {
-            let Some((product, quantity)) = session.cart.pop() else { return Next::End };
+            let Some((product, quantity)) = session.cart.pop() else {
+                return Next::End;
+            };
             return Next::Emit(Event::CartRemoved(CartChanged {
                 session_id: session.id.clone(),
                 customer_id: self.customer_id(session),
@@ -244,7 +261,13 @@ impl Generator {
             session.logged_in = true;
             let delivery = self.delivery_pincode(session);
             let customer = self.world.customers[session.customer].id.clone();
-            let event = self.place_order(session.merchant, customer, Some(session.id.clone()), &session.cart, delivery);
+            let event = self.place_order(
+                session.merchant,
+                customer,
+                Some(session.id.clone()),
+                &session.cart,
+                delivery,
+            );
             return Next::EmitAndEnd(event);
         }
         Next::End

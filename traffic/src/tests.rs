@@ -1,17 +1,27 @@
 use std::collections::HashMap;
 
-use model::{EventType, Event, codec};
+use model::{Event, EventType, codec};
 
 use super::*;
 
 fn small(seed: u64) -> GeneratorConfig {
-    GeneratorConfig { seed, rate: 500.0, products: 300, customers: 2_000, ..GeneratorConfig::default() }
+    GeneratorConfig {
+        seed,
+        rate: 500.0,
+        products: 300,
+        customers: 2_000,
+        ..GeneratorConfig::default()
+    }
 }
 
 #[test]
 fn same_seed_same_bytes_different_seed_different_events() {
     let encode = |seed| -> Vec<Vec<u8>> {
-        Generator::new(small(seed)).unwrap().take(5_000).map(|e| codec::encode(&e)).collect()
+        Generator::new(small(seed))
+            .unwrap()
+            .take(5_000)
+            .map(|e| codec::encode(&e))
+            .collect()
     };
     assert_eq!(encode(7), encode(7));
     assert_ne!(encode(7), encode(8));
@@ -32,9 +42,10 @@ fn the_catalog_comes_first_then_every_kind_of_traffic() {
     let config = small(3);
     let products = config.products;
     let events: Vec<_> = Generator::new(config).unwrap().take(200_000).collect();
-    assert!(events[..products * 2]
-        .iter()
-        .all(|e| matches!(e.event_type(), EventType::ProductUpserted | EventType::StockAdjusted)));
+    assert!(events[..products * 2].iter().all(|e| matches!(
+        e.event_type(),
+        EventType::ProductUpserted | EventType::StockAdjusted
+    )));
     let mut seen: HashMap<EventType, usize> = HashMap::new();
     for event in &events {
         *seen.entry(event.event_type()).or_default() += 1;
@@ -58,7 +69,10 @@ fn the_catalog_comes_first_then_every_kind_of_traffic() {
         EventType::ShipmentCreated,
         EventType::OrderShipped,
     ] {
-        assert!(seen.contains_key(&expected), "no {expected} in 200k events: {seen:?}");
+        assert!(
+            seen.contains_key(&expected),
+            "no {expected} in 200k events: {seen:?}"
+        );
     }
     // Views dominate orders, as on every storefront.
     assert!(seen[&EventType::ProductViewed] > 5 * seen[&EventType::OrderPlaced]);
@@ -66,7 +80,10 @@ fn the_catalog_comes_first_then_every_kind_of_traffic() {
 
 #[test]
 fn the_mean_rate_holds_over_a_day() {
-    let config = GeneratorConfig { rate: 5.0, ..small(4) };
+    let config = GeneratorConfig {
+        rate: 5.0,
+        ..small(4)
+    };
     let start = config.start_ms;
     let mut generator = Generator::new(config).unwrap();
     let day_end = start + 24 * HOUR_MS;
@@ -78,26 +95,41 @@ fn the_mean_rate_holds_over_a_day() {
         .count();
     // Session steps are ~all the traffic at a 5/s mean over 86,400 s; allow for follow-ups.
     let expected = 5.0 * 86_400.0;
-    assert!((0.7 * expected..1.3 * expected).contains(&(traffic as f64)), "{traffic}");
+    assert!(
+        (0.7 * expected..1.3 * expected).contains(&(traffic as f64)),
+        "{traffic}"
+    );
 }
 
 #[test]
 fn hyperlocal_orders_deliver_within_the_radius() {
-    let config = GeneratorConfig { hyperlocal_share: 1.0, ..small(5) };
+    let config = GeneratorConfig {
+        hyperlocal_share: 1.0,
+        ..small(5)
+    };
     let radius = config.hyperlocal_radius_km;
     let generator = Generator::new(config).unwrap();
-    let places: HashMap<u32, (f64, f64)> =
-        geo::places().into_iter().map(|p| (p.pincode.number(), (p.latitude, p.longitude))).collect();
+    let places: HashMap<u32, (f64, f64)> = geo::places()
+        .into_iter()
+        .map(|p| (p.pincode.number(), (p.latitude, p.longitude)))
+        .collect();
     let world = generator.world().clone();
     let mut orders = 0;
     for envelope in generator.take(100_000) {
         if let Event::OrderPlaced(order) = &envelope.event {
-            let merchant = world.merchants.iter().find(|m| m.id == envelope.merchant_id).unwrap();
+            let merchant = world
+                .merchants
+                .iter()
+                .find(|m| m.id == envelope.merchant_id)
+                .unwrap();
             let store = merchant.store.as_ref().unwrap();
             if store.nearby.is_empty() {
                 continue;
             }
-            let km = geo::distance_km(places[&store.pincode.number()], places[&order.delivery_pincode.number()]);
+            let km = geo::distance_km(
+                places[&store.pincode.number()],
+                places[&order.delivery_pincode.number()],
+            );
             assert!(km <= radius + 1e-9, "{km} km");
             orders += 1;
         }
@@ -109,7 +141,11 @@ fn hyperlocal_orders_deliver_within_the_radius() {
 fn order_totals_match_their_lines() {
     for envelope in Generator::new(small(6)).unwrap().take(50_000) {
         if let Event::OrderPlaced(order) = envelope.event {
-            let sum: i64 = order.lines.iter().map(|l| l.unit_price.amount_minor * i64::from(l.quantity)).sum();
+            let sum: i64 = order
+                .lines
+                .iter()
+                .map(|l| l.unit_price.amount_minor * i64::from(l.quantity))
+                .sum();
             assert_eq!(sum, order.total.amount_minor);
             assert!(!order.lines.is_empty());
         }
@@ -118,6 +154,10 @@ fn order_totals_match_their_lines() {
 
 #[test]
 fn bad_config_is_refused_with_the_field_named() {
-    let error = Generator::new(GeneratorConfig { rate: 0.0, ..GeneratorConfig::default() }).unwrap_err();
+    let error = Generator::new(GeneratorConfig {
+        rate: 0.0,
+        ..GeneratorConfig::default()
+    })
+    .unwrap_err();
     assert!(error.to_string().contains("generator.rate"), "{error}");
 }

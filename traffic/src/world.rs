@@ -87,8 +87,9 @@ impl World {
                 pincode: pick_place(rng).pincode,
             })
             .collect();
-        let couriers =
-            (0..config.couriers.max(1)).map(|i| CourierId::new(format!("cr-{i:02}"))).collect();
+        let couriers = (0..config.couriers.max(1))
+            .map(|i| CourierId::new(format!("cr-{i:02}")))
+            .collect();
 
         let mut merchants: Vec<Merchant> = (0..config.merchants.max(1))
             .map(|i| {
@@ -104,7 +105,10 @@ impl World {
                         })
                         .map(|p| p.pincode)
                         .collect();
-                    Store { pincode: home.pincode, nearby }
+                    Store {
+                        pincode: home.pincode,
+                        nearby,
+                    }
                 });
                 Merchant {
                     id: MerchantId::new(format!("m-{i:04}")),
@@ -165,6 +169,12 @@ impl World {
             })
             .collect();
 
-        World { merchants, products, customers, warehouses, couriers }
+        World {
+            merchants,
+            products,
+            customers,
+            warehouses,
+            couriers,
+        }
     }
 }

@@ -10,6 +10,5 @@ pub use catalog::{ProductDeactivated, ProductUpserted};
 pub use commerce::{
     OrderCancelled, OrderConfirmed, OrderDelivered, OrderFailed, OrderLine, OrderPacked,
     OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed, PayoutSettled, RefundIssued,
-    ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted, StockReleased,
-    StockReserved,
+    ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted, StockReleased, StockReserved,
 };

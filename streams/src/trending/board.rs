@@ -21,7 +21,11 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Self { view: 1, cart: 3, order: 10 }
+        Self {
+            view: 1,
+            cart: 3,
+            order: 10,
+        }
     }
 }
 
@@ -140,13 +144,33 @@ impl Board {
                 }
                 return;
             }
-            Event::ProductViewed(view) => (&view.product_id, Counts { views: 1, ..Counts::default() }),
-            Event::CartAdded(cart) => (&cart.product_id, Counts { carts: 1, ..Counts::default() }),
+            Event::ProductViewed(view) => (
+                &view.product_id,
+                Counts {
+                    views: 1,
+                    ..Counts::default()
+                },
+            ),
+            Event::CartAdded(cart) => (
+                &cart.product_id,
+                Counts {
+                    carts: 1,
+                    ..Counts::default()
+                },
+            ),
             Event::OrderPlaced(order) => {
                 // Each ordered product counts once per order, whatever the quantity.
-                let products: HashSet<&ProductId> = order.lines.iter().map(|l| &l.product_id).collect();
+                let products: HashSet<&ProductId> =
+                    order.lines.iter().map(|l| &l.product_id).collect();
                 for product in products {
-                    self.count(envelope.event_time, product, Counts { orders: 1, ..Counts::default() });
+                    self.count(
+                        envelope.event_time,
+                        product,
+                        Counts {
+                            orders: 1,
+                            ..Counts::default()
+                        },
+                    );
                 }
                 return;
             }
@@ -157,13 +181,20 @@ impl Board {
 
     fn count(&mut self, event_time: i64, product: &ProductId, counts: Counts) {
         let bucket = self.bucket_of(event_time);
-        let newest = self.newest_bucket.map_or(bucket, |newest| newest.max(bucket));
+        let newest = self
+            .newest_bucket
+            .map_or(bucket, |newest| newest.max(bucket));
         let oldest_kept = newest - self.retain_ms + self.bucket_ms;
         if bucket < oldest_kept {
             self.late_events += 1;
             return;
         }
-        self.buckets.entry(bucket).or_default().entry(product.clone()).or_default().add(&counts);
+        self.buckets
+            .entry(bucket)
+            .or_default()
+            .entry(product.clone())
+            .or_default()
+            .add(&counts);
         if self.newest_bucket != Some(newest) {
             self.newest_bucket = Some(newest);
             self.buckets = self.buckets.split_off(&oldest_kept);
@@ -174,7 +205,11 @@ impl Board {
     /// best first, ties broken by product id so answers are reproducible.
     pub fn top(&self, window_ms: i64, limit: usize) -> TrendingAnswer {
         let Some(newest) = self.newest_bucket else {
-            return TrendingAnswer { window_ms, window_end_ms: None, products: Vec::new() };
+            return TrendingAnswer {
+                window_ms,
+                window_end_ms: None,
+                products: Vec::new(),
+            };
         };
         let first = newest - window_ms + self.bucket_ms;
         let mut totals: HashMap<&ProductId, Counts> = HashMap::new();
@@ -204,7 +239,11 @@ impl Board {
                 }
             })
             .collect();
-        TrendingAnswer { window_ms, window_end_ms: Some(newest + self.bucket_ms), products }
+        TrendingAnswer {
+            window_ms,
+            window_end_ms: Some(newest + self.bucket_ms),
+            products,
+        }
     }
 }
 
@@ -221,24 +260,34 @@ mod tests {
     }
 
     fn view(time: i64, product: &str) -> Envelope {
-        at(time, Event::ProductViewed(ProductViewed {
-            session_id: SessionId::new("s"),
-            customer_id: None,
-            product_id: ProductId::new(product),
-        }))
+        at(
+            time,
+            Event::ProductViewed(ProductViewed {
+                session_id: SessionId::new("s"),
+                customer_id: None,
+                product_id: ProductId::new(product),
+            }),
+        )
     }
 
     fn cart(time: i64, product: &str) -> Envelope {
-        at(time, Event::CartAdded(CartChanged {
-            session_id: SessionId::new("s"),
-            customer_id: None,
-            product_id: ProductId::new(product),
-            quantity: 4,
-        }))
+        at(
+            time,
+            Event::CartAdded(CartChanged {
+                session_id: SessionId::new("s"),
+                customer_id: None,
+                product_id: ProductId::new(product),
+                quantity: 4,
+            }),
+        )
     }
 
     fn ids(answer: &TrendingAnswer) -> Vec<(&str, u64)> {
-        answer.products.iter().map(|e| (e.product_id.as_str(), e.score)).collect()
+        answer
+            .products
+            .iter()
+            .map(|e| (e.product_id.as_str(), e.score))
+            .collect()
     }
 
     #[test]
@@ -258,14 +307,20 @@ mod tests {
         assert_eq!(ids(&board.top(10_000, 10)), vec![("new", 1), ("old", 1)]);
         assert_eq!(ids(&board.top(2_000, 10)), vec![("new", 1)]);
         board.apply(&view(10_100, "new"));
-        assert_eq!(ids(&board.top(10_000, 10)), vec![("new", 2)], "bucket 0 left the window");
+        assert_eq!(
+            ids(&board.top(10_000, 10)),
+            vec![("new", 2)],
+            "bucket 0 left the window"
+        );
         board.apply(&view(200, "late"));
         assert_eq!(board.late_events(), 1);
     }
 
     #[test]
     fn out_of_order_events_within_retention_give_the_same_answer() {
-        let events: Vec<Envelope> = (0..200).map(|i| view(i * 37 % 5_000, ["a", "b", "c"][i as usize % 3])).collect();
+        let events: Vec<Envelope> = (0..200)
+            .map(|i| view(i * 37 % 5_000, ["a", "b", "c"][i as usize % 3]))
+            .collect();
         let mut forward = Board::new(100, 10_000, Weights::default());
         let mut backward = forward.clone();
         events.iter().for_each(|e| forward.apply(e));
@@ -276,25 +331,34 @@ mod tests {
     #[test]
     fn deactivated_products_leave_the_board() {
         let mut board = Board::new(1_000, 60_000, Weights::default());
-        board.apply(&at(0, Event::ProductUpserted(model::payload::ProductUpserted {
-            product_id: ProductId::new("a"),
-            category: "toys".into(),
-            brand: "Khilona".into(),
-            title: "Khilona Wooden Puzzle".into(),
-            description: String::new(),
-            attributes: Default::default(),
-            price: model::Money::inr(49_900),
-        })));
+        board.apply(&at(
+            0,
+            Event::ProductUpserted(model::payload::ProductUpserted {
+                product_id: ProductId::new("a"),
+                category: "toys".into(),
+                brand: "Khilona".into(),
+                title: "Khilona Wooden Puzzle".into(),
+                description: String::new(),
+                attributes: Default::default(),
+                price: model::Money::inr(49_900),
+            }),
+        ));
         board.apply(&view(1, "a"));
         board.apply(&view(2, "a"));
         board.apply(&view(3, "b"));
         let before = board.top(60_000, 10);
-        assert_eq!(before.products[0].title.as_deref(), Some("Khilona Wooden Puzzle"));
+        assert_eq!(
+            before.products[0].title.as_deref(),
+            Some("Khilona Wooden Puzzle")
+        );
         assert_eq!(ids(&before), vec![("a", 2), ("b", 1)]);
-        board.apply(&at(4, Event::ProductDeactivated(ProductDeactivated {
-            product_id: ProductId::new("a"),
-            reason: "recalled".into(),
-        })));
+        board.apply(&at(
+            4,
+            Event::ProductDeactivated(ProductDeactivated {
+                product_id: ProductId::new("a"),
+                reason: "recalled".into(),
+            }),
+        ));
         assert_eq!(ids(&board.top(60_000, 10)), vec![("b", 1)]);
     }
 

@@ -29,13 +29,17 @@ struct ApiError {
 
 impl ApiError {
     fn invalid(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::InvalidParameter, message: message.into() }
+        Self {
+            code: ErrorCode::InvalidParameter,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
@@ -57,11 +61,18 @@ struct TrendingResponse {
 
 /// The trending routes, with a JSON 404 for every other path.
 pub fn router(board: Arc<RwLock<Board>>, default_window_ms: i64, max_limit: usize) -> Router {
-    let state = AppState { board, default_window_ms, max_limit };
+    let state = AppState {
+        board,
+        default_window_ms,
+        max_limit,
+    };
     Router::new()
         .route("/v1/trending", get(trending))
         .fallback(|| async {
-            ApiError { code: ErrorCode::NotFound, message: "no such endpoint; try GET /v1/trending".into() }
+            ApiError {
+                code: ErrorCode::NotFound,
+                message: "no such endpoint; try GET /v1/trending".into(),
+            }
         })
         .with_state(state)
 }
@@ -71,7 +82,10 @@ async fn trending(
     query: Result<Query<TrendingQuery>, QueryRejection>,
 ) -> Result<Json<TrendingResponse>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
-    let board = state.board.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let board = state
+        .board
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (bucket_ms, retain_ms) = (board.bucket_ms(), board.retain_ms());
     let window_ms = match &query.window {
         None => state.default_window_ms,
@@ -88,12 +102,22 @@ async fn trending(
     };
     let limit = match &query.limit {
         None => 10.min(state.max_limit),
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=state.max_limit).contains(n)).ok_or_else(|| {
-            ApiError::invalid(format!("limit {text:?} must be a whole number from 1 to {}", state.max_limit))
-        })?,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=state.max_limit).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "limit {text:?} must be a whole number from 1 to {}",
+                    state.max_limit
+                ))
+            })?,
     };
     let answer = board.top(window_ms, limit);
-    Ok(Json(TrendingResponse { window: format_window(window_ms), answer }))
+    Ok(Json(TrendingResponse {
+        window: format_window(window_ms),
+        answer,
+    }))
 }
 
 /// `250ms`, `30s`, `5m`, `1h` -> milliseconds.

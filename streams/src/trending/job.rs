@@ -56,9 +56,15 @@ impl TrendingConfig {
     pub fn validate(&self) -> Result<(), StreamError> {
         let fail = |message: String| Err(StreamError::Config(message));
         if self.bucket_ms <= 0 {
-            return fail(format!("trending.bucket_ms must be positive, got {}", self.bucket_ms));
+            return fail(format!(
+                "trending.bucket_ms must be positive, got {}",
+                self.bucket_ms
+            ));
         }
-        for (name, value) in [("retain_ms", self.retain_ms), ("default_window_ms", self.default_window_ms)] {
+        for (name, value) in [
+            ("retain_ms", self.retain_ms),
+            ("default_window_ms", self.default_window_ms),
+        ] {
             if value <= 0 || value % self.bucket_ms != 0 {
                 return fail(format!(
                     "trending.{name} must be a positive multiple of trending.bucket_ms ({}), got {value}",
@@ -85,15 +91,27 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StreamError> {
     config.validate()?;
-    let board = Arc::new(RwLock::new(Board::new(config.bucket_ms, config.retain_ms, config.weights)));
-    let app = router(Arc::clone(&board), config.default_window_ms, config.max_limit);
+    let board = Arc::new(RwLock::new(Board::new(
+        config.bucket_ms,
+        config.retain_ms,
+        config.weights,
+    )));
+    let app = router(
+        Arc::clone(&board),
+        config.default_window_ms,
+        config.max_limit,
+    );
     let http = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
     );
     let consumed = consume(&config, &bus, &board, &shutdown).await;
     // Whatever ended consumption, stop serving too, so the caller sees one outcome.
     shutdown.cancel();
-    let served = http.await.map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
+    let served = http
+        .await
+        .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
     consumed?;
     served?;
     Ok(())
@@ -108,7 +126,8 @@ async fn consume(
     let topics = [Topic::Clicks, Topic::Orders, Topic::Catalog];
     let consumer = bus.consumer(&config.group_id, &topics, Arc::new(NoHook), &[])?;
     let producer = bus.producer()?;
-    let mut commit_every = tokio::time::interval(Duration::from_millis(config.commit_interval_ms.max(10)));
+    let mut commit_every =
+        tokio::time::interval(Duration::from_millis(config.commit_interval_ms.max(10)));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -141,5 +160,7 @@ async fn consume(
 
 /// A poisoned lock means a panic mid-update; the board is plain counters, so keep serving.
 pub(super) fn write(board: &RwLock<Board>) -> std::sync::RwLockWriteGuard<'_, Board> {
-    board.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    board
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
