@@ -187,7 +187,12 @@ fn samples() -> Vec<Envelope> {
 }
 
 fn golden_path(event_type: EventType) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The runner's value, not the compile-time one: a target directory shared between clones
+    // at different paths (as `.ci/run` allows) reuses this binary, and must read this clone's
+    // files.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .join("tests/golden")
         .join(format!("{}.json", event_type.as_str()))
 }
