@@ -20,7 +20,8 @@ pub struct BusConfig {
     /// How often the embedded broker writes its log to `embedded_data_dir`, in milliseconds. A
     /// clean shutdown always writes; a hard kill loses at most this much.
     pub embedded_autosave_ms: u64,
-    /// Prepended to every topic name, so several deployments (or tests) share a cluster.
+    /// Prepended to every topic name and consumer-group id, so several deployments (or tests)
+    /// share a cluster without reading each other's records or joining each other's groups.
     pub topic_prefix: String,
     /// Partitions of each topic created at start-up.
     pub partitions: i32,

@@ -119,7 +119,9 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Bus {
-    /// Joins `group_id` and subscribes to `topics`. New groups start from the earliest offset.
+    /// Joins `group_id` (on the cluster: `bus.topic_prefix` + `group_id`, so deployments sharing
+    /// a cluster keep their groups apart) and subscribes to `topics`. New groups start from the
+    /// earliest offset.
     /// `properties` override the defaults and `bus.properties` for this consumer only
     /// (e.g. `auto.offset.reset=latest`, `partition.assignment.strategy=cooperative-sticky`).
     pub fn consumer(
@@ -129,8 +131,9 @@ impl Bus {
         hook: Arc<dyn RebalanceHook>,
         properties: &[(&str, &str)],
     ) -> Result<Consumer> {
+        let group_id = format!("{}{group_id}", self.config.topic_prefix);
         let mut client = self.client_config(&[
-            ("group.id", group_id),
+            ("group.id", group_id.as_str()),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),

@@ -5,7 +5,10 @@
 //! Broker selection: the embedded broker by default; `SHOPSTREAM_TEST_BOOTSTRAP=host:port`
 //! points every test at an external Kafka-API broker instead. `SHOPSTREAM_TEST_BROKER_LACKS`
 //! lists capabilities that broker is known to lack (see [`Capability`]); checks of those still
-//! run and report, but do not fail the suite.
+//! run and report, but do not fail the suite. `SHOPSTREAM_TEST_CLIENT_PROPERTIES=k=v,k=v`
+//! passes librdkafka properties to every client (SASL/TLS settings of a real cluster).
+//! Consumer-group ids carry the topic prefix too, so tests sharing an external broker never
+//! join each other's groups.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub enum Capability {
     Transactions,
     /// A member joining and leaving under `cooperative-sticky` assignment loses no partition.
     CooperativeRebalance,
+    /// CreatePartitions grows a topic and the new partition takes records.
+    CreatePartitions,
     /// Records compressed with this codec (`none`, `gzip`, `snappy`, `lz4`, `zstd`) round-trip.
     Codec(&'static str),
 }
@@ -48,6 +53,7 @@ impl Capability {
             Capability::OffsetsForTimes => "offsets_for_times".into(),
             Capability::Transactions => "transactions".into(),
             Capability::CooperativeRebalance => "cooperative_rebalance".into(),
+            Capability::CreatePartitions => "create_partitions".into(),
             Capability::Codec(codec) => format!("codec_{codec}"),
         }
     }
@@ -105,20 +111,36 @@ pub fn unique_prefix(test: &str) -> String {
     )
 }
 
+/// librdkafka properties for every client of the broker under test, from
+/// `SHOPSTREAM_TEST_CLIENT_PROPERTIES` (`key=value` pairs separated by commas).
+pub fn client_properties() -> Result<Vec<(String, String)>> {
+    let Ok(list) = std::env::var("SHOPSTREAM_TEST_CLIENT_PROPERTIES") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => Ok((key.trim().to_owned(), value.trim().to_owned())),
+            None => bail!("SHOPSTREAM_TEST_CLIENT_PROPERTIES: `{pair}` is not key=value"),
+        })
+        .collect()
+}
+
 /// Bus settings for one test: the external broker if one is given, else a fresh embedded
 /// broker on a free port; topics carry a unique prefix either way.
-pub fn bus_config(test: &str) -> BusConfig {
-    BusConfig {
+pub fn bus_config(test: &str) -> Result<BusConfig> {
+    Ok(BusConfig {
         bootstrap_servers: external_broker(),
         embedded_listen: "127.0.0.1:0".into(),
         topic_prefix: unique_prefix(test),
+        properties: client_properties()?.into_iter().collect(),
         ..BusConfig::default()
-    }
+    })
 }
 
 /// A connected bus for one test.
 pub fn bus(test: &str) -> Result<Arc<Bus>> {
-    Ok(Arc::new(Bus::connect(bus_config(test))?))
+    Ok(Arc::new(Bus::connect(bus_config(test)?)?))
 }
 
 /// Produces `events` with many in flight at once and waits for every acknowledgement.
