@@ -6,16 +6,19 @@
 //! - [`codec`] is the strict JSON encoding: unknown types, missing or mistyped fields become a
 //!   [`DecodeError`], never a panic.
 //! - [`schema`] gives the Arrow schema of each topic for the lakehouse and SQL.
+//! - [`geo`] knows where every India Post pincode is (shipped data, GODL-India) and measures
+//!   distances; the generator, the orders core and the stream jobs share it.
 //! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
 //!   error codes every HTTP shell returns.
 //!
-//! This crate does no I/O and depends on no other shopstream crate.
+//! This crate does no I/O (the pincode table is compiled in) and depends on no other shopstream crate.
 
 pub mod api;
 pub mod codec;
 pub mod dlq;
 mod envelope;
 mod event;
+pub mod geo;
 mod ids;
 mod money;
 pub mod payload;

@@ -12,7 +12,6 @@
 
 mod catalog;
 mod fulfilment;
-pub mod geo;
 mod popularity;
 mod session;
 pub mod world;

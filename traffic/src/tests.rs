@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use model::{Event, EventType, codec};
+use model::{Event, EventType, codec, geo};
 
 use super::*;
 

@@ -9,7 +9,7 @@ use rand::seq::IndexedRandom;
 
 use crate::GeneratorConfig;
 use crate::catalog::CATEGORIES;
-use crate::geo::{self, Place};
+use model::geo::{self, Place};
 
 /// Metro PIN prefixes (Delhi, Mumbai, Bengaluru, Chennai, Kolkata, Hyderabad, Pune, Ahmedabad)
 /// where most online orders come from.

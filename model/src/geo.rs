@@ -1,6 +1,8 @@
 //! Real India Post pincodes with coordinates, shipped in `data/pincodes.csv`, and distances.
 
-use model::Pincode;
+use std::collections::HashMap;
+
+use crate::Pincode;
 
 /// Contains data from the All India Pincode Directory, India Post / data.gov.in (GODL-India).
 const PINCODES_CSV: &str = include_str!("../data/pincodes.csv");
@@ -17,7 +19,7 @@ pub struct Place {
     pub delivery: bool,
 }
 
-/// Every shipped pincode, parsed once per call; the generator keeps the result.
+/// Every shipped pincode, parsed once per call; callers keep the result.
 pub fn places() -> Vec<Place> {
     PINCODES_CSV
         .lines()
@@ -40,6 +42,41 @@ pub fn places() -> Vec<Place> {
             })
         })
         .collect()
+}
+
+/// Every shipped pincode by number, for lookups on a hot path (radius checks, city scopes).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    by_pincode: HashMap<u32, Place>,
+}
+
+impl Directory {
+    pub fn load() -> Self {
+        Self {
+            by_pincode: places()
+                .into_iter()
+                .map(|place| (place.pincode.number(), place))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, pincode: Pincode) -> Option<&Place> {
+        self.by_pincode.get(&pincode.number())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_pincode.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pincode.is_empty()
+    }
+}
+
+impl Place {
+    pub fn coordinates(&self) -> (f64, f64) {
+        (self.latitude, self.longitude)
+    }
 }
 
 /// Great-circle distance in kilometres (haversine, mean Earth radius).
@@ -70,6 +107,15 @@ mod tests {
             (gpo.district.as_str(), gpo.state.as_str()),
             ("New Delhi", "Delhi")
         );
+    }
+
+    #[test]
+    fn the_directory_finds_a_pincode_and_misses_an_unknown_one() {
+        let directory = Directory::load();
+        assert_eq!(directory.len(), places().len());
+        let mumbai = directory.get(Pincode::parse("400001").unwrap()).unwrap();
+        assert_eq!(mumbai.state, "Maharashtra");
+        assert!(directory.get(Pincode::parse("999999").unwrap()).is_none());
     }
 
     #[test]
