@@ -1,5 +1,10 @@
-//! ingest: where events enter shopstream. It will own the transactional orders core (order
-//! state machine, refund policy, hyperlocal radius, stock reservations, payments through a
-//! `PaymentProvider`, SQLite/PostgreSQL storage with a transactional outbox and its relay),
-//! customer notifications, the `POST /v1/events` click/search collector and the importer of the
-//! UCI Online Retail data set. Nothing is implemented yet; see the orders-core issue.
+//! ingest: where events enter shopstream. It owns the transactional orders core and, as later
+//! steps land, its storage (SQLite/PostgreSQL with a transactional outbox and its relay), the
+//! `/v1` HTTP API, payments through a `PaymentProvider`, customer notifications, the
+//! `POST /v1/events` click/search collector and the importer of the UCI Online Retail data set.
+//!
+//! Implemented so far: [`domain`], the business rules as pure functions (order state machine,
+//! cancellation refunds, hyperlocal radius, stock reservations, GST pricing with recorded
+//! exchange rates, refunds bounded by captures, merchant payouts).
+
+pub mod domain;
