@@ -1,10 +1,18 @@
 //! ingest: where events enter shopstream. It owns the transactional orders core and, as later
-//! steps land, its storage (SQLite/PostgreSQL with a transactional outbox and its relay), the
-//! `/v1` HTTP API, payments through a `PaymentProvider`, customer notifications, the
-//! `POST /v1/events` click/search collector and the importer of the UCI Online Retail data set.
+//! steps land, the outbox relay, the `/v1` HTTP API, payments through a `PaymentProvider`,
+//! customer notifications, the `POST /v1/events` click/search collector and the importer of the
+//! UCI Online Retail data set.
 //!
-//! Implemented so far: [`domain`], the business rules as pure functions (order state machine,
-//! cancellation refunds, hyperlocal radius, stock reservations, GST pricing with recorded
-//! exchange rates, refunds bounded by captures, merchant payouts).
+//! Implemented so far:
+//! - [`domain`]: the business rules as pure functions (order state machine, cancellation
+//!   refunds, hyperlocal radius, stock reservations, GST pricing with recorded exchange rates,
+//!   refunds bounded by captures, merchant payouts).
+//! - [`store`]: SQLite (default) or PostgreSQL through sqlx, embedded migrations.
+//! - [`catalog`] and [`orders`]: merchants, products, stock and order placement, each change
+//!   with its events appended to the [`outbox`] in the same transaction.
 
+pub mod catalog;
 pub mod domain;
+pub mod orders;
+pub mod outbox;
+pub mod store;

@@ -10,6 +10,8 @@
 //! Consumer-group ids carry the topic prefix too, so tests sharing an external broker never
 //! join each other's groups.
 
+pub mod postgres;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

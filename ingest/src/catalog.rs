@@ -1,0 +1,218 @@
+//! Merchants, products and stock as the orders core keeps them. Every change writes its
+//! catalog or inventory event to the outbox in the same transaction.
+
+use std::collections::BTreeMap;
+
+use model::payload::{ProductUpserted, StockAdjusted};
+use model::{Event, MerchantId, Money, Pincode, ProductId, WarehouseId};
+use sqlx::Row as _;
+
+use crate::domain::{CancellationPolicy, StockError, StockLevel};
+use crate::outbox;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merchant {
+    pub merchant_id: MerchantId,
+    pub name: String,
+    /// Hyperlocal merchants deliver only within `radius_km` of this pincode.
+    pub hyperlocal: Option<(Pincode, f64)>,
+    pub cancellation_policy: CancellationPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub product_id: ProductId,
+    pub merchant_id: MerchantId,
+    pub category: String,
+    pub brand: String,
+    pub title: String,
+    pub description: String,
+    pub attributes: BTreeMap<String, String>,
+    pub price: Money,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("merchant {0} does not exist")]
+    UnknownMerchant(MerchantId),
+    #[error("product {0} does not exist")]
+    UnknownProduct(ProductId),
+    #[error("product {product_id} belongs to merchant {owner}")]
+    NotYourProduct {
+        product_id: ProductId,
+        owner: MerchantId,
+    },
+    #[error("stock of {product_id}: {source}")]
+    Stock {
+        product_id: ProductId,
+        source: StockError,
+    },
+}
+
+impl From<sqlx::Error> for CatalogError {
+    fn from(error: sqlx::Error) -> Self {
+        CatalogError::Store(StoreError::Database(error))
+    }
+}
+
+/// Creates or replaces a merchant's profile.
+pub async fn upsert_merchant(
+    store: &Store,
+    merchant: &Merchant,
+    now: i64,
+) -> Result<(), CatalogError> {
+    let policy = serde_json::to_string(&merchant.cancellation_policy)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (store_pincode, radius_km) = match merchant.hyperlocal {
+        Some((pincode, km)) => (Some(i64::from(pincode.number())), Some(km)),
+        None => (None, None),
+    };
+    let mut tx = store.write().await?;
+    sqlx::query(
+        "INSERT INTO merchants (merchant_id, name, store_pincode, radius_km, cancellation_policy, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (merchant_id) DO UPDATE SET name = excluded.name,
+           store_pincode = excluded.store_pincode, radius_km = excluded.radius_km,
+           cancellation_policy = excluded.cancellation_policy",
+    )
+    .bind(merchant.merchant_id.as_str())
+    .bind(merchant.name.as_str())
+    .bind(store_pincode)
+    .bind(radius_km)
+    .bind(policy)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates or updates a product (it becomes active) and emits `catalog.product_upserted`.
+/// A new product starts with no stock at `warehouse_id`.
+pub async fn upsert_product(
+    store: &Store,
+    product: &Product,
+    warehouse_id: &WarehouseId,
+    now: i64,
+) -> Result<(), CatalogError> {
+    let mut tx = store.write().await?;
+    let owner: Option<String> =
+        sqlx::query("SELECT merchant_id FROM products WHERE product_id = $1")
+            .bind(product.product_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+    if let Some(owner) = owner.filter(|o| o != product.merchant_id.as_str()) {
+        return Err(CatalogError::NotYourProduct {
+            product_id: product.product_id.clone(),
+            owner: MerchantId::new(owner),
+        });
+    }
+    let merchant_exists = sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1")
+        .bind(product.merchant_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if !merchant_exists {
+        return Err(CatalogError::UnknownMerchant(product.merchant_id.clone()));
+    }
+    let attributes = serde_json::to_string(&product.attributes)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO products (product_id, merchant_id, category, brand, title, description,
+           attributes, price_minor, currency, active, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)
+         ON CONFLICT (product_id) DO UPDATE SET category = excluded.category,
+           brand = excluded.brand, title = excluded.title, description = excluded.description,
+           attributes = excluded.attributes, price_minor = excluded.price_minor,
+           currency = excluded.currency, active = 1, updated_at = excluded.updated_at",
+    )
+    .bind(product.product_id.as_str())
+    .bind(product.merchant_id.as_str())
+    .bind(product.category.as_str())
+    .bind(product.brand.as_str())
+    .bind(product.title.as_str())
+    .bind(product.description.as_str())
+    .bind(attributes)
+    .bind(product.price.amount_minor)
+    .bind(product.price.currency.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO stock (product_id, warehouse_id, on_hand, reserved) VALUES ($1, $2, 0, 0)
+         ON CONFLICT (product_id) DO NOTHING",
+    )
+    .bind(product.product_id.as_str())
+    .bind(warehouse_id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    let event = Event::ProductUpserted(ProductUpserted {
+        product_id: product.product_id.clone(),
+        category: product.category.clone(),
+        brand: product.brand.clone(),
+        title: product.title.clone(),
+        description: product.description.clone(),
+        attributes: product.attributes.clone(),
+        price: product.price,
+    });
+    outbox::append(&mut tx, &product.merchant_id, now, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Receipts, counts and corrections: changes units on hand by `delta` and emits
+/// `inventory.stock_adjusted`. Never drops below what is reserved for orders.
+pub async fn adjust_stock(
+    store: &Store,
+    merchant_id: &MerchantId,
+    product_id: &ProductId,
+    delta: i64,
+    reason: &str,
+    now: i64,
+) -> Result<StockLevel, CatalogError> {
+    let mut tx = store.write().await?;
+    let row = sqlx::query(
+        "SELECT p.merchant_id, s.warehouse_id, s.on_hand, s.reserved
+         FROM products p JOIN stock s ON s.product_id = p.product_id WHERE p.product_id = $1",
+    )
+    .bind(product_id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| CatalogError::UnknownProduct(product_id.clone()))?;
+    let owner: String = row.try_get(0)?;
+    if owner != merchant_id.as_str() {
+        return Err(CatalogError::NotYourProduct {
+            product_id: product_id.clone(),
+            owner: MerchantId::new(owner),
+        });
+    }
+    let warehouse_id: String = row.try_get(1)?;
+    let stock_error = |source| CatalogError::Stock {
+        product_id: product_id.clone(),
+        source,
+    };
+    let level = StockLevel::from_parts(row.try_get(2)?, row.try_get(3)?)
+        .map_err(stock_error)?
+        .adjust(delta)
+        .map_err(stock_error)?;
+    sqlx::query("UPDATE stock SET on_hand = $1 WHERE product_id = $2")
+        .bind(level.on_hand())
+        .bind(product_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let event = Event::StockAdjusted(StockAdjusted {
+        product_id: product_id.clone(),
+        warehouse_id: WarehouseId::new(warehouse_id),
+        delta,
+        on_hand: level.on_hand(),
+        reason: reason.to_owned(),
+    });
+    outbox::append(&mut tx, merchant_id, now, event).await?;
+    tx.commit().await?;
+    Ok(level)
+}

@@ -1,0 +1,186 @@
+//! Storage of the orders core through sqlx's `Any` driver: an SQLite file in the data
+//! directory by default (WAL, write transactions that take the write lock up front so
+//! concurrent writers queue instead of deadlocking), PostgreSQL when a URL is configured. The
+//! same SQL runs on both: `$n` parameters, BIGINT integers, 0/1 booleans.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor as _, Row as _};
+
+/// Migrations, embedded in the binary, applied in order exactly once per database.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("migrations/0001_core.sql"))];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:pass@host/db` to use PostgreSQL; unset: `orders.sqlite3` in the data
+    /// directory.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    /// How long a writer waits for SQLite's write lock before giving up.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            busy_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("store.url {0:?} is neither postgres:// nor sqlite://")]
+    UnsupportedUrl(String),
+    #[error("creating the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A connection pool plus which database is behind it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) the configured database and applies pending migrations.
+    pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<Store, StoreError> {
+        let url = match &config.url {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("orders.sqlite3").display()
+                )
+            }
+        };
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::UnsupportedUrl(url));
+        };
+        install_default_drivers();
+        let busy_timeout_ms = config.busy_timeout_ms;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL sync is durable
+                        // across process crashes (fsync at checkpoints), as the outbox needs.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute(&*format!("PRAGMA busy_timeout = {busy_timeout_ms}"))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at BEGIN, so two writers that
+    /// both read first cannot each hold a read snapshot the other must invalidate (the
+    /// deferred-transaction deadlock); they queue on `busy_timeout` instead.
+    pub async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let identity = match self.backend {
+            Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        };
+        let mut tx = self.write().await?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let sql = without_comments(&sql.replace("{identity_primary_key}", identity));
+            for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                tx.execute(statement).await?;
+            }
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(version, name, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Drops `--` comment lines, so a `;` in a comment does not split a statement. Our
+/// migrations keep comments on lines of their own.
+fn without_comments(sql: &str) -> String {
+    sql.lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Wall-clock UTC ms, for the columns that record when something was written.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,217 @@
+//! A PostgreSQL database per test. `SHOPSTREAM_TEST_POSTGRES_URL` names a server to use (its
+//! user must be allowed to create databases); otherwise the harness starts Debian's
+//! PostgreSQL (installing the package with apt-get if it is missing) once per machine on a free
+//! 127.0.0.1 port, under the system temp directory, and every test process reuses it. The
+//! server keeps running after the tests so the next run starts at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sqlx::{AnyConnection, Connection as _, Executor as _};
+
+/// A fresh, empty database for `test` and its URL.
+pub async fn database(test: &str) -> Result<String> {
+    let admin = match std::env::var("SHOPSTREAM_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => tokio::task::spawn_blocking(local_server).await??,
+    };
+    let name: String = crate::unique_prefix(test)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = name.trim_end_matches('_').to_owned();
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&admin)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
+    conn.execute(&*format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    conn.close().await?;
+    Ok(with_database(&admin, &name))
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("//") && !server.ends_with('/') => server,
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Starts (or finds running) the machine's shared test server; returns its admin URL.
+fn local_server() -> Result<String> {
+    let dir = std::env::temp_dir().join("shopstream-test-postgres");
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join("lock"))?;
+    lock.lock()?; // Released when `lock` drops; serialises start-up across test processes.
+    let port_file = dir.join("port");
+    if let Ok(port) = std::fs::read_to_string(&port_file)
+        && is_ready(&dir, port.trim())?
+    {
+        return Ok(admin_url(port.trim()));
+    }
+    let as_root = run_output(Command::new("id").arg("-u"))?.trim() == "0";
+    let bin = match postgres_bin() {
+        Ok(bin) => bin,
+        Err(_) => {
+            install_postgres(as_root)?;
+            postgres_bin()?
+        }
+    };
+    // PostgreSQL refuses to run as root; the Debian package's `postgres` user owns it then.
+    let run = |program: &str, args: &[&str]| -> Result<()> {
+        let path = bin.join(program);
+        let mut command = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        command.args(args);
+        run_output(&mut command).map(|_| ())
+    };
+    if as_root {
+        run_output(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
+        )?;
+    }
+    let data = dir.join("data");
+    if !data.join("PG_VERSION").exists() {
+        run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )?;
+    }
+    let port = free_port()?;
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
+        path_str(&dir)?
+    );
+    let log = dir.join("server.log");
+    run(
+        "pg_ctl",
+        &[
+            "-D",
+            path_str(&data)?,
+            "-l",
+            path_str(&log)?,
+            "-o",
+            &options,
+            "-w",
+            "start",
+        ],
+    )
+    .with_context(|| format!("starting PostgreSQL; its log is {}", log.display()))?;
+    std::fs::write(&port_file, &port)?;
+    Ok(admin_url(&port))
+}
+
+/// Installs Debian's server package, as the test command must set up a fresh machine itself.
+fn install_postgres(as_root: bool) -> Result<()> {
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        run_output(&mut command).map(|_| ())
+    };
+    eprintln!(
+        "installing Debian's postgresql package for the orders-core tests (once per machine)"
+    );
+    apt(&["update", "-qq"])?;
+    apt(&[
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "postgresql",
+    ])
+    .context("installing postgresql; set SHOPSTREAM_TEST_POSTGRES_URL to use a server of your own")
+}
+
+fn admin_url(port: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+fn is_ready(dir: &Path, port: &str) -> Result<bool> {
+    let bin = postgres_bin()?;
+    let status = Command::new(bin.join("pg_isready"))
+        .args(["-h", "127.0.0.1", "-p", port, "-q"])
+        .current_dir(dir)
+        .status()?;
+    Ok(status.success())
+}
+
+/// The newest installed server's binaries (Debian keeps them per major version).
+fn postgres_bin() -> Result<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "no PostgreSQL server under /usr/lib/postgresql: install Debian's `postgresql` \
+             package (`.ci/run` does) or set SHOPSTREAM_TEST_POSTGRES_URL"
+        ),
+    }
+}
+
+fn free_port() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port().to_string())
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("path {} is not UTF-8", path.display()))
+}
+
+fn run_output(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
