@@ -77,7 +77,7 @@ impl Producer {
     pub fn enqueue(
         &self,
         record: OutRecord<'_>,
-    ) -> Result<impl Future<Output = Result<Delivered>> + Send + 'static> {
+    ) -> Result<impl Future<Output = Result<Delivered>> + Send + use<>> {
         let topic = format!("{}{}", self.topic_prefix, record.topic.name());
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in record.headers {

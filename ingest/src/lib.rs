@@ -1,5 +1,5 @@
 //! ingest: where events enter shopstream. It owns the transactional orders core and, as later
-//! steps land, the outbox relay, the `/v1` HTTP API, payments through a `PaymentProvider`,
+//! steps land, the `/v1` HTTP API, payments through a `PaymentProvider`,
 //! customer notifications, the `POST /v1/events` click/search collector and the importer of the
 //! UCI Online Retail data set.
 //!
@@ -10,9 +10,11 @@
 //! - [`store`]: SQLite (default) or PostgreSQL through sqlx, embedded migrations.
 //! - [`catalog`] and [`orders`]: merchants, products, stock and order placement, each change
 //!   with its events appended to the [`outbox`] in the same transaction.
+//! - [`relay`]: publishes the outbox to Kafka in commit order and stamps what was acknowledged.
 
 pub mod catalog;
 pub mod domain;
 pub mod orders;
 pub mod outbox;
+pub mod relay;
 pub mod store;

@@ -1,0 +1,169 @@
+//! The outbox relay: publishes committed outbox rows to their topics in `seq` order with the
+//! idempotent producer, waits for every acknowledgement, then stamps the batch `sent_at`.
+//!
+//! Killed after the DB commit and before publishing, the rows are still unsent and go out on
+//! restart. Killed after publishing and before stamping, they go out again with the same
+//! `event_id` (the payload is the stored bytes), which consumers drop. One relay per database:
+//! a second would publish the same rows twice (still deduplicable, but wasteful).
+
+use std::time::Duration;
+
+use bus::{Bus, OutRecord};
+use model::Topic;
+use serde::Deserialize;
+use sqlx::Row as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Rows published per round trip.
+    pub batch: i64,
+    /// How long to wait when the outbox is empty.
+    pub idle_poll_ms: u64,
+    /// Back-off after a failed round (broker unreachable), doubling up to 30 s.
+    pub retry_ms: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            idle_poll_ms: 50,
+            retry_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publishing: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("outbox row {seq} names unknown topic {topic:?}")]
+    UnknownTopic { seq: i64, topic: String },
+}
+
+impl From<sqlx::Error> for RelayError {
+    fn from(error: sqlx::Error) -> Self {
+        RelayError::Store(StoreError::Database(error))
+    }
+}
+
+struct Pending {
+    seq: i64,
+    topic: Topic,
+    key: String,
+    payload: String,
+}
+
+/// Publishes until `shutdown`, then drains what is committed and returns. A failed round is
+/// retried with back-off; nothing is stamped sent that the broker did not acknowledge.
+pub async fn run(
+    config: RelayConfig,
+    store: Store,
+    bus: &Bus,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    let producer = bus.producer()?;
+    let mut backoff = Duration::from_millis(config.retry_ms);
+    loop {
+        let outcome = publish_batch(&store, &producer, config.batch).await;
+        let pause = match outcome {
+            Ok(0) if shutdown.is_cancelled() => return Ok(()),
+            Ok(0) => Duration::from_millis(config.idle_poll_ms),
+            Ok(_) => {
+                backoff = Duration::from_millis(config.retry_ms);
+                continue;
+            }
+            Err(error) if shutdown.is_cancelled() => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "outbox relay round failed");
+                let pause = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                pause
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Publishes up to `batch` unsent rows and stamps them; returns how many.
+pub async fn publish_batch(
+    store: &Store,
+    producer: &bus::Producer,
+    batch: i64,
+) -> Result<usize, RelayError> {
+    let rows = sqlx::query(
+        "SELECT seq, topic, partition_key, payload FROM outbox
+         WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+    )
+    .bind(batch)
+    .fetch_all(store.pool())
+    .await?;
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0)?;
+        let topic: String = row.try_get(1)?;
+        pending.push(Pending {
+            seq,
+            topic: Topic::from_name(&topic).ok_or(RelayError::UnknownTopic { seq, topic })?,
+            key: row.try_get(2)?,
+            payload: row.try_get(3)?,
+        });
+    }
+    let Some(last) = pending.last().map(|p| p.seq) else {
+        return Ok(0);
+    };
+    // Enqueued in seq order: the idempotent producer keeps that order per partition, and one
+    // order's events share a key, so they reach consumers in the order they were committed.
+    let mut acks = Vec::with_capacity(pending.len());
+    for row in &pending {
+        let record = OutRecord {
+            topic: row.topic,
+            key: row.key.as_bytes(),
+            payload: row.payload.as_bytes(),
+            headers: &[],
+        };
+        acks.push(enqueue_when_room(producer, record).await?);
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    let first = pending.first().map_or(last, |p| p.seq);
+    sqlx::query("UPDATE outbox SET sent_at = $1 WHERE seq >= $2 AND seq <= $3 AND sent_at IS NULL")
+        .bind(crate::store::now_ms())
+        .bind(first)
+        .bind(last)
+        .execute(store.pool())
+        .await?;
+    Ok(pending.len())
+}
+
+async fn enqueue_when_room(
+    producer: &bus::Producer,
+    record: OutRecord<'_>,
+) -> Result<impl Future<Output = bus::Result<bus::Delivered>> + use<>, RelayError> {
+    loop {
+        match producer.enqueue(record) {
+            Err(bus::BusError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Rows committed but not yet acknowledged by the broker.
+pub async fn unsent(store: &Store) -> Result<i64, RelayError> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(store.pool())
+            .await?
+            .try_get(0)?,
+    )
+}
