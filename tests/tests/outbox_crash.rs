@@ -1,4 +1,4 @@
-//! The transactional outbox survives SIGKILL: a child process places orders and runs the relay
+//! The transactional outbox survives SIGKILL: a child process (`src/bin/outbox_child.rs`) places orders and runs the relay
 //! against a shared broker and SQLite file; the parent kills it at several moments (some land
 //! between a commit and its publish, some between a publish and its `sent_at` stamp) and
 //! restarts it. Afterwards every committed event is in Kafka, none is missing, and none is
@@ -7,23 +7,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use ingest::catalog::{self, Merchant, Product};
-use ingest::domain::{CancellationPolicy, GstRates};
-use ingest::orders::{OrderRules, PlaceOrder, RequestedLine, place_order};
-use ingest::relay::{self, RelayConfig};
+use ingest::domain::CancellationPolicy;
+use ingest::relay;
 use ingest::store::{Store, StoreConfig};
-use model::{Currency, CustomerId, MerchantId, Money, Pincode, ProductId, Topic, WarehouseId};
+use model::{MerchantId, Money, ProductId, Topic, WarehouseId};
 use sqlx::Row as _;
 
-const CHILD_DIR: &str = "SHOPSTREAM_OUTBOX_CHILD_DIR";
-const CHILD_BOOTSTRAP: &str = "SHOPSTREAM_OUTBOX_CHILD_BOOTSTRAP";
-const CHILD_PREFIX: &str = "SHOPSTREAM_OUTBOX_CHILD_PREFIX";
 /// Milliseconds each child lives before SIGKILL: spread so kills land at varied points.
 const LIFETIMES_MS: [u64; 8] = [700, 260, 910, 430, 1_150, 330, 620, 480];
 
@@ -62,57 +57,6 @@ async fn set_up_shop(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// The child: relay in the background, orders as fast as they commit, until killed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by outbox_survives_sigkill as a child process"]
-async fn outbox_child() -> Result<()> {
-    let (Ok(dir), Ok(bootstrap), Ok(prefix)) = (
-        std::env::var(CHILD_DIR),
-        std::env::var(CHILD_BOOTSTRAP),
-        std::env::var(CHILD_PREFIX),
-    ) else {
-        bail!("outbox_child is started by outbox_survives_sigkill, which sets {CHILD_DIR}");
-    };
-    let store = Store::open(&StoreConfig::default(), Path::new(&dir)).await?;
-    let bus = bus::Bus::connect(bus::BusConfig {
-        bootstrap_servers: Some(bootstrap),
-        topic_prefix: prefix,
-        ..bus::BusConfig::default()
-    })?;
-    let relay_store = store.clone();
-    let small_batches = RelayConfig {
-        batch: 16,
-        ..RelayConfig::default()
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let relay =
-        tokio::spawn(async move { relay::run(small_batches, relay_store, &bus, shutdown).await });
-    let rules = OrderRules {
-        reservation_hold_ms: 60_000,
-        gst: GstRates::default(),
-        fx_rates: Vec::new(),
-        pincodes: Arc::new(model::geo::Directory::load()),
-    };
-    for i in 0.. {
-        if relay.is_finished() {
-            bail!("relay stopped: {:?}", relay.await);
-        }
-        let request = PlaceOrder {
-            merchant_id: merchant_id(),
-            customer_id: CustomerId::new(format!("c-{i}")),
-            session_id: None,
-            delivery_pincode: Pincode::parse("110001").unwrap(),
-            currency: Currency::INR,
-            lines: vec![RequestedLine {
-                product_id: ProductId::new("p-1"),
-                quantity: 1,
-            }],
-        };
-        place_order(&store, &rules, &request, None, 1_764_547_200_000 + i).await?;
-    }
-    Ok(())
-}
-
 async fn unsent_and_committed(store: &Store) -> Result<(i64, i64)> {
     let row = sqlx::query("SELECT COUNT(*) - COUNT(sent_at), COUNT(*) FROM outbox")
         .fetch_one(store.pool())
@@ -130,11 +74,10 @@ async fn outbox_survives_sigkill() -> Result<()> {
     let mut unsent_at_kills = Vec::new();
     let mut committed_before = 0;
     for lifetime in LIFETIMES_MS {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["outbox_child", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_BOOTSTRAP, bus.bootstrap_servers())
-            .env(CHILD_PREFIX, &bus.config().topic_prefix)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outbox_child"))
+            .arg(dir.path())
+            .arg(bus.bootstrap_servers())
+            .arg(&bus.config().topic_prefix)
             .stdout(Stdio::null())
             .spawn()
             .context("starting the child")?;
