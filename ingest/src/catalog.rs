@@ -1,10 +1,8 @@
 //! Merchants, products and stock as the orders core keeps them. Every change writes its
 //! catalog or inventory event to the outbox in the same transaction.
 
-use std::collections::BTreeMap;
-
 use model::payload::{ProductUpserted, StockAdjusted};
-use model::{Event, MerchantId, Money, Pincode, ProductId, WarehouseId};
+use model::{Event, MerchantId, Pincode, ProductId, WarehouseId};
 use sqlx::Row as _;
 
 use crate::domain::{CancellationPolicy, StockError, StockLevel};
@@ -20,16 +18,11 @@ pub struct Merchant {
     pub cancellation_policy: CancellationPolicy,
 }
 
+/// A merchant's product; `listing` is exactly what `catalog.product_upserted` announces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Product {
-    pub product_id: ProductId,
     pub merchant_id: MerchantId,
-    pub category: String,
-    pub brand: String,
-    pub title: String,
-    pub description: String,
-    pub attributes: BTreeMap<String, String>,
-    pub price: Money,
+    pub listing: ProductUpserted,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,17 +91,18 @@ pub async fn upsert_product(
     warehouse_id: &WarehouseId,
     now: i64,
 ) -> Result<(), CatalogError> {
+    let listing = &product.listing;
     let mut tx = store.write().await?;
     let owner: Option<String> =
         sqlx::query("SELECT merchant_id FROM products WHERE product_id = $1")
-            .bind(product.product_id.as_str())
+            .bind(listing.product_id.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| row.try_get(0))
             .transpose()?;
     if let Some(owner) = owner.filter(|o| o != product.merchant_id.as_str()) {
         return Err(CatalogError::NotYourProduct {
-            product_id: product.product_id.clone(),
+            product_id: listing.product_id.clone(),
             owner: MerchantId::new(owner),
         });
     }
@@ -120,7 +114,7 @@ pub async fn upsert_product(
     if !merchant_exists {
         return Err(CatalogError::UnknownMerchant(product.merchant_id.clone()));
     }
-    let attributes = serde_json::to_string(&product.attributes)
+    let attributes = serde_json::to_string(&listing.attributes)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO products (product_id, merchant_id, category, brand, title, description,
@@ -131,15 +125,15 @@ pub async fn upsert_product(
            attributes = excluded.attributes, price_minor = excluded.price_minor,
            currency = excluded.currency, active = 1, updated_at = excluded.updated_at",
     )
-    .bind(product.product_id.as_str())
+    .bind(listing.product_id.as_str())
     .bind(product.merchant_id.as_str())
-    .bind(product.category.as_str())
-    .bind(product.brand.as_str())
-    .bind(product.title.as_str())
-    .bind(product.description.as_str())
+    .bind(listing.category.as_str())
+    .bind(listing.brand.as_str())
+    .bind(listing.title.as_str())
+    .bind(listing.description.as_str())
     .bind(attributes)
-    .bind(product.price.amount_minor)
-    .bind(product.price.currency.as_str())
+    .bind(listing.price.amount_minor)
+    .bind(listing.price.currency.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -147,19 +141,11 @@ pub async fn upsert_product(
         "INSERT INTO stock (product_id, warehouse_id, on_hand, reserved) VALUES ($1, $2, 0, 0)
          ON CONFLICT (product_id) DO NOTHING",
     )
-    .bind(product.product_id.as_str())
+    .bind(listing.product_id.as_str())
     .bind(warehouse_id.as_str())
     .execute(&mut *tx)
     .await?;
-    let event = Event::ProductUpserted(ProductUpserted {
-        product_id: product.product_id.clone(),
-        category: product.category.clone(),
-        brand: product.brand.clone(),
-        title: product.title.clone(),
-        description: product.description.clone(),
-        attributes: product.attributes.clone(),
-        price: product.price,
-    });
+    let event = Event::ProductUpserted(listing.clone());
     outbox::append(&mut tx, &product.merchant_id, now, event).await?;
     tx.commit().await?;
     Ok(())

@@ -11,6 +11,7 @@ use ingest::catalog::{self, Merchant, Product};
 use ingest::domain::{CancellationPolicy, GstRates};
 use ingest::orders::{Idempotency, OrderError, OrderRules, PlaceOrder, RequestedLine, place_order};
 use ingest::store::{Store, StoreConfig};
+use model::payload::ProductUpserted;
 use model::{Currency, CustomerId, MerchantId, Money, Pincode, ProductId, WarehouseId};
 use sqlx::Row as _;
 
@@ -61,14 +62,16 @@ async fn shop(store: &Store, hyperlocal: bool, units: i64) -> Result<()> {
     catalog::upsert_merchant(store, &merchant, NOW).await?;
     for id in ["p-1", "p-2"] {
         let product = Product {
-            product_id: ProductId::new(id),
             merchant_id: MerchantId::new("m-1"),
-            category: "grocery".into(),
-            brand: "Annapurna".into(),
-            title: "Organic Honey 500 g".into(),
-            description: "Raw forest honey.".into(),
-            attributes: BTreeMap::from([("weight".into(), "500 g".into())]),
-            price: Money::inr(42_000),
+            listing: ProductUpserted {
+                product_id: ProductId::new(id),
+                category: "grocery".into(),
+                brand: "Annapurna".into(),
+                title: "Organic Honey 500 g".into(),
+                description: "Raw forest honey.".into(),
+                attributes: BTreeMap::from([("weight".into(), "500 g".into())]),
+                price: Money::inr(42_000),
+            },
         };
         catalog::upsert_product(store, &product, &WarehouseId::new("w-1"), NOW).await?;
     }

@@ -16,6 +16,7 @@ use ingest::catalog::{self, Merchant, Product};
 use ingest::domain::CancellationPolicy;
 use ingest::relay;
 use ingest::store::{Store, StoreConfig};
+use model::payload::ProductUpserted;
 use model::{MerchantId, Money, ProductId, Topic, WarehouseId};
 use sqlx::Row as _;
 
@@ -35,20 +36,22 @@ async fn set_up_shop(store: &Store) -> Result<()> {
     };
     catalog::upsert_merchant(store, &merchant, 0).await?;
     let product = Product {
-        product_id: ProductId::new("p-1"),
         merchant_id: merchant_id(),
-        category: "books".into(),
-        brand: "Penguin".into(),
-        title: "A Suitable Boy".into(),
-        description: "Paperback.".into(),
-        attributes: BTreeMap::new(),
-        price: Money::inr(59_900),
+        listing: ProductUpserted {
+            product_id: ProductId::new("p-1"),
+            category: "books".into(),
+            brand: "Penguin".into(),
+            title: "A Suitable Boy".into(),
+            description: "Paperback.".into(),
+            attributes: BTreeMap::new(),
+            price: Money::inr(59_900),
+        },
     };
     catalog::upsert_product(store, &product, &WarehouseId::new("w-1"), 0).await?;
     catalog::adjust_stock(
         store,
         &merchant_id(),
-        &product.product_id,
+        &product.listing.product_id,
         10_000_000,
         "receipt",
         0,
