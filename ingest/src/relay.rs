@@ -123,7 +123,7 @@ pub async fn publish_batch(
     };
     // Enqueued in seq order: the idempotent producer keeps that order per partition, and one
     // order's events share a key, so they reach consumers in the order they were committed.
-    let mut acks = Vec::with_capacity(pending.len());
+    let mut acks = std::collections::VecDeque::with_capacity(pending.len());
     for row in &pending {
         let record = OutRecord {
             topic: row.topic,
@@ -131,7 +131,24 @@ pub async fn publish_batch(
             payload: row.payload.as_bytes(),
             headers: &[],
         };
-        acks.push(enqueue_when_room(producer, record).await?);
+        loop {
+            match producer.enqueue(record) {
+                Ok(ack) => {
+                    acks.push_back(ack);
+                    break;
+                }
+                // The producer's queue is full: make room by waiting for our oldest record's
+                // acknowledgement. With nothing of ours in flight the queue belongs to others;
+                // the round fails and is retried with back-off.
+                Err(bus::BusError::QueueFull) => match acks.pop_front() {
+                    Some(oldest) => {
+                        oldest.await?;
+                    }
+                    None => return Err(bus::BusError::QueueFull.into()),
+                },
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
     for ack in acks {
         ack.await?;
@@ -144,18 +161,6 @@ pub async fn publish_batch(
         .execute(store.pool())
         .await?;
     Ok(pending.len())
-}
-
-async fn enqueue_when_room(
-    producer: &bus::Producer,
-    record: OutRecord<'_>,
-) -> Result<impl Future<Output = bus::Result<bus::Delivered>> + use<>, RelayError> {
-    loop {
-        match producer.enqueue(record) {
-            Err(bus::BusError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
-            other => return Ok(other?),
-        }
-    }
 }
 
 /// Rows committed but not yet acknowledged by the broker.
