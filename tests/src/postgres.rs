@@ -16,17 +16,7 @@ pub async fn database(test: &str) -> Result<String> {
         Ok(url) if !url.is_empty() => url,
         _ => tokio::task::spawn_blocking(local_server).await??,
     };
-    let name: String = crate::unique_prefix(test)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let name = name.trim_end_matches('_').to_owned();
+    let name = database_name(test, std::process::id(), unique_number());
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&admin)
         .await
@@ -35,6 +25,32 @@ pub async fn database(test: &str) -> Result<String> {
         .await?;
     conn.close().await?;
     Ok(with_database(&admin, &name))
+}
+
+/// PostgreSQL silently truncates identifiers to 63 bytes, which once cut off the part of a long
+/// test name that made it unique; the test name is shortened instead.
+fn database_name(test: &str, pid: u32, unique: u64) -> String {
+    let test: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(28)
+        .collect();
+    format!("t_{test}_{pid}_{unique}")
+}
+
+fn unique_number() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    u64::from(nanos) * 1000 + COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -214,4 +230,17 @@ fn run_output(command: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_name;
+
+    #[test]
+    fn database_names_fit_postgres_identifiers() {
+        let long = "idempotency_key_replays_the_answer_and_refuses_another_body";
+        let name = database_name(long, u32::MAX, u64::MAX);
+        assert!(name.len() <= 63, "{name} is {} bytes", name.len());
+        assert_ne!(database_name(long, 1, 1), database_name(long, 1, 2));
+    }
 }
