@@ -102,6 +102,8 @@ events! {
     CartAdded(CartChanged) = "click.cart_added" on Clicks keyed |p| p.session_id;
     CartRemoved(CartChanged) = "click.cart_removed" on Clicks keyed |p| p.session_id;
     Wishlisted(Wishlisted) = "click.wishlisted" on Clicks keyed |p| p.session_id;
+    OrderAddressChanged(OrderAddressChanged) = "order.address_changed" on Orders keyed |p| p.order_id;
+    NotificationSent(NotificationSent) = "notification.sent" on Notifications keyed |p| p.order_id;
 }
 
 impl std::fmt::Display for EventType {

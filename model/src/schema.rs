@@ -130,6 +130,7 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             utf8("shipment_id"),
             utf8("courier_id"),
             utf8("reason"),
+            utf8("previous_pincode"),
         ],
         Topic::Payments => vec![
             utf8("payment_id"),
@@ -165,6 +166,14 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             uint32("position"),
             utf8("query"),
             uint32("quantity"),
+        ],
+        Topic::Notifications => vec![
+            utf8("order_id"),
+            utf8("customer_id"),
+            utf8("channel"),
+            utf8("template"),
+            utf8("text"),
+            utf8("source_event_id"),
         ],
         Topic::Dlq => vec![
             utf8("reason"),

@@ -13,6 +13,8 @@ pub enum Topic {
     Catalog,
     Searches,
     Clicks,
+    /// Customer notifications as sent, one per order state change.
+    Notifications,
     /// Dead letters: records no consumer could use, with the original bytes and a reason.
     Dlq,
 }
@@ -29,7 +31,7 @@ pub enum PartitionKey {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Orders,
         Topic::Payments,
         Topic::Shipments,
@@ -37,6 +39,7 @@ impl Topic {
         Topic::Catalog,
         Topic::Searches,
         Topic::Clicks,
+        Topic::Notifications,
         Topic::Dlq,
     ];
 
@@ -50,6 +53,7 @@ impl Topic {
             Topic::Catalog => "catalog",
             Topic::Searches => "searches",
             Topic::Clicks => "clicks",
+            Topic::Notifications => "notifications",
             Topic::Dlq => "dlq",
         }
     }
@@ -62,7 +66,9 @@ impl Topic {
     /// order, are keyed by payout id.
     pub fn partition_key(self) -> PartitionKey {
         match self {
-            Topic::Orders | Topic::Payments | Topic::Shipments => PartitionKey::OrderId,
+            Topic::Orders | Topic::Payments | Topic::Shipments | Topic::Notifications => {
+                PartitionKey::OrderId
+            }
             Topic::Inventory | Topic::Catalog => PartitionKey::ProductId,
             Topic::Searches | Topic::Clicks => PartitionKey::SessionId,
             Topic::Dlq => PartitionKey::Original,

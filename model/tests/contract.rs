@@ -174,6 +174,19 @@ fn samples() -> Vec<Envelope> {
             customer_id: Some(id("c-4")),
             product_id: id("p-17"),
         }),
+        Event::OrderAddressChanged(OrderAddressChanged {
+            order_id: id("o-1"),
+            previous_pincode: pin("560034"),
+            delivery_pincode: pin("560095"),
+        }),
+        Event::NotificationSent(NotificationSent {
+            order_id: id("o-1"),
+            customer_id: id("c-4"),
+            channel: "log".into(),
+            template: "order.shipped".into(),
+            text: "Your order o-1 is on its way with courier cr-3.".into(),
+            source_event_id: "019ad735-aef8-7707-8707-070707070707".into(),
+        }),
     ];
     events
         .into_iter()

@@ -118,6 +118,30 @@ pub struct OrderFailed {
     pub reason: String,
 }
 
+/// The buyer moved the delivery before the order left the warehouse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAddressChanged {
+    pub order_id: OrderId,
+    pub previous_pincode: Pincode,
+    pub delivery_pincode: Pincode,
+}
+
+/// One message to a customer about a change to their order, as the notifier delivered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSent {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    /// `log`, `webhook`, ...: which notifier delivered it.
+    pub channel: String,
+    /// The template used, named after the order event that caused it (`order.shipped`).
+    pub template: String,
+    pub text: String,
+    /// The `event_id` of the order event this notifies about: one notification per event.
+    pub source_event_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentCaptured {
