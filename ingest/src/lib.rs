@@ -10,11 +10,17 @@
 //! - [`store`]: SQLite (default) or PostgreSQL through sqlx, embedded migrations.
 //! - [`catalog`] and [`orders`]: merchants, products, stock and order placement, each change
 //!   with its events appended to the [`outbox`] in the same transaction.
+//! - [`lifecycle`]: payment outcomes, cancellation, refunds, pack/ship/deliver, address
+//!   changes and reservation expiry, each one transaction with its outbox events.
+//! - [`payments`]: the `PaymentProvider` trait, a simulated provider, and the gateway that
+//!   retries with backoff and falls back to the next provider.
 //! - [`relay`]: publishes the outbox to Kafka in commit order and stamps what was acknowledged.
 
 pub mod catalog;
 pub mod domain;
+pub mod lifecycle;
 pub mod orders;
 pub mod outbox;
+pub mod payments;
 pub mod relay;
 pub mod store;

@@ -8,7 +8,8 @@ mod commerce;
 pub use behaviour::{CartChanged, ProductClicked, ProductViewed, SearchPerformed, Wishlisted};
 pub use catalog::{ProductDeactivated, ProductUpserted};
 pub use commerce::{
-    NotificationSent, OrderAddressChanged, OrderCancelled, OrderConfirmed, OrderDelivered, OrderFailed, OrderLine, OrderPacked,
-    OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed, PayoutSettled, RefundIssued,
-    ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted, StockReleased, StockReserved,
+    NotificationSent, OrderAddressChanged, OrderCancelled, OrderConfirmed, OrderDelivered,
+    OrderFailed, OrderLine, OrderPacked, OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed,
+    PayoutSettled, RefundIssued, ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted,
+    StockReleased, StockReserved,
 };
