@@ -148,6 +148,29 @@ impl Producer {
         .await
     }
 
+    /// Queues a dead letter for bytes that never were a Kafka record (a line posted to the
+    /// collector); `source` names where they came from. Returns the acknowledgement future.
+    pub fn enqueue_dead_letter(
+        &self,
+        key: &[u8],
+        payload: &[u8],
+        stage: &str,
+        source: &str,
+        reason: &Reason,
+    ) -> Result<impl Future<Output = Result<Delivered>> + Send + use<>> {
+        self.enqueue(OutRecord {
+            topic: Topic::Dlq,
+            key,
+            payload,
+            headers: &[
+                (header::REASON, reason.code.as_bytes()),
+                (header::MESSAGE, reason.message.as_bytes()),
+                (header::STAGE, stage.as_bytes()),
+                (header::SOURCE_TOPIC, source.as_bytes()),
+            ],
+        })
+    }
+
     /// Waits until every queued record is acknowledged or `timeout` passes. Blocks the
     /// calling thread, so async callers use `spawn_blocking`.
     pub fn flush(&self, timeout: Duration) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Merchants, products and stock as the orders core keeps them. Every change writes its
 //! catalog or inventory event to the outbox in the same transaction.
 
-use model::payload::{ProductUpserted, StockAdjusted};
+use model::payload::{ProductDeactivated, ProductUpserted, StockAdjusted};
 use model::{Event, MerchantId, Pincode, ProductId, WarehouseId};
 use sqlx::Row as _;
 
@@ -201,4 +201,69 @@ pub async fn adjust_stock(
     outbox::append(&mut tx, merchant_id, now, event).await?;
     tx.commit().await?;
     Ok(level)
+}
+
+/// Stops selling a product: it stays in the catalog for past orders, new orders refuse it,
+/// and `catalog.product_deactivated` tells the search index and recommendations.
+pub async fn deactivate_product(
+    store: &Store,
+    merchant_id: &MerchantId,
+    product_id: &ProductId,
+    reason: &str,
+    now: i64,
+) -> Result<(), CatalogError> {
+    let mut tx = store.write().await?;
+    let owner: String = sqlx::query("SELECT merchant_id FROM products WHERE product_id = $1")
+        .bind(product_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CatalogError::UnknownProduct(product_id.clone()))?
+        .try_get(0)?;
+    if owner != merchant_id.as_str() {
+        return Err(CatalogError::NotYourProduct {
+            product_id: product_id.clone(),
+            owner: MerchantId::new(owner),
+        });
+    }
+    sqlx::query("UPDATE products SET active = 0, updated_at = $1 WHERE product_id = $2")
+        .bind(now)
+        .bind(product_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let event = Event::ProductDeactivated(ProductDeactivated {
+        product_id: product_id.clone(),
+        reason: reason.to_owned(),
+    });
+    outbox::append(&mut tx, merchant_id, now, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Units of a product: on hand, reserved for placed orders, and available to sell.
+pub async fn stock_level(
+    store: &Store,
+    product_id: &ProductId,
+) -> Result<StockLevel, CatalogError> {
+    let row = sqlx::query("SELECT on_hand, reserved FROM stock WHERE product_id = $1")
+        .bind(product_id.as_str())
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| CatalogError::UnknownProduct(product_id.clone()))?;
+    StockLevel::from_parts(row.try_get(0)?, row.try_get(1)?).map_err(|source| CatalogError::Stock {
+        product_id: product_id.clone(),
+        source,
+    })
+}
+
+impl CatalogError {
+    /// The stable machine code an HTTP shell answers with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CatalogError::Store(_) => "internal",
+            CatalogError::UnknownMerchant(_) => "unknown_merchant",
+            CatalogError::UnknownProduct(_) => "unknown_product",
+            CatalogError::NotYourProduct { .. } => "product_of_another_merchant",
+            CatalogError::Stock { .. } => "invalid_stock_change",
+        }
+    }
 }

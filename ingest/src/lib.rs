@@ -14,10 +14,14 @@
 //!   changes and reservation expiry, each one transaction with its outbox events.
 //! - [`payments`]: the `PaymentProvider` trait, a simulated provider, and the gateway that
 //!   retries with backoff and falls back to the next provider.
+//! - [`http`]: the `/v1` API (API keys with roles, a token bucket per key, strict JSON,
+//!   stable error codes).
 //! - [`relay`]: publishes the outbox to Kafka in commit order and stamps what was acknowledged.
 
 pub mod catalog;
+pub mod collector;
 pub mod domain;
+pub mod http;
 pub mod lifecycle;
 pub mod orders;
 pub mod outbox;

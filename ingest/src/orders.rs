@@ -33,6 +33,7 @@ pub struct OrderRules {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
     pub merchant_id: MerchantId,
     pub customer_id: CustomerId,
@@ -43,6 +44,7 @@ pub struct PlaceOrder {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestedLine {
     pub product_id: ProductId,
     pub quantity: u32,

@@ -53,9 +53,15 @@ pub struct ErrorDetail {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::coded(code.as_str(), message)
+    }
+
+    /// A domain-specific code (`out_of_stock`, `cancellation_window_closed`, ...) that the
+    /// stage owning the rule documents next to the rule.
+    pub fn coded(code: &str, message: impl Into<String>) -> Self {
         Self {
             error: ErrorDetail {
-                code: code.as_str().to_owned(),
+                code: code.to_owned(),
                 message: message.into(),
             },
         }

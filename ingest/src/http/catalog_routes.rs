@@ -1,0 +1,383 @@
+//! Merchants, API keys, products and stock.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use model::payload::ProductUpserted;
+use model::{MerchantId, Money, Pincode, ProductId, WarehouseId};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+
+use super::auth::{self, Caller, Role};
+use super::{ApiError, CoreState, parse_json, require};
+use crate::catalog::{self, Merchant, Product};
+use crate::domain::{CancellationPolicy, DEFAULT_RADIUS_KM};
+
+pub(super) fn routes() -> Router<CoreState> {
+    Router::new()
+        .route("/v1/merchants", post(create_merchant))
+        .route("/v1/api-keys", post(create_api_key))
+        .route(
+            "/v1/products/{product_id}",
+            put(upsert_product).delete(deactivate_product),
+        )
+        .route(
+            "/v1/products/{product_id}/stock",
+            get(stock).post(adjust_stock),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantRequest {
+    merchant_id: MerchantId,
+    name: String,
+    /// Set for merchants that deliver only near their store.
+    hyperlocal: Option<Hyperlocal>,
+    /// Refund tiers; the default is 70 % within 10 min, 40 % within 30 min.
+    cancellation_policy: Option<CancellationPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hyperlocal {
+    store_pincode: Pincode,
+    radius_km: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct MerchantCreated {
+    merchant_id: MerchantId,
+    /// The merchant's first API key. Shown once: only its hash is stored.
+    api_key: String,
+}
+
+async fn create_merchant(
+    State(state): State<CoreState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<MerchantCreated>), ApiError> {
+    require(&caller, &[Role::Admin])?;
+    let request: MerchantRequest = parse_json(&body)?;
+    if request.name.trim().is_empty() {
+        return Err(ApiError::new("invalid_parameter", "name must not be empty"));
+    }
+    let hyperlocal = match request.hyperlocal {
+        Some(Hyperlocal {
+            store_pincode,
+            radius_km,
+        }) => {
+            let radius = radius_km.unwrap_or(DEFAULT_RADIUS_KM);
+            if !(radius.is_finite() && radius > 0.0) {
+                return Err(ApiError::new(
+                    "invalid_parameter",
+                    format!("hyperlocal.radius_km must be a positive number, got {radius}"),
+                ));
+            }
+            if state.rules.pincodes.get(store_pincode).is_none() {
+                return Err(ApiError::new(
+                    "unknown_pincode",
+                    format!("store pincode {store_pincode} is not in the India Post directory"),
+                ));
+            }
+            Some((store_pincode, radius))
+        }
+        None => None,
+    };
+    let exists = sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1")
+        .bind(request.merchant_id.as_str())
+        .fetch_optional(state.store.pool())
+        .await
+        .map_err(crate::store::StoreError::from)?
+        .is_some();
+    if exists {
+        return Err(ApiError::new(
+            "already_exists",
+            format!("merchant {} already exists", request.merchant_id),
+        ));
+    }
+    let merchant = Merchant {
+        merchant_id: request.merchant_id.clone(),
+        name: request.name,
+        hyperlocal,
+        cancellation_policy: request.cancellation_policy.unwrap_or_default(),
+    };
+    let now = state.now();
+    catalog::upsert_merchant(&state.store, &merchant, now).await?;
+    let api_key = auth::create_key(
+        &state.store,
+        Role::Merchant,
+        Some(&merchant.merchant_id),
+        now,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(MerchantCreated {
+            merchant_id: merchant.merchant_id,
+            api_key,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    role: Role,
+    merchant_id: Option<MerchantId>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyCreated {
+    role: Role,
+    merchant_id: Option<MerchantId>,
+    /// Shown once: only its hash is stored.
+    api_key: String,
+}
+
+async fn create_api_key(
+    State(state): State<CoreState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<KeyCreated>), ApiError> {
+    require(&caller, &[Role::Admin])?;
+    let request: KeyRequest = parse_json(&body)?;
+    match (request.role, &request.merchant_id) {
+        (Role::Merchant, None) => {
+            return Err(ApiError::new(
+                "invalid_parameter",
+                "a merchant key needs merchant_id",
+            ));
+        }
+        (Role::Admin | Role::Storefront, Some(_)) => {
+            return Err(ApiError::new(
+                "invalid_parameter",
+                "only merchant keys belong to a merchant; drop merchant_id",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(merchant_id) = &request.merchant_id {
+        let known = sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1")
+            .bind(merchant_id.as_str())
+            .fetch_optional(state.store.pool())
+            .await
+            .map_err(crate::store::StoreError::from)?
+            .is_some();
+        if !known {
+            return Err(ApiError::new(
+                "unknown_merchant",
+                format!("merchant {merchant_id} does not exist"),
+            ));
+        }
+    }
+    let api_key = auth::create_key(
+        &state.store,
+        request.role,
+        request.merchant_id.as_ref(),
+        state.now(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyCreated {
+            role: request.role,
+            merchant_id: request.merchant_id,
+            api_key,
+        }),
+    ))
+}
+
+fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
+    require(caller, &[Role::Merchant])?;
+    caller
+        .merchant_id
+        .clone()
+        .ok_or_else(|| ApiError::internal("merchant key without a merchant"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductRequest {
+    category: String,
+    brand: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    price: Money,
+    /// Where its stock is kept; `main` when omitted.
+    warehouse_id: Option<WarehouseId>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProductSaved {
+    product_id: ProductId,
+    merchant_id: MerchantId,
+    active: bool,
+}
+
+async fn upsert_product(
+    State(state): State<CoreState>,
+    caller: Caller,
+    Path(product_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ProductSaved>, ApiError> {
+    let merchant_id = own_merchant(&caller)?;
+    let request: ProductRequest = parse_json(&body)?;
+    for (field, value) in [
+        ("category", &request.category),
+        ("brand", &request.brand),
+        ("title", &request.title),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ApiError::new(
+                "invalid_parameter",
+                format!("{field} must not be empty"),
+            ));
+        }
+    }
+    if request.price.amount_minor < 0 {
+        return Err(ApiError::new(
+            "invalid_parameter",
+            "price.amount_minor must not be negative",
+        ));
+    }
+    let product_id = ProductId::new(product_id);
+    let product = Product {
+        merchant_id: merchant_id.clone(),
+        listing: ProductUpserted {
+            product_id: product_id.clone(),
+            category: request.category,
+            brand: request.brand,
+            title: request.title,
+            description: request.description,
+            attributes: request.attributes,
+            price: request.price,
+        },
+    };
+    let warehouse = request
+        .warehouse_id
+        .unwrap_or_else(|| WarehouseId::new("main"));
+    catalog::upsert_product(&state.store, &product, &warehouse, state.now()).await?;
+    Ok(Json(ProductSaved {
+        product_id,
+        merchant_id,
+        active: true,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeactivateQuery {
+    reason: Option<String>,
+}
+
+async fn deactivate_product(
+    State(state): State<CoreState>,
+    caller: Caller,
+    Path(product_id): Path<String>,
+    Query(query): Query<DeactivateQuery>,
+) -> Result<Json<ProductSaved>, ApiError> {
+    let merchant_id = own_merchant(&caller)?;
+    let product_id = ProductId::new(product_id);
+    let reason = query
+        .reason
+        .unwrap_or_else(|| "withdrawn by merchant".to_owned());
+    catalog::deactivate_product(
+        &state.store,
+        &merchant_id,
+        &product_id,
+        &reason,
+        state.now(),
+    )
+    .await?;
+    Ok(Json(ProductSaved {
+        product_id,
+        merchant_id,
+        active: false,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockRequest {
+    /// Units received (positive) or written off (negative).
+    delta: i64,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct StockAnswer {
+    product_id: ProductId,
+    on_hand: i64,
+    reserved: i64,
+    available: i64,
+}
+
+async fn adjust_stock(
+    State(state): State<CoreState>,
+    caller: Caller,
+    Path(product_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<StockAnswer>, ApiError> {
+    let merchant_id = own_merchant(&caller)?;
+    let request: StockRequest = parse_json(&body)?;
+    if request.delta == 0 {
+        return Err(ApiError::new("invalid_parameter", "delta must not be 0"));
+    }
+    let product_id = ProductId::new(product_id);
+    let level = catalog::adjust_stock(
+        &state.store,
+        &merchant_id,
+        &product_id,
+        request.delta,
+        &request.reason,
+        state.now(),
+    )
+    .await?;
+    Ok(Json(StockAnswer {
+        product_id,
+        on_hand: level.on_hand(),
+        reserved: level.reserved(),
+        available: level.available(),
+    }))
+}
+
+async fn stock(
+    State(state): State<CoreState>,
+    caller: Caller,
+    Path(product_id): Path<String>,
+) -> Result<Json<StockAnswer>, ApiError> {
+    let product_id = ProductId::new(product_id);
+    if caller.role == Role::Merchant {
+        let owner: Option<String> =
+            sqlx::query("SELECT merchant_id FROM products WHERE product_id = $1")
+                .bind(product_id.as_str())
+                .fetch_optional(state.store.pool())
+                .await
+                .map_err(crate::store::StoreError::from)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(crate::store::StoreError::from)?;
+        if owner.as_deref() != caller.merchant_id.as_ref().map(MerchantId::as_str) {
+            return Err(ApiError::new(
+                "unknown_product",
+                format!("product {product_id} does not exist"),
+            ));
+        }
+    }
+    let level = catalog::stock_level(&state.store, &product_id).await?;
+    Ok(Json(StockAnswer {
+        product_id,
+        on_hand: level.on_hand(),
+        reserved: level.reserved(),
+        available: level.available(),
+    }))
+}

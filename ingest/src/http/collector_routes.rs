@@ -1,0 +1,190 @@
+//! `POST /v1/events`: one JSON event (`Content-Type: application/json`) or an NDJSON batch.
+//! Valid lines go to their topics, invalid ones to the DLQ with the reason, and the answer
+//! waits until the broker acknowledged every one of them; if it does not in time, 503 with
+//! Retry-After and the client sends the batch again (event ids make the resend harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures::future::{BoxFuture, FutureExt as _, join_all};
+use model::dlq::Reason;
+use serde::Serialize;
+
+use super::auth::{Caller, Role};
+use super::{ApiError, CoreState, require};
+use crate::collector::{self, CollectorConfig};
+
+/// The collector's way to Kafka.
+#[derive(Clone)]
+pub struct Collector {
+    pub producer: Arc<bus::Producer>,
+    pub config: CollectorConfig,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn routes() -> Router<CoreState> {
+    Router::new().route("/v1/events", post(collect))
+}
+
+#[derive(Debug, Serialize)]
+struct LineResult {
+    line: usize,
+    /// `accepted` (on its topic) or `rejected` (in the DLQ with `code`).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchAnswer {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<LineResult>,
+}
+
+type Ack = BoxFuture<'static, bus::Result<bus::Delivered>>;
+
+async fn collect(
+    State(state): State<CoreState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&caller, &[Role::Storefront, Role::Admin])?;
+    let collector = state
+        .collector
+        .clone()
+        .ok_or_else(|| ApiError::new("unavailable", "this server runs no collector"))?;
+    let config = &collector.config;
+    let bytes = axum::body::to_bytes(body, config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                "payload_too_large",
+                format!(
+                    "the body exceeds {} bytes; split the batch",
+                    config.max_body_bytes
+                ),
+            )
+        })?;
+    let single = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let items: Vec<(usize, &[u8])> = if single {
+        vec![(1, &bytes[..])]
+    } else {
+        collector::lines(&bytes).collect()
+    };
+    if items.is_empty() {
+        return Err(ApiError::new(
+            "invalid_parameter",
+            "the body holds no events",
+        ));
+    }
+    if items.len() > config.max_lines {
+        return Err(ApiError::new(
+            "payload_too_large",
+            format!(
+                "{} lines; at most {} per request",
+                items.len(),
+                config.max_lines
+            ),
+        ));
+    }
+
+    let now = state.now();
+    let unavailable = |detail: String| {
+        tracing::warn!(%detail, "collector cannot reach the broker");
+        ApiError::new(
+            "unavailable",
+            format!("the event bus did not acknowledge the batch ({detail}); nothing was accepted, send it again"),
+        )
+        .retry_after(5)
+    };
+    let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
+    let mut results = Vec::with_capacity(items.len());
+    for (line, bytes) in items {
+        match collector::validate(bytes, now, config) {
+            Ok(envelope) => {
+                let payload = model::codec::encode(&envelope);
+                let ack = collector
+                    .producer
+                    .enqueue(bus::OutRecord {
+                        topic: envelope.topic(),
+                        key: envelope.key().as_bytes(),
+                        payload: &payload,
+                        headers: &[],
+                    })
+                    .map_err(|e| unavailable(e.to_string()))?;
+                acks.push(ack.boxed());
+                results.push(LineResult {
+                    line,
+                    status: "accepted",
+                    event_id: Some(envelope.event_id.to_string()),
+                    code: None,
+                    message: None,
+                });
+            }
+            Err(rejection) => {
+                let reason = Reason::new(rejection.code, rejection.message.clone());
+                let ack = collector
+                    .producer
+                    .enqueue_dead_letter(b"", bytes, "collector", "http:/v1/events", &reason)
+                    .map_err(|e| unavailable(e.to_string()))?;
+                acks.push(ack.boxed());
+                results.push(LineResult {
+                    line,
+                    status: "rejected",
+                    event_id: None,
+                    code: Some(rejection.code),
+                    message: Some(format!("line {line}: {}", rejection.message)),
+                });
+            }
+        }
+    }
+    let timeout = Duration::from_millis(config.ack_timeout_ms);
+    let acked = tokio::time::timeout(timeout, join_all(acks))
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "no acknowledgement within {} ms",
+                config.ack_timeout_ms
+            ))
+        })?;
+    if let Some(error) = acked.into_iter().find_map(Result::err) {
+        return Err(unavailable(error.to_string()));
+    }
+
+    let rejected = results.iter().filter(|r| r.status == "rejected").count();
+    if single && rejected == 1 {
+        let only = &results[0];
+        return Err(ApiError::new(
+            only.code.unwrap_or("invalid_event"),
+            only.message.clone().unwrap_or_default(),
+        ));
+    }
+    let answer = BatchAnswer {
+        accepted: results.len() - rejected,
+        rejected,
+        results,
+    };
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
