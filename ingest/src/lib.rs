@@ -27,4 +27,5 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod relay;
+pub mod service;
 pub mod store;

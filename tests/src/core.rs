@@ -147,3 +147,58 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// The orders core running in-process on port 0 against `bus`, with a known admin key.
+#[derive(Debug)]
+pub struct RunningCore {
+    pub base: String,
+    pub admin_key: String,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), ingest::service::ServiceError>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub const ADMIN_KEY: &str = "sk_test_admin_key";
+
+/// Starts the core with `config` (its listen address, data dir and admin key are set here).
+pub async fn start_core(
+    bus: Arc<bus::Bus>,
+    mut config: ingest::service::CoreConfig,
+) -> Result<RunningCore> {
+    bus.ensure_topics(&model::Topic::ALL).await?;
+    let dir = tempfile::tempdir()?;
+    config.admin_key = Some(ADMIN_KEY.to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(ingest::service::run(
+        config,
+        dir.path().to_owned(),
+        bus,
+        listener,
+        shutdown.clone(),
+        Some(ready),
+    ));
+    if started.await.is_err() {
+        // The core stopped before it was ready: its own error says why.
+        task.await??;
+        anyhow::bail!("the core stopped before it was ready");
+    }
+    Ok(RunningCore {
+        base,
+        admin_key: ADMIN_KEY.to_owned(),
+        shutdown,
+        task,
+        dir,
+    })
+}
+
+impl RunningCore {
+    /// Stops the core and returns how it ended.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}

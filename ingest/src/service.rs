@@ -1,0 +1,238 @@
+//! The orders core as one service: the store, the `/v1` HTTP API with the collector, the
+//! outbox relay and the reservation sweeper, started by `run(config, ...)` and stopped by
+//! the shutdown token. The binary and the tests start it the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::Bus;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::collector::CollectorConfig;
+use crate::domain::{FxRate, GstRates};
+use crate::http::auth::{self, Limiter, RateLimit, Role};
+use crate::http::{Collector, CoreState};
+use crate::lifecycle::{self, AddressRules};
+use crate::orders::OrderRules;
+use crate::payments::{PaymentProvider, Payments, RetryPolicy, SimulatedConfig, SimulatedProvider};
+use crate::relay::{self, RelayConfig};
+use crate::store::{Store, StoreConfig, StoreError, now_ms};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// Where the `/v1` API listens.
+    pub listen: String,
+    pub store: StoreConfig,
+    pub relay: RelayConfig,
+    /// The admin API key. Unset: one is generated on first start and kept in
+    /// `<data_dir>/admin.key` (readable by its owner only).
+    pub admin_key: Option<String>,
+    /// How long a placed order holds its stock waiting for payment.
+    pub reservation_hold_ms: i64,
+    /// How often expired reservations are swept.
+    pub sweep_interval_ms: u64,
+    pub gst: GstRates,
+    pub fx_rates: Vec<FxRate>,
+    pub address: AddressRules,
+    pub rate_limit: RateLimit,
+    pub payments: PaymentsConfig,
+    pub collector: CollectorConfig,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".to_owned(),
+            store: StoreConfig::default(),
+            relay: RelayConfig::default(),
+            admin_key: None,
+            reservation_hold_ms: 15 * 60_000,
+            sweep_interval_ms: 1_000,
+            gst: GstRates::default(),
+            fx_rates: Vec::new(),
+            address: AddressRules::default(),
+            rate_limit: RateLimit::default(),
+            payments: PaymentsConfig::default(),
+            collector: CollectorConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    pub retry: RetryPolicy,
+    /// Simulated providers, in order of preference.
+    pub simulated: Vec<SimulatedConfig>,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            simulated: vec![
+                SimulatedConfig {
+                    name: "upi-sim".to_owned(),
+                    latency_ms: 20,
+                    unavailable_rate: 0.05,
+                    decline_rate: 0.03,
+                    ..SimulatedConfig::default()
+                },
+                SimulatedConfig {
+                    name: "card-sim".to_owned(),
+                    latency_ms: 40,
+                    ..SimulatedConfig::default()
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("outbox relay: {0}")]
+    Relay(#[from] relay::RelayError),
+    #[error("event bus: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("admin key file {path}: {source}")]
+    AdminKey {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+}
+
+/// What a started core tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub admin_key_file: Option<PathBuf>,
+}
+
+/// Runs the core until `shutdown`: serves `listener`, relays the outbox, sweeps expired
+/// reservations. `ready` hears where the admin key is once the store is open.
+pub async fn run(
+    config: CoreConfig,
+    data_dir: PathBuf,
+    bus: Arc<Bus>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Started>>,
+) -> Result<(), ServiceError> {
+    let store = Store::open(&config.store, &data_dir).await?;
+    let admin_key_file = admin_key(&store, &config, &data_dir).await?;
+    if let Some(ready) = ready {
+        let _ = ready.send(Started { admin_key_file });
+    }
+    let providers: Vec<Arc<dyn PaymentProvider>> = config
+        .payments
+        .simulated
+        .iter()
+        .map(|c| Arc::new(SimulatedProvider::new(c.clone())) as Arc<dyn PaymentProvider>)
+        .collect();
+    let state = CoreState {
+        store: store.clone(),
+        rules: Arc::new(OrderRules {
+            reservation_hold_ms: config.reservation_hold_ms,
+            gst: config.gst.clone(),
+            fx_rates: config.fx_rates.clone(),
+            pincodes: Arc::new(model::geo::Directory::load()),
+        }),
+        payments: Payments::new(providers, config.payments.retry),
+        address: config.address,
+        limiter: Arc::new(Limiter::new(config.rate_limit)),
+        clock: Arc::new(now_ms),
+        collector: Some(Collector {
+            producer: Arc::new(bus.producer()?),
+            config: config.collector.clone(),
+        }),
+    };
+    let http = tokio::spawn(
+        axum::serve(listener, crate::http::router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    let sweeper = tokio::spawn(sweep(
+        store.clone(),
+        config.sweep_interval_ms,
+        shutdown.clone(),
+    ));
+    // The relay drains what is committed after the API stops taking requests.
+    let relayed = relay::run(config.relay.clone(), store, &bus, shutdown.clone()).await;
+    shutdown.cancel();
+    let served = http
+        .await
+        .map_err(|e| ServiceError::Http(std::io::Error::other(e)))?;
+    sweeper
+        .await
+        .map_err(|e| ServiceError::Http(std::io::Error::other(e)))?;
+    relayed?;
+    served.map_err(ServiceError::Http)?;
+    Ok(())
+}
+
+async fn sweep(store: Store, interval_ms: u64, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_millis(interval_ms.max(10)));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match lifecycle::expire_reservations(&store, now_ms(), 500).await {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::info!(count = expired.len(), "expired unpaid reservations");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reservation sweep failed; next round retries"),
+        }
+    }
+}
+
+/// Registers the configured admin key, or creates one in `<data_dir>/admin.key` on first
+/// start; returns the file when there is one.
+async fn admin_key(
+    store: &Store,
+    config: &CoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<Option<PathBuf>, ServiceError> {
+    let now = now_ms();
+    if let Some(key) = &config.admin_key {
+        auth::ensure_key(store, key, Role::Admin, now).await?;
+        return Ok(None);
+    }
+    let path = data_dir.join("admin.key");
+    let io = |source| ServiceError::AdminKey {
+        path: path.display().to_string(),
+        source,
+    };
+    let key = match std::fs::read_to_string(&path) {
+        Ok(key) => key.trim().to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = auth::create_key(store, Role::Admin, None, now).await?;
+            write_private(&path, &key).map_err(io)?;
+            key
+        }
+        Err(error) => return Err(io(error)),
+    };
+    auth::ensure_key(store, &key, Role::Admin, now).await?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

@@ -1,0 +1,648 @@
+//! The orders core through its HTTP API, as a storefront and a merchant would use it, with the
+//! core running in-process against a real broker: keys and roles, idempotent order placement,
+//! the lifecycle to delivery, error codes, the per-key rate limit and the collector.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed check here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use bus::{Bus, NoHook};
+use ingest::http::auth::RateLimit;
+use ingest::service::CoreConfig;
+use model::Topic;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::core::{RunningCore, start_core};
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(core: &RunningCore) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: core.base.clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, Value, reqwest::header::HeaderMap)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value, headers))
+    }
+
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value> {
+        let (status, value, _) = self.call(method, path, Some(key), body, headers).await?;
+        ensure!(status.is_success(), "{path}: {status} {value}");
+        Ok(value)
+    }
+}
+
+fn code(value: &Value) -> &str {
+    value["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+use reqwest::Method as M;
+
+/// (method, path, key, body, expected status, expected code)
+type ErrorCase<'a> = (M, &'a str, Option<&'a str>, Option<Value>, StatusCode, &'a str);
+
+/// A merchant with one product (10 units) and a storefront key; returns (merchant key,
+/// storefront key).
+async fn shop(client: &Client, admin: &str) -> Result<(String, String)> {
+    let created = client
+        .ok(M::POST, "/v1/merchants", admin, Some(json!({"merchant_id": "m-1", "name": "Chai Point", "hyperlocal": {"store_pincode": "560001"}})), &[])
+        .await?;
+    let merchant = created["api_key"].as_str().unwrap().to_owned();
+    let storefront = client
+        .ok(
+            M::POST,
+            "/v1/api-keys",
+            admin,
+            Some(json!({"role": "storefront"})),
+            &[],
+        )
+        .await?["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let product = json!({
+        "category": "grocery", "brand": "Chai Point", "title": "Masala chai 250 g",
+        "price": {"amount_minor": 24_000, "currency": "INR"}
+    });
+    client
+        .ok(M::PUT, "/v1/products/p-chai", &merchant, Some(product), &[])
+        .await?;
+    let stock = client
+        .ok(
+            M::POST,
+            "/v1/products/p-chai/stock",
+            &merchant,
+            Some(json!({"delta": 10, "reason": "receipt"})),
+            &[],
+        )
+        .await?;
+    ensure!(stock["available"] == 10, "{stock}");
+    Ok((merchant, storefront))
+}
+
+fn order_body(quantity: u32) -> Value {
+    json!({
+        "merchant_id": "m-1", "customer_id": "c-7", "session_id": null,
+        "delivery_pincode": "560042", "currency": "INR",
+        "lines": [{"product_id": "p-chai", "quantity": quantity}]
+    })
+}
+
+/// Every event about `order_id` on the orders topic, in order, until `last` shows up.
+async fn order_events(bus: &Bus, order_id: &str, last: &str) -> Result<Vec<String>> {
+    let consumer = bus.consumer("check-orders", &[Topic::Orders], Arc::new(NoHook), &[])?;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|t| t == last) {
+        let record = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("{last} for {order_id} not on the orders topic; saw {seen:?}")
+            })??;
+        let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
+        if envelope.key() == order_id {
+            seen.push(envelope.event_type().as_str().to_owned());
+        }
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_goes_from_placement_to_delivery_over_http() -> Result<()> {
+    let bus = testkit::bus("core-http-flow")?;
+    let core = start_core(Arc::clone(&bus), CoreConfig::default()).await?;
+    let client = Client::new(&core);
+    let (merchant, storefront) = shop(&client, &core.admin_key).await?;
+
+    let key = [("Idempotency-Key", "order-1")];
+    let (status, placed, _) = client
+        .call(
+            M::POST,
+            "/v1/orders",
+            Some(&storefront),
+            Some(order_body(2)),
+            &key,
+        )
+        .await?;
+    ensure!(status == StatusCode::CREATED, "{status} {placed}");
+    let order_id = placed["order_id"].as_str().unwrap().to_owned();
+    ensure!(
+        placed["totals"]["total"]["amount_minor"] == 48_000,
+        "{placed}"
+    );
+    let (_, replay, _) = client
+        .call(
+            M::POST,
+            "/v1/orders",
+            Some(&storefront),
+            Some(order_body(2)),
+            &key,
+        )
+        .await?;
+    ensure!(replay == placed, "a retry with the same key gave {replay}");
+    let (status, conflict, _) = client
+        .call(
+            M::POST,
+            "/v1/orders",
+            Some(&storefront),
+            Some(order_body(3)),
+            &key,
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::CONFLICT && code(&conflict) == "idempotency_conflict",
+        "{status} {conflict}"
+    );
+    let (status, missing, _) = client
+        .call(
+            M::POST,
+            "/v1/orders",
+            Some(&storefront),
+            Some(order_body(1)),
+            &[],
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && code(&missing) == "missing_idempotency_key",
+        "{status} {missing}"
+    );
+
+    let paid = client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_id}/pay"),
+            &storefront,
+            None,
+            &[],
+        )
+        .await?;
+    ensure!(paid["status"] == "confirmed", "{paid}");
+    let (status, again, _) = client
+        .call(
+            M::POST,
+            &format!("/v1/orders/{order_id}/pay"),
+            Some(&storefront),
+            None,
+            &[],
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::CONFLICT && code(&again) == "already_paid",
+        "{status} {again}"
+    );
+    let (status, forbidden, _) = client
+        .call(
+            M::POST,
+            &format!("/v1/orders/{order_id}/pack"),
+            Some(&storefront),
+            None,
+            &[],
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && code(&forbidden) == "forbidden",
+        "{status} {forbidden}"
+    );
+
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_id}/pack"),
+            &merchant,
+            None,
+            &[],
+        )
+        .await?;
+    let promised = ingest::store::now_ms() + 3_600_000;
+    let shipped = client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_id}/ship"),
+            &merchant,
+            Some(
+                json!({"courier_id": "cr-dunzo", "origin_pincode": null, "promised_at": promised}),
+            ),
+            &[],
+        )
+        .await?;
+    ensure!(
+        shipped["shipment_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sh-")),
+        "{shipped}"
+    );
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_id}/deliver"),
+            &merchant,
+            None,
+            &[],
+        )
+        .await?;
+
+    let (status, too_much, _) = client
+        .call(M::POST, &format!("/v1/orders/{order_id}/refunds"), Some(&merchant), Some(json!({"amount": {"amount_minor": 48_001, "currency": "INR"}, "reason": "returned"})), &[])
+        .await?;
+    ensure!(
+        status == StatusCode::CONFLICT && code(&too_much) == "refund_exceeds_captured",
+        "{status} {too_much}"
+    );
+    let view = client
+        .ok(
+            M::GET,
+            &format!("/v1/orders/{order_id}"),
+            &storefront,
+            None,
+            &[],
+        )
+        .await?;
+    ensure!(
+        view["status"] == "delivered" && view["shipment"]["courier_id"] == "cr-dunzo",
+        "{view}"
+    );
+    let history = client
+        .ok(M::GET, "/v1/customers/c-7/orders", &storefront, None, &[])
+        .await?;
+    ensure!(
+        history["orders"][0]["order_id"] == order_id.as_str(),
+        "{history}"
+    );
+    let stock = client
+        .ok(M::GET, "/v1/products/p-chai/stock", &merchant, None, &[])
+        .await?;
+    ensure!(stock["on_hand"] == 8 && stock["reserved"] == 0, "{stock}");
+
+    let events = order_events(&bus, &order_id, "order.delivered").await?;
+    ensure!(
+        events
+            == [
+                "order.placed",
+                "order.confirmed",
+                "order.packed",
+                "order.shipped",
+                "order.delivered"
+            ],
+        "{events:?}"
+    );
+    core.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_stable_codes() -> Result<()> {
+    let core = start_core(testkit::bus("core-http-errors")?, CoreConfig::default()).await?;
+    let client = Client::new(&core);
+    let (merchant, storefront) = shop(&client, &core.admin_key).await?;
+    let cases: Vec<ErrorCase<'_>> = vec![
+        (
+            M::GET,
+            "/v1/orders/o-1",
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            M::GET,
+            "/v1/orders/o-1",
+            Some("sk_wrong"),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            M::GET,
+            "/v1/orders/o-nope",
+            Some(&storefront),
+            None,
+            StatusCode::NOT_FOUND,
+            "unknown_order",
+        ),
+        (
+            M::POST,
+            "/v1/merchants",
+            Some(&merchant),
+            Some(json!({"merchant_id": "m-2", "name": "x"})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            M::POST,
+            "/v1/merchants",
+            Some(&core.admin_key),
+            Some(json!({"merchant_id": "m-1", "name": "again"})),
+            StatusCode::CONFLICT,
+            "already_exists",
+        ),
+        (
+            M::PUT,
+            "/v1/products/p-2",
+            Some(&merchant),
+            Some(
+                json!({"category": "tea", "brand": "b", "title": "t", "price": {"amount_minor": "ten", "currency": "INR"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            M::POST,
+            "/v1/products/p-chai/stock",
+            Some(&merchant),
+            Some(json!({"delta": -11, "reason": "count"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_stock_change",
+        ),
+        (
+            M::GET,
+            "/v1/nothing-here",
+            Some(&storefront),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, path, key, body, status, expected) in cases {
+        let (got, value, _) = client.call(method.clone(), path, key, body, &[]).await?;
+        ensure!(
+            got == status && code(&value) == expected,
+            "{method} {path}: {got} {value}, wanted {status} {expected}"
+        );
+        ensure!(
+            value["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{value}"
+        );
+    }
+    let far = json!({
+        "merchant_id": "m-1", "customer_id": "c-1", "session_id": null,
+        "delivery_pincode": "400001", "currency": "INR",
+        "lines": [{"product_id": "p-chai", "quantity": 1}]
+    });
+    let (status, value, _) = client
+        .call(
+            M::POST,
+            "/v1/orders",
+            Some(&storefront),
+            Some(far),
+            &[("Idempotency-Key", "far")],
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::UNPROCESSABLE_ENTITY && code(&value) == "outside_delivery_radius",
+        "{status} {value}"
+    );
+    let (status, value, _) = client
+        .call(M::PUT, "/v1/products/p-2", Some(&merchant), Some(json!({"category": "tea", "brand": "b", "title": "t", "price": {"amount_minor": "ten", "currency": "INR"}})), &[])
+        .await?;
+    ensure!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("price.amount_minor"),
+        "{status} {value}"
+    );
+    core.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_gets_429_with_retry_after() -> Result<()> {
+    let config = CoreConfig {
+        rate_limit: RateLimit {
+            per_second: 0.5,
+            burst: 3.0,
+        },
+        ..CoreConfig::default()
+    };
+    let core = start_core(testkit::bus("core-http-rate")?, config).await?;
+    let client = Client::new(&core);
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let (status, value, headers) = client
+            .call(M::GET, "/v1/orders/o-x", Some(&core.admin_key), None, &[])
+            .await?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            ensure!(code(&value) == "rate_limited", "{value}");
+            retry_after = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(status.as_u16());
+    }
+    ensure!(statuses == [404, 404, 404, 429], "{statuses:?}");
+    ensure!(
+        retry_after.as_deref() == Some("2"),
+        "Retry-After {retry_after:?}"
+    );
+    core.stop().await
+}
+
+fn click_line(event_time: i64) -> String {
+    let envelope = model::Envelope::new(
+        uuid::Uuid::now_v7(),
+        event_time,
+        model::MerchantId::new("m-1"),
+        model::Event::ProductViewed(model::payload::ProductViewed {
+            session_id: "s-1".into(),
+            customer_id: None,
+            product_id: "p-chai".into(),
+        }),
+    );
+    String::from_utf8(model::codec::encode(&envelope)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_accepts_good_lines_and_dead_letters_the_rest() -> Result<()> {
+    let bus = testkit::bus("core-http-collector")?;
+    let config = CoreConfig {
+        collector: ingest::collector::CollectorConfig {
+            max_body_bytes: 4_096,
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    };
+    let core = start_core(Arc::clone(&bus), config).await?;
+    let client = Client::new(&core);
+    let (_, storefront) = shop(&client, &core.admin_key).await?;
+    let now = ingest::store::now_ms();
+    let good = click_line(now);
+    let body = [
+        good.clone(),
+        "{not json".to_owned(),
+        String::new(),
+        click_line(now + 86_400_000),
+    ]
+    .join("\n");
+    let response = client
+        .http
+        .post(format!("{}/v1/events", core.base))
+        .bearer_auth(&storefront)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await?;
+    ensure!(response.status() == StatusCode::OK);
+    let answer: Value = response.json().await?;
+    ensure!(
+        answer["accepted"] == 1 && answer["rejected"] == 2,
+        "{answer}"
+    );
+    ensure!(
+        answer["results"][1]["line"] == 2 && answer["results"][1]["code"] == "malformed_json",
+        "{answer}"
+    );
+    ensure!(
+        answer["results"][2]["line"] == 4 && answer["results"][2]["code"] == "event_time_in_future",
+        "{answer}"
+    );
+
+    let single = client
+        .http
+        .post(format!("{}/v1/events", core.base))
+        .bearer_auth(&storefront)
+        .header("content-type", "application/json")
+        .body(click_line(now - 30 * 86_400_000))
+        .send()
+        .await?;
+    ensure!(single.status() == StatusCode::UNPROCESSABLE_ENTITY);
+    let value: Value = single.json().await?;
+    ensure!(code(&value) == "event_time_too_old", "{value}");
+
+    let huge = vec![good.as_str(); 100].join("\n");
+    let (status, value) = {
+        let response = client
+            .http
+            .post(format!("{}/v1/events", core.base))
+            .bearer_auth(&storefront)
+            .body(huge)
+            .send()
+            .await?;
+        (response.status(), response.json::<Value>().await?)
+    };
+    ensure!(
+        status == StatusCode::PAYLOAD_TOO_LARGE && code(&value) == "payload_too_large",
+        "{status} {value}"
+    );
+
+    let consumer = bus.consumer(
+        "check-collector",
+        &[Topic::Clicks, Topic::Dlq],
+        Arc::new(NoHook),
+        &[],
+    )?;
+    let (mut clicks, mut reasons) = (0, Vec::new());
+    while clicks < 1 || reasons.len() < 3 {
+        let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+        match record.topic {
+            Topic::Clicks => clicks += 1,
+            _ => reasons.push(
+                String::from_utf8_lossy(record.header("reason").unwrap_or_default()).into_owned(),
+            ),
+        }
+    }
+    reasons.sort();
+    ensure!(
+        reasons
+            == [
+                "event_time_in_future",
+                "event_time_too_old",
+                "malformed_json"
+            ],
+        "{reasons:?}"
+    );
+    ensure!(clicks == 1);
+    core.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_answers_503_when_the_broker_is_down() -> Result<()> {
+    // A port nothing listens on: the broker is unreachable from the start.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let live = testkit::bus("core-http-dead")?;
+    live.ensure_topics(&Topic::ALL).await?;
+    let config = bus::BusConfig {
+        bootstrap_servers: Some(dead.to_string()),
+        ..testkit::bus_config("core-http-dead")?
+    };
+    let bus = Arc::new(Bus::connect(config)?);
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = CoreConfig {
+        admin_key: Some("sk_admin".into()),
+        collector: ingest::collector::CollectorConfig {
+            ack_timeout_ms: 1_000,
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    };
+    let task = tokio::spawn(ingest::service::run(
+        config,
+        dir.path().to_owned(),
+        bus,
+        listener,
+        shutdown.clone(),
+        None,
+    ));
+    let response = testkit::wait_until(Duration::from_secs(10), "the core to answer", || async {
+        let sent = reqwest::Client::new()
+            .post(format!("{base}/v1/events"))
+            .bearer_auth("sk_admin")
+            .body(click_line(ingest::store::now_ms()))
+            .send()
+            .await;
+        Ok(sent.ok())
+    })
+    .await?;
+    ensure!(
+        response.status() == StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.status()
+    );
+    ensure!(response.headers().get("retry-after").is_some());
+    let value: Value = response.json().await?;
+    ensure!(code(&value) == "unavailable", "{value}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    Ok(())
+}
