@@ -20,6 +20,8 @@ pub struct Config {
     pub bus: bus::BusConfig,
     pub generator: traffic::GeneratorConfig,
     pub trending: streams::trending::TrendingConfig,
+    /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
+    pub core: ingest::service::CoreConfig,
 }
 
 /// The storefront-facing HTTP API.

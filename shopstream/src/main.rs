@@ -40,8 +40,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Everything in one process: embedded broker, topics, generator, trending job, HTTP API.
+    /// Everything in one process: embedded broker, topics, orders core, generator, trending
+    /// job, HTTP APIs.
     Demo,
+    /// The orders core alone: `/v1` orders API, event collector, outbox relay, sweeper.
+    Core,
     /// Generate seeded traffic to Kafka or to a JSON-lines file.
     Generate(GenerateArgs),
     /// Run one stream job against the configured cluster.
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Demo => demo(config).await,
+            Command::Core => core(config).await,
             Command::Generate(args) => generate(config, args).await,
             Command::Stream {
                 job: StreamJob::Trending,
@@ -171,6 +175,7 @@ async fn demo(config: Config) -> Result<()> {
             )
         })?;
     let http = listener.local_addr()?;
+    let core = start_core(&config, Arc::clone(&bus), shutdown.clone()).await?;
     let broker = bus.bootstrap_servers().to_owned();
     let mut out = String::new();
     out.push_str("shopstream demo is running\n");
@@ -182,7 +187,12 @@ async fn demo(config: Config) -> Result<()> {
         "  topics          {}\n",
         Topic::ALL.map(|t| bus.topic_name(t)).join(", ")
     ));
-    out.push_str(&format!("  HTTP API        http://{http}\n"));
+    out.push_str(&format!("  trending API    http://{http}\n"));
+    out.push_str(&format!(
+        "  orders API      http://{}  (admin key: {})\n",
+        core.addr, core.admin_key
+    ));
+    out.push_str(&format!("  orders store    {}\n", core.store));
     out.push_str(&format!(
         "  try             curl 'http://{http}/v1/trending?window=5m&limit=5'\n"
     ));
@@ -217,10 +227,94 @@ async fn demo(config: Config) -> Result<()> {
     // If the generator stopped on its own (an error), bring the rest down too.
     shutdown.cancel();
     let trended = trending.await?;
+    let cored = core.task.await?;
     bus.save();
     let sent = generated.context("generator failed")?;
     trended.context("trending job failed")?;
+    cored.context("orders core failed")?;
     eprintln!("stopped cleanly: {sent} events acknowledged by the broker, offsets committed");
+    Ok(())
+}
+
+struct CoreHandle {
+    addr: std::net::SocketAddr,
+    admin_key: String,
+    store: String,
+    task: tokio::task::JoinHandle<Result<(), ingest::service::ServiceError>>,
+    /// Holds the temporary data directory of a run without `data_dir` until the end.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Starts the orders core on `core.listen`; without a data dir its database lives in a
+/// temporary directory for this run only.
+async fn start_core(
+    config: &Config,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+) -> Result<CoreHandle> {
+    let listener = tokio::net::TcpListener::bind(&config.core.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (set core.listen, e.g. --set core.listen=127.0.0.1:0)",
+                config.core.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let (data_dir, scratch) = match &config.data_dir {
+        Some(dir) => (dir.join("core"), None),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("shopstream-core-")
+                .tempdir()?;
+            (scratch.path().to_owned(), Some(scratch))
+        }
+    };
+    let store = match &config.core.store.url {
+        Some(_) => "PostgreSQL (core.store.url)".to_owned(),
+        None => data_dir.join("orders.sqlite3").display().to_string(),
+    };
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(ingest::service::run(
+        config.core.clone(),
+        data_dir,
+        bus,
+        listener,
+        shutdown,
+        Some(ready),
+    ));
+    let Ok(started) = started.await else {
+        task.await?.context("orders core failed to start")?;
+        bail!("orders core stopped before it was ready");
+    };
+    let admin_key = match started.admin_key_file {
+        Some(file) => format!("in {}", file.display()),
+        None => "core.admin_key from the configuration".to_owned(),
+    };
+    Ok(CoreHandle {
+        addr,
+        admin_key,
+        store,
+        task,
+        _scratch: scratch,
+    })
+}
+
+async fn core(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let bus = connect(&config).await?;
+    let core = start_core(&config, Arc::clone(&bus), shutdown).await?;
+    eprintln!(
+        "orders core on http://{} (admin key {}), store {}, events to {}",
+        core.addr,
+        core.admin_key,
+        core.store,
+        bus.bootstrap_servers()
+    );
+    core.task.await?.context("orders core failed")?;
+    bus.save();
+    eprintln!("stopped cleanly: outbox drained to the broker");
     Ok(())
 }
 

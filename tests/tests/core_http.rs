@@ -76,7 +76,14 @@ fn code(value: &Value) -> &str {
 use reqwest::Method as M;
 
 /// (method, path, key, body, expected status, expected code)
-type ErrorCase<'a> = (M, &'a str, Option<&'a str>, Option<Value>, StatusCode, &'a str);
+type ErrorCase<'a> = (
+    M,
+    &'a str,
+    Option<&'a str>,
+    Option<Value>,
+    StatusCode,
+    &'a str,
+);
 
 /// A merchant with one product (10 units) and a storefront key; returns (merchant key,
 /// storefront key).
