@@ -24,16 +24,41 @@ pub enum Target {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
     },
+    /// Orders placed over HTTP against the orders core (SQLite, or core.store.url).
+    Orders {
+        #[arg(long, default_value_t = 20_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Click events posted to the collector and acknowledged by the broker.
+    Collector {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 pub async fn run(config: Config, target: Target) -> Result<()> {
     match target {
         Target::Generator { events } => generator(&config, events),
         Target::Bus { events } => bus(config, events).await,
+        Target::Orders {
+            orders,
+            concurrency,
+        } => crate::bench_core::orders(&config, orders, concurrency).await,
+        Target::Collector {
+            events,
+            batch,
+            concurrency,
+        } => crate::bench_core::collector(&config, events, batch, concurrency).await,
     }
 }
 
-fn print_rate(what: &str, count: usize, started: Instant) {
+pub(crate) fn print_rate(what: &str, count: usize, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{what}: {count} in {seconds:.2} s = {:.0} /s",

@@ -2,6 +2,7 @@
 //! this crate only composes configuration, starts them and waits for Ctrl-C.
 
 mod bench;
+mod bench_core;
 mod config;
 mod pump;
 

@@ -1,0 +1,234 @@
+//! `shopstream bench orders` and `bench collector`: the orders core started in-process (its
+//! store as configured: SQLite in a temporary directory, or `core.store.url`), driven over
+//! HTTP on 127.0.0.1 by concurrent clients, as a storefront would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+const ADMIN_KEY: &str = "sk_bench_admin";
+const PRODUCTS: usize = 200;
+
+struct Running {
+    base: String,
+    storefront: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ingest::service::ServiceError>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(config: &Config) -> Result<Running> {
+    let bus = crate::connect(config).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("shopstream-bench-")
+        .tempdir()?;
+    let mut core = config.core.clone();
+    core.admin_key = Some(ADMIN_KEY.to_owned());
+    core.rate_limit = ingest::http::auth::RateLimit {
+        per_second: 1e9,
+        burst: 1e9,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/v1", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(ingest::service::run(
+        core,
+        dir.path().to_owned(),
+        bus,
+        listener,
+        shutdown.clone(),
+        Some(ready),
+    ));
+    if started.await.is_err() {
+        task.await?.context("orders core failed to start")?;
+        bail!("orders core stopped before it was ready");
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let merchant: Value = post(
+        "/merchants",
+        ADMIN_KEY,
+        json!({"merchant_id": "m-bench", "name": "Bench Bazaar"}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    let merchant_key = merchant["api_key"]
+        .as_str()
+        .context("no merchant key")?
+        .to_owned();
+    let storefront: Value = post("/api-keys", ADMIN_KEY, json!({"role": "storefront"}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    for product in 0..PRODUCTS {
+        let listing = json!({"category": "grocery", "brand": "Bench", "title": format!("Item {product}"),
+            "price": {"amount_minor": 10_000 + product as i64, "currency": "INR"}});
+        http.put(format!("{base}/products/p-{product}"))
+            .bearer_auth(&merchant_key)
+            .json(&listing)
+            .send()
+            .await?
+            .error_for_status()?;
+        post(
+            &format!("/products/p-{product}/stock"),
+            &merchant_key,
+            json!({"delta": 1_000_000, "reason": "bench"}),
+        )
+        .await?
+        .error_for_status()?;
+    }
+    Ok(Running {
+        base,
+        storefront: storefront["api_key"].as_str().context("no key")?.to_owned(),
+        shutdown,
+        task,
+        _dir: dir,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Places `orders` orders of 1-3 lines with `concurrency` clients; prints orders/s, p50, p99.
+pub async fn orders(config: &Config, orders: usize, concurrency: usize) -> Result<()> {
+    let running = start(config).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/orders", running.base);
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..orders)
+        .map(|i| {
+            let (http, url, key) = (http.clone(), url.clone(), running.storefront.clone());
+            async move {
+                let lines: Vec<Value> = (0..1 + i % 3)
+                    .map(|l| json!({"product_id": format!("p-{}", (i * 7 + l * 13) % PRODUCTS), "quantity": 1}))
+                    .collect();
+                let body = json!({"merchant_id": "m-bench", "customer_id": format!("c-{}", i % 5_000),
+                    "delivery_pincode": "560001", "currency": "INR", "lines": lines});
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("Idempotency-Key", format!("bench-{i}"))
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                ensure!(status.as_u16() == 201, "order {i}: {status} {}", response.text().await?);
+                Ok::<_, anyhow::Error>(sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "orders over HTTP ({}; {concurrency} clients): {orders} in {:.2} s = {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms",
+        if config.core.store.url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        elapsed.as_secs_f64(),
+        orders as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    running.shutdown.cancel();
+    running.task.await?.context("orders core failed")?;
+    Ok(())
+}
+
+/// Posts `events` click events in NDJSON batches of `batch` with `concurrency` clients;
+/// prints events/s acknowledged by the broker.
+pub async fn collector(
+    config: &Config,
+    events: usize,
+    batch: usize,
+    concurrency: usize,
+) -> Result<()> {
+    let running = start(config).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/events", running.base);
+    let batches: Vec<String> = (0..events.div_ceil(batch.max(1)))
+        .map(|b| {
+            let now = ingest::store::now_ms();
+            (0..batch)
+                .map(|i| {
+                    let envelope = model::Envelope::new(
+                        uuid::Uuid::now_v7(),
+                        now,
+                        model::MerchantId::new("m-bench"),
+                        model::Event::ProductViewed(model::payload::ProductViewed {
+                            session_id: format!("s-{}", (b * batch + i) % 10_000).into(),
+                            customer_id: None,
+                            product_id: format!("p-{}", i % PRODUCTS).into(),
+                        }),
+                    );
+                    String::from_utf8_lossy(&model::codec::encode(&envelope)).into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(batches)
+        .map(|body| {
+            let (http, url, key, sent) = (
+                http.clone(),
+                url.clone(),
+                running.storefront.clone(),
+                Arc::clone(&sent),
+            );
+            async move {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let answer: Value = response.json().await?;
+                ensure!(status.as_u16() == 200, "{status} {answer}");
+                let accepted = answer["accepted"].as_u64().unwrap_or(0) as usize;
+                sent.fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let accepted = sent.load(std::sync::atomic::Ordering::Relaxed);
+    crate::bench::print_rate(
+        &format!(
+            "collector events acknowledged (NDJSON batches of {batch}, {concurrency} clients)"
+        ),
+        accepted,
+        started,
+    );
+    running.shutdown.cancel();
+    running.task.await?.context("orders core failed")?;
+    Ok(())
+}
