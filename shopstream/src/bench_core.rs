@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -19,37 +19,23 @@ struct Running {
     base: String,
     storefront: String,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ingest::service::ServiceError>>,
-    _dir: tempfile::TempDir,
+    core: crate::CoreHandle,
 }
 
 async fn start(config: &Config) -> Result<Running> {
     let bus = crate::connect(config).await?;
-    let dir = tempfile::Builder::new()
-        .prefix("shopstream-bench-")
-        .tempdir()?;
-    let mut core = config.core.clone();
-    core.admin_key = Some(ADMIN_KEY.to_owned());
-    core.rate_limit = ingest::http::auth::RateLimit {
+    let mut config = config.clone();
+    // A scratch store and a free port every run, so runs never see each other's orders.
+    config.data_dir = None;
+    config.core.listen = "127.0.0.1:0".to_owned();
+    config.core.admin_key = Some(ADMIN_KEY.to_owned());
+    config.core.rate_limit = ingest::http::auth::RateLimit {
         per_second: 1e9,
         burst: 1e9,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/v1", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let (ready, started) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(ingest::service::run(
-        core,
-        dir.path().to_owned(),
-        bus,
-        listener,
-        shutdown.clone(),
-        Some(ready),
-    ));
-    if started.await.is_err() {
-        task.await?.context("orders core failed to start")?;
-        bail!("orders core stopped before it was ready");
-    }
+    let core = crate::start_core(&config, bus, shutdown.clone()).await?;
+    let base = format!("http://{}/v1", core.addr);
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {
         http.post(format!("{base}{path}"))
@@ -96,8 +82,7 @@ async fn start(config: &Config) -> Result<Running> {
         base,
         storefront: storefront["api_key"].as_str().context("no key")?.to_owned(),
         shutdown,
-        task,
-        _dir: dir,
+        core,
     })
 }
 
@@ -154,7 +139,7 @@ pub async fn orders(config: &Config, orders: usize, concurrency: usize) -> Resul
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
     running.shutdown.cancel();
-    running.task.await?.context("orders core failed")?;
+    running.core.task.await?.context("orders core failed")?;
     Ok(())
 }
 
@@ -229,6 +214,6 @@ pub async fn collector(
         started,
     );
     running.shutdown.cancel();
-    running.task.await?.context("orders core failed")?;
+    running.core.task.await?.context("orders core failed")?;
     Ok(())
 }
