@@ -14,7 +14,7 @@ use model::{Money, OrderId, PaymentId};
 use rand::{Rng as _, SeedableRng as _};
 use serde::Deserialize;
 
-use crate::domain::OrderStatus;
+use crate::domain::OrderAction;
 use crate::lifecycle::{
     LifecycleError, PaymentOutcome, PaymentRecorded, Scope, record_payment, view_order,
 };
@@ -191,15 +191,16 @@ pub async fn pay(
     clock: impl Fn() -> i64,
 ) -> Result<PaymentRecorded, PaymentError> {
     let order = view_order(store, order_id, scope).await?;
-    if order.status != OrderStatus::Placed || order.captured.amount_minor > 0 {
+    if order.captured.amount_minor > 0 {
         return Err(LifecycleError::AlreadyPaid(order_id.clone()).into());
     }
+    // A cancelled or failed order is refused by the state machine's own error.
+    order
+        .status
+        .apply(crate::domain::OrderAction::Confirm)
+        .map_err(LifecycleError::from)?;
     if crate::domain::stock::is_expired(order.reservation_expires_at, clock()) {
-        return Err(LifecycleError::Illegal(crate::domain::IllegalTransition {
-            from: OrderStatus::Failed,
-            action: crate::domain::OrderAction::Confirm,
-        })
-        .into());
+        return Err(LifecycleError::ReservationExpired(order_id.clone()).into());
     }
     let request = ChargeRequest {
         order_id: order_id.clone(),

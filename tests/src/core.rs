@@ -160,12 +160,21 @@ pub struct RunningCore {
 
 pub const ADMIN_KEY: &str = "sk_test_admin_key";
 
-/// Starts the core with `config` (its listen address, data dir and admin key are set here).
+/// Creates the topics, then starts the core with `config` (its listen address, data dir and
+/// admin key are set here).
 pub async fn start_core(
+    bus: Arc<bus::Bus>,
+    config: ingest::service::CoreConfig,
+) -> Result<RunningCore> {
+    bus.ensure_topics(&model::Topic::ALL).await?;
+    launch_core(bus, config).await
+}
+
+/// Starts the core without touching the broker first (a test of an unreachable broker).
+pub async fn launch_core(
     bus: Arc<bus::Bus>,
     mut config: ingest::service::CoreConfig,
 ) -> Result<RunningCore> {
-    bus.ensure_topics(&model::Topic::ALL).await?;
     let dir = tempfile::tempdir()?;
     config.admin_key = Some(ADMIN_KEY.to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -604,43 +604,24 @@ async fn the_collector_accepts_good_lines_and_dead_letters_the_rest() -> Result<
 async fn the_collector_answers_503_when_the_broker_is_down() -> Result<()> {
     // A port nothing listens on: the broker is unreachable from the start.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let live = testkit::bus("core-http-dead")?;
-    live.ensure_topics(&Topic::ALL).await?;
-    let config = bus::BusConfig {
+    let bus_config = bus::BusConfig {
         bootstrap_servers: Some(dead.to_string()),
         ..testkit::bus_config("core-http-dead")?
     };
-    let bus = Arc::new(Bus::connect(config)?);
-    let dir = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let config = CoreConfig {
-        admin_key: Some("sk_admin".into()),
         collector: ingest::collector::CollectorConfig {
             ack_timeout_ms: 1_000,
             ..Default::default()
         },
         ..CoreConfig::default()
     };
-    let task = tokio::spawn(ingest::service::run(
-        config,
-        dir.path().to_owned(),
-        bus,
-        listener,
-        shutdown.clone(),
-        None,
-    ));
-    let response = testkit::wait_until(Duration::from_secs(10), "the core to answer", || async {
-        let sent = reqwest::Client::new()
-            .post(format!("{base}/v1/events"))
-            .bearer_auth("sk_admin")
-            .body(click_line(ingest::store::now_ms()))
-            .send()
-            .await;
-        Ok(sent.ok())
-    })
-    .await?;
+    let core = testkit::core::launch_core(Arc::new(Bus::connect(bus_config)?), config).await?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/events", core.base))
+        .bearer_auth(&core.admin_key)
+        .body(click_line(ingest::store::now_ms()))
+        .send()
+        .await?;
     ensure!(
         response.status() == StatusCode::SERVICE_UNAVAILABLE,
         "{}",
@@ -649,7 +630,12 @@ async fn the_collector_answers_503_when_the_broker_is_down() -> Result<()> {
     ensure!(response.headers().get("retry-after").is_some());
     let value: Value = response.json().await?;
     ensure!(code(&value) == "unavailable", "{value}");
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    // The relay cannot drain to a dead broker; stopping must still end, with its error.
+    core.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), core.task).await;
+    ensure!(
+        stopped.is_ok(),
+        "the core did not stop within 30 s with its broker down"
+    );
     Ok(())
 }

@@ -227,6 +227,12 @@ async fn another_merchants_key_sees_no_such_order(db: Db) -> Result<()> {
         .await
         .unwrap_err();
     ensure!(error.code() == "unknown_order", "{error}");
+    let customer = model::CustomerId::new("c-1");
+    let theirs = lifecycle::customer_orders(store, &customer, &stranger, 10).await?;
+    ensure!(theirs.is_empty(), "{theirs:?}");
+    let own = Scope::Merchant(model::MerchantId::new("m-1"));
+    let ours = lifecycle::customer_orders(store, &customer, &own, 10).await?;
+    ensure!(ours.len() == 1 && ours[0].order_id == order_id, "{ours:?}");
     Ok(())
 }
 

@@ -106,6 +106,7 @@ impl ApiError {
             | "idempotency_conflict"
             | "cancellation_window_closed"
             | "already_paid"
+            | "reservation_expired"
             | "address_change_closed"
             | "refund_exceeds_captured"
             | "nothing_captured"

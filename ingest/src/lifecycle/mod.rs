@@ -66,6 +66,8 @@ pub enum LifecycleError {
     AddressChangeClosed(String),
     #[error(transparent)]
     Radius(#[from] RadiusError),
+    #[error("order {0} held its stock too long without payment; place it again")]
+    ReservationExpired(OrderId),
     #[error("order {0} has a payment in flight or already captured")]
     AlreadyPaid(OrderId),
     #[error("{0}")]
@@ -95,6 +97,7 @@ impl LifecycleError {
             LifecycleError::Radius(RadiusError::OutOfRadius { .. }) => "outside_delivery_radius",
             LifecycleError::Radius(RadiusError::UnknownPincode(_)) => "unknown_pincode",
             LifecycleError::AlreadyPaid(_) => "already_paid",
+            LifecycleError::ReservationExpired(_) => "reservation_expired",
             LifecycleError::Invalid(_) => "invalid_parameter",
         }
     }
@@ -357,20 +360,27 @@ pub async fn customer_orders(
     scope: &Scope,
     limit: i64,
 ) -> Result<Vec<OrderSummary>, LifecycleError> {
-    let rows = sqlx::query(
-        "SELECT order_id, merchant_id, status, currency, total_minor, placed_at FROM orders
-         WHERE customer_id = $1 ORDER BY placed_at DESC, order_id DESC LIMIT $2",
-    )
-    .bind(customer_id.as_str())
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
+    // A merchant's scope filters in SQL, so LIMIT counts only the orders it may see.
+    let query = match scope {
+        Scope::Any => sqlx::query(
+            "SELECT order_id, merchant_id, status, currency, total_minor, placed_at FROM orders
+             WHERE customer_id = $1 ORDER BY placed_at DESC, order_id DESC LIMIT $2",
+        )
+        .bind(customer_id.as_str())
+        .bind(limit),
+        Scope::Merchant(merchant_id) => sqlx::query(
+            "SELECT order_id, merchant_id, status, currency, total_minor, placed_at FROM orders
+             WHERE customer_id = $1 AND merchant_id = $3
+             ORDER BY placed_at DESC, order_id DESC LIMIT $2",
+        )
+        .bind(customer_id.as_str())
+        .bind(limit)
+        .bind(merchant_id.as_str()),
+    };
+    let rows = query.fetch_all(store.pool()).await?;
     let mut orders = Vec::with_capacity(rows.len());
     for row in rows {
         let merchant_id = MerchantId::new(row.try_get::<String, _>(1)?);
-        if !scope.allows(&merchant_id) {
-            continue;
-        }
         let status: String = row.try_get(2)?;
         orders.push(OrderSummary {
             order_id: OrderId::new(row.try_get::<String, _>(0)?),
