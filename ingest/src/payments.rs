@@ -197,7 +197,7 @@ pub async fn pay(
     // A cancelled or failed order is refused by the state machine's own error.
     order
         .status
-        .apply(crate::domain::OrderAction::Confirm)
+        .apply(OrderAction::Confirm)
         .map_err(LifecycleError::from)?;
     if crate::domain::stock::is_expired(order.reservation_expires_at, clock()) {
         return Err(LifecycleError::ReservationExpired(order_id.clone()).into());
