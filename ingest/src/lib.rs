@@ -23,6 +23,7 @@ pub mod collector;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;
+pub mod notify;
 pub mod orders;
 pub mod outbox;
 pub mod payments;

@@ -80,12 +80,22 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter: `attempt` 0 waits up to `initial_backoff_ms`.
     fn backoff(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration {
-        let cap = self
-            .initial_backoff_ms
-            .saturating_mul(1u64 << attempt.min(20))
-            .min(self.max_backoff_ms);
-        Duration::from_millis(rng.random_range(cap / 2..=cap.max(1)))
+        jittered_backoff(self.initial_backoff_ms, self.max_backoff_ms, attempt, rng)
     }
+}
+
+/// Exponential backoff with jitter: `attempt` 0 waits between half of and all of
+/// `initial_ms`, each later attempt up to twice as long, never over `max_ms`.
+pub(crate) fn jittered_backoff(
+    initial_ms: u64,
+    max_ms: u64,
+    attempt: u32,
+    rng: &mut impl rand::Rng,
+) -> Duration {
+    let cap = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms);
+    Duration::from_millis(rng.random_range(cap / 2..=cap.max(1)))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The orders core as one service: the store, the `/v1` HTTP API with the collector, the
-//! outbox relay and the reservation sweeper, started by `run(config, ...)` and stopped by
+//! outbox relay, the reservation sweeper and the customer notifier, started by `run(config, ...)` and stopped by
 //! the shutdown token. The binary and the tests start it the same way.
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::domain::{FxRate, GstRates};
 use crate::http::auth::{self, Limiter, RateLimit, Role};
 use crate::http::{Collector, CoreState};
 use crate::lifecycle::{self, AddressRules};
+use crate::notify::{self, NotifyConfig};
 use crate::orders::OrderRules;
 use crate::payments::{PaymentProvider, Payments, RetryPolicy, SimulatedConfig, SimulatedProvider};
 use crate::relay::{self, RelayConfig};
@@ -41,6 +42,7 @@ pub struct CoreConfig {
     pub rate_limit: RateLimit,
     pub payments: PaymentsConfig,
     pub collector: CollectorConfig,
+    pub notify: NotifyConfig,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +60,7 @@ impl Default for CoreConfig {
             rate_limit: RateLimit::default(),
             payments: PaymentsConfig::default(),
             collector: CollectorConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -107,6 +110,10 @@ pub enum ServiceError {
     },
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
+    #[error("{0} task panicked")]
+    Panicked(&'static str),
 }
 
 /// What a started core tells its caller.
@@ -153,6 +160,7 @@ pub async fn run(
             config: config.collector.clone(),
         }),
     };
+    let notifiers = config.notify.notifiers()?;
     let http = tokio::spawn(
         axum::serve(listener, crate::http::router(state))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -163,17 +171,49 @@ pub async fn run(
         config.sweep_interval_ms,
         shutdown.clone(),
     ));
-    // The relay drains what is committed after the API stops taking requests.
-    let relayed = relay::run(config.relay.clone(), store, &bus, shutdown.clone()).await;
-    shutdown.cancel();
+    let notifier = (config.notify.enabled && !notifiers.is_empty()).then(|| {
+        tokio::spawn(notify::run(
+            config.notify.clone(),
+            store.clone(),
+            Arc::clone(&bus),
+            notifiers,
+            shutdown.clone(),
+        ))
+    });
+    // The relay stops last, so it drains every event the other tasks committed, the
+    // notifier's included.
+    let relay_stop = CancellationToken::new();
+    let mut relay = tokio::spawn({
+        let (config, stop) = (config.relay.clone(), relay_stop.clone());
+        async move { relay::run(config, store, &bus, stop).await }
+    });
+    // The relay only ends early when it cannot start; then the rest stops too.
+    let ended_early = tokio::select! {
+        () = shutdown.cancelled() => None,
+        ended = &mut relay => {
+            shutdown.cancel();
+            Some(ended)
+        }
+    };
     let served = http
         .await
-        .map_err(|e| ServiceError::Http(std::io::Error::other(e)))?;
+        .map_err(|_| ServiceError::Panicked("HTTP server"))?;
     sweeper
         .await
-        .map_err(|e| ServiceError::Http(std::io::Error::other(e)))?;
+        .map_err(|_| ServiceError::Panicked("reservation sweeper"))?;
+    let notified = match notifier {
+        Some(task) => task.await.map_err(|_| ServiceError::Panicked("notifier"))?,
+        None => Ok(()),
+    };
+    relay_stop.cancel();
+    let relayed = match ended_early {
+        Some(ended) => ended,
+        None => relay.await,
+    }
+    .map_err(|_| ServiceError::Panicked("outbox relay"))?;
     relayed?;
     served.map_err(ServiceError::Http)?;
+    notified?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! Consumer-group ids carry the topic prefix too, so tests sharing an external broker never
 //! join each other's groups.
 
+pub mod api;
 pub mod core;
 pub mod postgres;
 

@@ -14,64 +14,8 @@ use ingest::service::CoreConfig;
 use model::Topic;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::core::{RunningCore, start_core};
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    fn new(core: &RunningCore) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: core.base.clone(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<(StatusCode, Value, reqwest::header::HeaderMap)> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value, headers))
-    }
-
-    async fn ok(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<Value> {
-        let (status, value, _) = self.call(method, path, Some(key), body, headers).await?;
-        ensure!(status.is_success(), "{path}: {status} {value}");
-        Ok(value)
-    }
-}
-
-fn code(value: &Value) -> &str {
-    value["error"]["code"].as_str().unwrap_or("<no code>")
-}
+use testkit::api::{Client, code, order_body, shop};
+use testkit::core::start_core;
 
 use reqwest::Method as M;
 
@@ -84,53 +28,6 @@ type ErrorCase<'a> = (
     StatusCode,
     &'a str,
 );
-
-/// A merchant with one product (10 units) and a storefront key; returns (merchant key,
-/// storefront key).
-async fn shop(client: &Client, admin: &str) -> Result<(String, String)> {
-    let created = client
-        .ok(M::POST, "/v1/merchants", admin, Some(json!({"merchant_id": "m-1", "name": "Chai Point", "hyperlocal": {"store_pincode": "560001"}})), &[])
-        .await?;
-    let merchant = created["api_key"].as_str().unwrap().to_owned();
-    let storefront = client
-        .ok(
-            M::POST,
-            "/v1/api-keys",
-            admin,
-            Some(json!({"role": "storefront"})),
-            &[],
-        )
-        .await?["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let product = json!({
-        "category": "grocery", "brand": "Chai Point", "title": "Masala chai 250 g",
-        "price": {"amount_minor": 24_000, "currency": "INR"}
-    });
-    client
-        .ok(M::PUT, "/v1/products/p-chai", &merchant, Some(product), &[])
-        .await?;
-    let stock = client
-        .ok(
-            M::POST,
-            "/v1/products/p-chai/stock",
-            &merchant,
-            Some(json!({"delta": 10, "reason": "receipt"})),
-            &[],
-        )
-        .await?;
-    ensure!(stock["available"] == 10, "{stock}");
-    Ok((merchant, storefront))
-}
-
-fn order_body(quantity: u32) -> Value {
-    json!({
-        "merchant_id": "m-1", "customer_id": "c-7", "session_id": null,
-        "delivery_pincode": "560042", "currency": "INR",
-        "lines": [{"product_id": "p-chai", "quantity": quantity}]
-    })
-}
 
 /// Every event about `order_id` on the orders topic, in order, until `last` shows up.
 async fn order_events(bus: &Bus, order_id: &str, last: &str) -> Result<Vec<String>> {

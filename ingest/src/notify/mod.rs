@@ -1,0 +1,98 @@
+//! Customer notifications: a consumer of order and refund events that tells the customer about
+//! each change exactly once per channel.
+//!
+//! Each event is rendered per channel ([`template`]) and handed to that channel's [`Notifier`].
+//! A delivery that fails for a transient reason is retried with backoff; after the configured
+//! tries, or at once when the receiver refuses it, the source record goes to the DLQ with the
+//! reason. A delivery that succeeded is recorded in `notifications_sent` by `(event_id,
+//! channel)` in the same transaction as its `notification.sent` outbox event, so a redelivered
+//! order event notifies nobody twice and the notifications topic gets one event per
+//! notification.
+//!
+//! The one gap no consumer can close alone: a crash after the receiver accepted a message and
+//! before it was recorded sends it again on restart. The webhook carries an `Idempotency-Key`
+//! made of the event id and channel so the receiver can drop that repeat.
+
+pub mod template;
+mod webhook;
+mod worker;
+
+use futures::future::BoxFuture;
+use model::{CustomerId, MerchantId, OrderId};
+use serde::Serialize;
+
+pub use template::{OrderFacts, Rendered, Style};
+pub use webhook::{WebhookConfig, WebhookNotifier};
+pub use worker::{NotifyConfig, NotifyError, run};
+
+/// One message for one customer on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    pub merchant_id: MerchantId,
+    /// Named after the order event, e.g. `order.shipped`.
+    pub template: String,
+    pub text: String,
+    /// The `event_id` of the order event this tells about.
+    pub source_event_id: String,
+}
+
+impl Notification {
+    /// The key a receiver can use to drop a repeat of this message.
+    pub fn idempotency_key(&self, channel: &str) -> String {
+        format!("{}:{channel}", self.source_event_id)
+    }
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again: the receiver was unreachable, slow or overloaded.
+    #[error("{0}")]
+    Transient(String),
+    /// Trying again will not help: the receiver refused this message.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A way to reach customers.
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Recorded with every notification sent: `log`, `webhook`, ...
+    fn channel(&self) -> &str;
+    fn style(&self) -> Style;
+    fn deliver<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// Writes each notification to the service log: the channel for development and for
+/// deployments that ship logs to an SMS gateway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogNotifier;
+
+impl Notifier for LogNotifier {
+    fn channel(&self) -> &str {
+        "log"
+    }
+
+    fn style(&self) -> Style {
+        Style::Short
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        tracing::info!(
+            target: "shopstream::notification",
+            order_id = %notification.order_id,
+            customer_id = %notification.customer_id,
+            template = notification.template,
+            "{}",
+            notification.text
+        );
+        Box::pin(std::future::ready(Ok(())))
+    }
+}

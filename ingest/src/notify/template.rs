@@ -1,0 +1,213 @@
+//! The text a customer reads about a change to their order, as a pure function of the event,
+//! what the store knows about the order, and the channel's style.
+
+use model::{CustomerId, Event, Money};
+
+/// How a channel reads: `Short` fits one SMS (160 characters); `Long` is a full message with
+/// a greeting, for a webhook that mails or pushes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Short,
+    Long,
+}
+
+/// What the order event itself does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFacts {
+    pub customer_id: CustomerId,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Named after the event that caused it, e.g. `order.shipped`.
+    pub template: &'static str,
+    pub text: String,
+}
+
+/// Whether customers are told about `event`. Payment captures and declines are told through
+/// the order event they cause.
+pub fn is_notified(event: &Event) -> bool {
+    sentence(event).is_some()
+}
+
+/// The notification for `event`, or `None` when customers are not told about it.
+pub fn render(event: &Event, facts: &OrderFacts, style: Style) -> Option<Rendered> {
+    let sentence = sentence(event)?;
+    let text = match style {
+        Style::Short => sentence,
+        Style::Long => format!(
+            "Hello {},\n\n{sentence}\nOrder total: {}.\n\nThank you for shopping with us.",
+            facts.customer_id,
+            amount(&facts.total)
+        ),
+    };
+    Some(Rendered {
+        template: event.event_type().as_str(),
+        text,
+    })
+}
+
+/// The one sentence that says what happened, in every style.
+fn sentence(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::OrderPlaced(e) => format!(
+            "Order {} is placed for {}; your items are held until you pay.",
+            e.order_id,
+            amount(&e.total)
+        ),
+        Event::OrderConfirmed(e) => format!("Payment received: order {} is confirmed.", e.order_id),
+        Event::OrderPacked(e) => format!(
+            "Order {} is packed and waiting for the courier.",
+            e.order_id
+        ),
+        Event::OrderShipped(e) => format!(
+            "Order {} is on its way with {} (shipment {}).",
+            e.order_id, e.courier_id, e.shipment_id
+        ),
+        Event::OrderDelivered(e) => format!("Order {} was delivered.", e.order_id),
+        Event::OrderCancelled(e) if e.refund.amount_minor > 0 => format!(
+            "Order {} is cancelled; {} will be refunded.",
+            e.order_id,
+            amount(&e.refund)
+        ),
+        Event::OrderCancelled(e) => format!("Order {} is cancelled.", e.order_id),
+        Event::OrderFailed(e) => format!("Order {} could not go ahead: {}.", e.order_id, e.reason),
+        Event::OrderAddressChanged(e) => format!(
+            "Order {} will now be delivered to pincode {}.",
+            e.order_id, e.delivery_pincode
+        ),
+        Event::RefundIssued(e) => format!(
+            "A refund of {} for order {} is on its way.",
+            amount(&e.amount),
+            e.order_id
+        ),
+        _ => return None,
+    })
+}
+
+/// `INR 1234.50`: minor units shown with two decimals, as every currency we price in has.
+fn amount(money: &Money) -> String {
+    let sign = if money.amount_minor < 0 { "-" } else { "" };
+    let minor = money.amount_minor.unsigned_abs();
+    format!(
+        "{} {sign}{}.{:02}",
+        money.currency,
+        minor / 100,
+        minor % 100
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use model::payload::*;
+    use model::{CourierId, OrderId, PaymentId, RefundId, ShipmentId};
+
+    use super::*;
+
+    fn facts() -> OrderFacts {
+        OrderFacts {
+            customer_id: CustomerId::new("cust-7"),
+            total: Money::inr(123_450),
+        }
+    }
+
+    fn order() -> OrderId {
+        OrderId::new("ord-1")
+    }
+
+    fn every_notified_event() -> Vec<Event> {
+        vec![
+            Event::OrderConfirmed(OrderConfirmed {
+                order_id: order(),
+                payment_id: PaymentId::new("pay-1"),
+            }),
+            Event::OrderShipped(OrderShipped {
+                order_id: order(),
+                shipment_id: ShipmentId::new("shp-1"),
+                courier_id: CourierId::new("bluedart"),
+            }),
+            Event::OrderCancelled(OrderCancelled {
+                order_id: order(),
+                reason: "changed my mind".to_owned(),
+                refund: Money::inr(86_415),
+            }),
+            Event::OrderFailed(OrderFailed {
+                order_id: order(),
+                reason: "payment declined".to_owned(),
+            }),
+            Event::RefundIssued(RefundIssued {
+                refund_id: RefundId::new("ref-1"),
+                payment_id: PaymentId::new("pay-1"),
+                order_id: order(),
+                amount: Money::inr(5),
+            }),
+        ]
+    }
+
+    #[test]
+    fn short_texts_fit_one_sms_and_name_the_order() {
+        for event in every_notified_event() {
+            let rendered = render(&event, &facts(), Style::Short).expect("notified");
+            assert!(rendered.text.len() <= 160, "{}", rendered.text);
+            assert!(rendered.text.contains("ord-1"), "{}", rendered.text);
+            assert_eq!(rendered.template, event.event_type().as_str());
+        }
+    }
+
+    #[test]
+    fn long_texts_greet_the_customer_and_carry_the_short_sentence() {
+        for event in every_notified_event() {
+            let short = render(&event, &facts(), Style::Short).expect("notified");
+            let long = render(&event, &facts(), Style::Long).expect("notified");
+            assert!(long.text.starts_with("Hello cust-7,"), "{}", long.text);
+            assert!(long.text.contains(&short.text), "{}", long.text);
+            assert!(long.text.contains("INR 1234.50"), "{}", long.text);
+        }
+    }
+
+    #[test]
+    fn amounts_show_rupees_and_paise() {
+        let cancelled = Event::OrderCancelled(OrderCancelled {
+            order_id: order(),
+            reason: "r".to_owned(),
+            refund: Money::inr(86_405),
+        });
+        let text = render(&cancelled, &facts(), Style::Short)
+            .expect("notified")
+            .text;
+        assert_eq!(
+            text,
+            "Order ord-1 is cancelled; INR 864.05 will be refunded."
+        );
+        let refund = &every_notified_event()[4];
+        let text = render(refund, &facts(), Style::Short)
+            .expect("notified")
+            .text;
+        assert!(text.contains("INR 0.05"), "{text}");
+    }
+
+    #[test]
+    fn a_cancellation_without_refund_promises_none() {
+        let cancelled = Event::OrderCancelled(OrderCancelled {
+            order_id: order(),
+            reason: "r".to_owned(),
+            refund: Money::inr(0),
+        });
+        let text = render(&cancelled, &facts(), Style::Short)
+            .expect("notified")
+            .text;
+        assert_eq!(text, "Order ord-1 is cancelled.");
+    }
+
+    #[test]
+    fn payment_events_are_told_through_the_order_event_they_cause() {
+        let captured = Event::PaymentCaptured(PaymentCaptured {
+            payment_id: PaymentId::new("pay-1"),
+            order_id: order(),
+            amount: Money::inr(1),
+            provider: "upi-sim".to_owned(),
+        });
+        assert_eq!(render(&captured, &facts(), Style::Short), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! The notifications consumer: reads order and payment events, delivers each notified one on
+//! every channel, records what was delivered, and dead-letters what cannot be.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{Bus, InRecord, NoHook};
+use model::dlq::Reason;
+use model::payload::NotificationSent;
+use model::{CustomerId, Envelope, Event, Money, OrderId, Topic};
+use rand::SeedableRng as _;
+use serde::Deserialize;
+use sqlx::Row as _;
+use tokio_util::sync::CancellationToken;
+
+use super::template::{self, OrderFacts};
+use super::{DeliveryError, Notification, Notifier, WebhookConfig};
+use crate::payments::jittered_backoff;
+use crate::store::{Store, StoreError, now_ms};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub enabled: bool,
+    /// The consumer group, under the bus's topic prefix.
+    pub group: String,
+    /// Tell customers through the service log.
+    pub log: bool,
+    /// Tell customers through an HTTP endpoint.
+    pub webhook: Option<WebhookConfig>,
+    /// Deliveries per channel before the event goes to the DLQ.
+    pub max_tries: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How often consumed offsets are committed.
+    pub commit_interval_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            group: "notifier".to_owned(),
+            log: true,
+            webhook: None,
+            max_tries: 5,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+            commit_interval_ms: 1_000,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The configured channels; an error names the setting that is wrong.
+    pub fn notifiers(&self) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
+        let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+        if self.log {
+            notifiers.push(Arc::new(super::LogNotifier));
+        }
+        if let Some(webhook) = &self.webhook {
+            let webhook = super::WebhookNotifier::new(webhook).map_err(NotifyError::Config)?;
+            notifiers.push(Arc::new(webhook));
+        }
+        Ok(notifiers)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("notify config: {0}")]
+    Config(String),
+    #[error("notifier bus: {0}")]
+    Bus(#[from] bus::BusError),
+}
+
+/// The stage name on the notifier's dead letters.
+const STAGE: &str = "notifier";
+/// An order event names an order the store does not have.
+const UNKNOWN_ORDER: &str = "unknown_order";
+/// The receiver refused the notification.
+const REFUSED: &str = "notification_refused";
+
+/// Consumes until `shutdown`, then commits what it finished and leaves the group. A record
+/// interrupted by shutdown mid-retry is not committed, so the next start delivers it.
+pub async fn run(
+    config: NotifyConfig,
+    store: Store,
+    bus: Arc<Bus>,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    shutdown: CancellationToken,
+) -> Result<(), NotifyError> {
+    let consumer = bus.consumer(
+        &config.group,
+        &[Topic::Orders, Topic::Payments],
+        Arc::new(NoHook),
+        &[],
+    )?;
+    let worker = Worker {
+        config,
+        store,
+        producer: bus.producer()?,
+        notifiers,
+        shutdown: shutdown.clone(),
+        rng: std::sync::Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(
+            uuid::Uuid::now_v7().as_u64_pair().1,
+        )),
+    };
+    let commit_every = Duration::from_millis(worker.config.commit_interval_ms.max(10));
+    let mut last_commit = Instant::now();
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let record = match received {
+            Ok(record) => record,
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "notifier could not read; retrying");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        match worker.handle(&record).await? {
+            Outcome::Done => consumer.store(&record)?,
+            Outcome::Interrupted => break,
+        }
+        if last_commit.elapsed() >= commit_every {
+            consumer.commit().await?;
+            last_commit = Instant::now();
+        }
+    }
+    consumer.close().await?;
+    Ok(())
+}
+
+enum Outcome {
+    /// Every channel delivered or dead-lettered it: the offset may be committed.
+    Done,
+    /// Shutdown came first: leave it for the next start.
+    Interrupted,
+}
+
+struct Worker {
+    config: NotifyConfig,
+    store: Store,
+    producer: bus::Producer,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    shutdown: CancellationToken,
+    rng: std::sync::Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+impl Worker {
+    async fn handle(&self, record: &InRecord) -> Result<Outcome, NotifyError> {
+        let envelope = match model::codec::decode(record.payload.as_deref().unwrap_or_default()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.dead_letter(record, STAGE, &Reason::from(&error))
+                    .await?;
+                return Ok(Outcome::Done);
+            }
+        };
+        if !template::is_notified(&envelope.event) {
+            return Ok(Outcome::Done);
+        }
+        let order_id = OrderId::new(envelope.key());
+        let Some(facts) = self
+            .until_stored(|| order_facts(&self.store, &order_id))
+            .await
+        else {
+            return Ok(Outcome::Interrupted);
+        };
+        let Some(facts) = facts else {
+            let reason = Reason::new(
+                UNKNOWN_ORDER,
+                format!("order {order_id} is not in this core's store"),
+            );
+            self.dead_letter(record, STAGE, &reason).await?;
+            return Ok(Outcome::Done);
+        };
+        for notifier in &self.notifiers {
+            let channel = notifier.channel();
+            let source = envelope.event_id.to_string();
+            let Some(sent) = self
+                .until_stored(|| was_sent(&self.store, &source, channel))
+                .await
+            else {
+                return Ok(Outcome::Interrupted);
+            };
+            if sent {
+                continue;
+            }
+            let Some(rendered) = template::render(&envelope.event, &facts, notifier.style()) else {
+                continue;
+            };
+            let notification = Notification {
+                order_id: order_id.clone(),
+                customer_id: facts.customer_id.clone(),
+                merchant_id: envelope.merchant_id.clone(),
+                template: rendered.template.to_owned(),
+                text: rendered.text,
+                source_event_id: source,
+            };
+            match self.deliver(notifier.as_ref(), &notification).await {
+                Delivery::Delivered => {
+                    let recorded = self
+                        .until_stored(|| {
+                            record_sent(&self.store, &envelope, &notification, channel)
+                        })
+                        .await;
+                    if recorded.is_none() {
+                        return Ok(Outcome::Interrupted);
+                    }
+                }
+                Delivery::Failed(reason) => {
+                    let stage = format!("{STAGE}.{channel}");
+                    self.dead_letter(record, &stage, &reason).await?;
+                }
+                Delivery::Interrupted => return Ok(Outcome::Interrupted),
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn deliver(&self, notifier: &dyn Notifier, notification: &Notification) -> Delivery {
+        let tries = self.config.max_tries.max(1);
+        for attempt in 1..=tries {
+            let error = match notifier.deliver(notification).await {
+                Ok(()) => return Delivery::Delivered,
+                Err(DeliveryError::Refused(message)) => {
+                    return Delivery::Failed(Reason::new(REFUSED, message));
+                }
+                Err(DeliveryError::Transient(message)) => message,
+            };
+            if attempt == tries {
+                return Delivery::Failed(Reason::new(
+                    Reason::RETRIES_EXHAUSTED,
+                    format!("{} tries on {}: {error}", tries, notifier.channel()),
+                ));
+            }
+            tracing::warn!(
+                channel = notifier.channel(),
+                attempt,
+                %error,
+                "notification not delivered; retrying"
+            );
+            if !self.pause(attempt - 1).await {
+                return Delivery::Interrupted;
+            }
+        }
+        Delivery::Interrupted
+    }
+
+    /// Runs a store call until it succeeds: the store being briefly unavailable is no reason
+    /// to dead-letter an event. `None` when shutdown came first.
+    async fn until_stored<T, F, Fut>(&self, mut call: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(value) => return Some(value),
+                Err(error) => {
+                    tracing::warn!(%error, "notifier store call failed; retrying");
+                }
+            }
+            if !self.pause(attempt).await {
+                return None;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sleeps the backoff for `attempt`; false when shutdown interrupted it.
+    async fn pause(&self, attempt: u32) -> bool {
+        let wait = {
+            let mut rng = self
+                .rng
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            jittered_backoff(
+                self.config.initial_backoff_ms,
+                self.config.max_backoff_ms,
+                attempt,
+                &mut *rng,
+            )
+        };
+        tokio::select! {
+            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &InRecord,
+        stage: &str,
+        reason: &Reason,
+    ) -> Result<(), NotifyError> {
+        tracing::warn!(
+            stage,
+            code = reason.code,
+            message = reason.message,
+            topic = record.topic_name,
+            offset = record.offset,
+            "dead-lettering an event the notifier could not deliver"
+        );
+        self.producer.dead_letter(record, stage, reason).await?;
+        Ok(())
+    }
+}
+
+enum Delivery {
+    Delivered,
+    Failed(Reason),
+    Interrupted,
+}
+
+async fn order_facts(store: &Store, order_id: &OrderId) -> Result<Option<OrderFacts>, StoreError> {
+    let row =
+        sqlx::query("SELECT customer_id, currency, total_minor FROM orders WHERE order_id = $1")
+            .bind(order_id.as_str().to_owned())
+            .fetch_optional(store.pool())
+            .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let currency: String = row.try_get(1)?;
+    let currency = model::Currency::parse(&currency)
+        .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} currency {currency:?}")))?;
+    Ok(Some(OrderFacts {
+        customer_id: CustomerId::new(row.try_get::<String, _>(0)?),
+        total: Money::new(row.try_get(2)?, currency),
+    }))
+}
+
+async fn was_sent(store: &Store, source_event_id: &str, channel: &str) -> Result<bool, StoreError> {
+    let row =
+        sqlx::query("SELECT 1 FROM notifications_sent WHERE source_event_id = $1 AND channel = $2")
+            .bind(source_event_id.to_owned())
+            .bind(channel.to_owned())
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(row.is_some())
+}
+
+/// Records the delivery and its `notification.sent` event in one transaction; a second
+/// recording of the same delivery (a concurrent replay) changes nothing.
+async fn record_sent(
+    store: &Store,
+    source: &Envelope,
+    notification: &Notification,
+    channel: &str,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut tx = store.write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO notifications_sent (source_event_id, channel, sent_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(notification.source_event_id.clone())
+    .bind(channel.to_owned())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        let event = Event::NotificationSent(NotificationSent {
+            order_id: notification.order_id.clone(),
+            customer_id: notification.customer_id.clone(),
+            channel: channel.to_owned(),
+            template: notification.template.clone(),
+            text: notification.text.clone(),
+            source_event_id: notification.source_event_id.clone(),
+        });
+        crate::outbox::append(&mut tx, &source.merchant_id, now, event).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
