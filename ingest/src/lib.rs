@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod collector;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod lifecycle;
 pub mod notify;
 pub mod orders;

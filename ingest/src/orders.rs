@@ -144,6 +144,30 @@ pub async fn place_order(
     idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<PlacedOrder, OrderError> {
+    match place_once(store, rules, request, idempotency, now).await {
+        // Two first uses of one key raced and the other committed first: this attempt rolled
+        // back, and the second one finds the remembered answer (or a conflict).
+        Err(error) if idempotency.is_some() && is_unique_violation(&error) => {
+            place_once(store, rules, request, idempotency, now).await
+        }
+        outcome => outcome,
+    }
+}
+
+fn is_unique_violation(error: &OrderError) -> bool {
+    matches!(
+        error,
+        OrderError::Store(StoreError::Database(sqlx::Error::Database(db))) if db.is_unique_violation()
+    )
+}
+
+async fn place_once(
+    store: &Store,
+    rules: &OrderRules,
+    request: &PlaceOrder,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> Result<PlacedOrder, OrderError> {
     let mut tx = store.write().await?;
     if let Some(idem) = idempotency
         && let Some(previous) = remembered_answer(&mut tx, idem).await?
@@ -293,8 +317,8 @@ async fn remember_answer(
 ) -> Result<(), OrderError> {
     let response = serde_json::to_string(answer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // On PostgreSQL a concurrent first use of the same key waits here for the other
-    // transaction; if that one committed, this insert fails and the client retries into the
-    // remembered answer.
+    // transaction; if that one committed, this insert fails and `place_order` tries again,
+    // into the remembered answer.
     sqlx::query(
         "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, response, created_at)
          VALUES ($1, $2, $3, $4, $5)",

@@ -65,6 +65,18 @@ impl Default for CoreConfig {
     }
 }
 
+impl CoreConfig {
+    /// The pricing and reservation rules orders are placed under.
+    pub fn order_rules(&self) -> OrderRules {
+        OrderRules {
+            reservation_hold_ms: self.reservation_hold_ms,
+            gst: self.gst.clone(),
+            fx_rates: self.fx_rates.clone(),
+            pincodes: Arc::new(model::geo::Directory::load()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsConfig {
@@ -145,12 +157,7 @@ pub async fn run(
         .collect();
     let state = CoreState {
         store: store.clone(),
-        rules: Arc::new(OrderRules {
-            reservation_hold_ms: config.reservation_hold_ms,
-            gst: config.gst.clone(),
-            fx_rates: config.fx_rates.clone(),
-            pincodes: Arc::new(model::geo::Directory::load()),
-        }),
+        rules: Arc::new(config.order_rules()),
         payments: Payments::new(providers, config.payments.retry),
         address: config.address,
         limiter: Arc::new(Limiter::new(config.rate_limit)),

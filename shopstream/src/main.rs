@@ -4,6 +4,7 @@
 mod bench;
 mod bench_core;
 mod config;
+mod import;
 mod pump;
 
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ enum Command {
     Stream {
         #[arg(value_enum)]
         job: StreamJob,
+    },
+    /// Replay a data set through the orders core (needs --data-dir).
+    Import {
+        #[command(subcommand)]
+        source: import::Source,
     },
     /// Measure a component on this machine and print the figure.
     Bench {
@@ -136,6 +142,7 @@ fn main() -> Result<()> {
             Command::Stream {
                 job: StreamJob::Trending,
             } => stream_trending(config).await,
+            Command::Import { source } => import::run(config, source).await,
             Command::Bench { target } => bench::run(config, target).await,
         }
     })

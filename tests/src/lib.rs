@@ -193,3 +193,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The UCI Online Retail week: the shared data set when this checkout sits beside it, else the
+/// copy shipped in `ingest/data/` (the two hold the same rows).
+pub fn online_retail_csv() -> std::path::PathBuf {
+    const FILE: &str = "online_retail/online_retail_2010-12-01_to_2010-12-07.csv";
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shared = workspace.join("../shared/data").join(FILE);
+    if shared.is_file() {
+        shared
+    } else {
+        workspace.join("ingest/data").join(FILE)
+    }
+}

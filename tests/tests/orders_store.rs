@@ -100,6 +100,42 @@ async fn idempotency_key_replays_the_answer_and_refuses_another_body(db: Db) -> 
     Ok(())
 }
 
+/// Sixteen first uses of one key at once (a client retrying before its first try answered):
+/// one order, and every caller gets its answer.
+async fn racing_first_uses_of_one_key_place_one_order(db: Db) -> Result<()> {
+    let store = db.store.clone();
+    shop(&store, false, 50).await?;
+    let key = Idempotency {
+        scope: "api-key-1".into(),
+        key: "k-race".into(),
+        request_hash: "h-a".into(),
+    };
+    let request = order("c-1", &[("p-1", 1)], "560001");
+    // Open the connections first, so the racers start together instead of one by one as
+    // connections come up.
+    let warm = futures::future::try_join_all((0..16).map(|_| store.pool().acquire())).await?;
+    drop(warm);
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, key, request) = (store.clone(), key.clone(), request.clone());
+            tokio::spawn(
+                async move { place_order(&store, &rules(), &request, Some(&key), NOW).await },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await??);
+    }
+    ensure!(
+        answers.windows(2).all(|pair| pair[0] == pair[1]),
+        "racers got different answers: {answers:#?}"
+    );
+    ensure!(count(&store, "SELECT COUNT(*) FROM orders").await? == 1);
+    ensure!(stock_of(&store, "p-1").await? == (50, 1));
+    Ok(())
+}
+
 async fn hyperlocal_orders_outside_the_radius_are_refused(db: Db) -> Result<()> {
     let store = db.store.clone();
     shop(&store, true, 5).await?;
@@ -147,6 +183,7 @@ testkit::on_both_databases!(
     last_ten_units_go_to_exactly_ten_of_64_buyers,
     a_failed_line_reserves_nothing,
     idempotency_key_replays_the_answer_and_refuses_another_body,
+    racing_first_uses_of_one_key_place_one_order,
     hyperlocal_orders_outside_the_radius_are_refused,
 );
 
