@@ -34,6 +34,7 @@ pub struct OrderRules {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct PlaceOrder {
     pub merchant_id: MerchantId,
     pub customer_id: CustomerId,
@@ -45,12 +46,13 @@ pub struct PlaceOrder {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct RequestedLine {
     pub product_id: ProductId,
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlacedOrder {
     pub order_id: OrderId,
     pub status: OrderStatus,

@@ -9,6 +9,7 @@ macro_rules! string_id {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -119,6 +120,23 @@ impl<'de> Deserialize<'de> for Pincode {
         })
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Pincode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[1-9][0-9]{5}$"))
+            .description(Some(
+                "An India Post PIN code: six digits, not starting with 0.",
+            ))
+            .examples(["560001"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Pincode {}
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,7 @@ impl<'de> Deserialize<'de> for Currency {
 
 /// An amount of one currency in minor units (1 INR = 100 paise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount_minor: i64,
@@ -71,6 +72,21 @@ impl Money {
         Self::new(amount_minor, Currency::INR)
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Z]{3}$"))
+            .description(Some("An ISO 4217 currency code."))
+            .examples(["INR"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Currency {}
 
 #[cfg(test)]
 mod tests {

@@ -536,3 +536,126 @@ async fn the_collector_answers_503_when_the_broker_is_down() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_documents_itself_and_serves_swagger_ui_from_the_binary() -> Result<()> {
+    let bus = testkit::bus("core-openapi")?;
+    let core = start_core(Arc::clone(&bus), CoreConfig::default()).await?;
+    let http = reqwest::Client::new();
+    let document: Value = http
+        .get(format!("{}/v1/openapi.json", core.base))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    ensure!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        document["openapi"]
+    );
+    let operations = [
+        ("post", "/v1/merchants"),
+        ("post", "/v1/api-keys"),
+        ("put", "/v1/products/{product_id}"),
+        ("delete", "/v1/products/{product_id}"),
+        ("get", "/v1/products/{product_id}/stock"),
+        ("post", "/v1/products/{product_id}/stock"),
+        ("post", "/v1/orders"),
+        ("get", "/v1/orders/{order_id}"),
+        ("post", "/v1/orders/{order_id}/pay"),
+        ("post", "/v1/orders/{order_id}/cancel"),
+        ("put", "/v1/orders/{order_id}/address"),
+        ("post", "/v1/orders/{order_id}/pack"),
+        ("post", "/v1/orders/{order_id}/ship"),
+        ("post", "/v1/orders/{order_id}/deliver"),
+        ("post", "/v1/orders/{order_id}/refunds"),
+        ("get", "/v1/customers/{customer_id}/orders"),
+        ("post", "/v1/events"),
+    ];
+    for (method, path) in operations {
+        let operation = &document["paths"][path][method];
+        ensure!(operation.is_object(), "{method} {path} is not documented");
+        ensure!(
+            operation["responses"]
+                .as_object()
+                .is_some_and(|r| r.contains_key("401") && r.contains_key("429")),
+            "{method} {path} documents its auth and rate-limit errors"
+        );
+    }
+    let documented: usize = document["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .values()
+                .filter_map(Value::as_object)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or_default();
+    ensure!(
+        documented == operations.len(),
+        "{documented} operations documented"
+    );
+
+    // The schema of an order is the one the API parses: the body the tests send fits it.
+    let schema = &document["components"]["schemas"]["PlaceOrder"];
+    let body = order_body(1);
+    let sent: Vec<&String> = body
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    let properties = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for key in &sent {
+        ensure!(
+            properties.contains_key(*key),
+            "{key} is sent but not in the PlaceOrder schema"
+        );
+    }
+    for required in schema["required"].as_array().cloned().unwrap_or_default() {
+        ensure!(
+            sent.iter()
+                .any(|key| Some(key.as_str()) == required.as_str()),
+            "the schema requires {required}, which a valid order does not send"
+        );
+    }
+
+    // Swagger UI and its assets come from the binary.
+    let page = http.get(format!("{}/docs/", core.base)).send().await?;
+    ensure!(page.status() == StatusCode::OK, "{}", page.status());
+    let page = page.text().await?;
+    ensure!(page.contains("swagger-ui"), "{page}");
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let response = http
+            .get(format!("{}/docs/{asset}", core.base))
+            .send()
+            .await?;
+        ensure!(
+            response.status() == StatusCode::OK,
+            "{asset}: {}",
+            response.status()
+        );
+        let text = response.text().await?;
+        ensure!(
+            !text.contains("https://unpkg") && !text.contains("cdn."),
+            "{asset} loads from the network"
+        );
+    }
+    let initializer = http
+        .get(format!("{}/docs/swagger-initializer.js", core.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(initializer.contains("/v1/openapi.json"), "{initializer}");
+    core.stop().await
+}

@@ -10,6 +10,7 @@ const MINUTE_MS: i64 = 60_000;
 /// Cancelled at most `within_ms` after placing: `percent` of the captured amount comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct RefundTier {
     pub within_ms: i64,
     pub percent: u8,
@@ -18,6 +19,7 @@ pub struct RefundTier {
 /// Tiers in increasing `within_ms`; after the last one, cancelling is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<RefundTier>", into = "Vec<RefundTier>")]
+#[derive(utoipa::ToSchema)]
 pub struct CancellationPolicy {
     tiers: Vec<RefundTier>,
 }

@@ -53,6 +53,7 @@ impl GstRates {
 /// decimal places, so minor units convert at the same rate as major ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct FxRate {
     pub from: Currency,
     pub to: Currency,
@@ -85,7 +86,7 @@ pub struct LineInput<'a> {
 }
 
 /// One line priced in the order's currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PricedLine {
     pub unit_price: Money,
     pub quantity: u32,
@@ -96,7 +97,7 @@ pub struct PricedLine {
     pub gst_bps: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderTotals {
     pub lines: Vec<PricedLine>,
     /// Sum of taxable values.

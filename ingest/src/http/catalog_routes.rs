@@ -34,7 +34,8 @@ pub(super) fn routes() -> Router<CoreState> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MerchantRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct MerchantRequest {
     merchant_id: MerchantId,
     name: String,
     /// Set for merchants that deliver only near their store.
@@ -45,19 +46,36 @@ struct MerchantRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Hyperlocal {
+#[derive(utoipa::ToSchema)]
+pub(super) struct Hyperlocal {
     store_pincode: Pincode,
     radius_km: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
-struct MerchantCreated {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct MerchantCreated {
     merchant_id: MerchantId,
     /// The merchant's first API key. Shown once: only its hash is stored.
     api_key: String,
 }
 
-async fn create_merchant(
+/// Creates a merchant (admin) and returns its first API key, shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/merchants",
+    tag = "catalog",
+    request_body = MerchantRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "created", body = MerchantCreated),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 409, description = "the merchant exists (`already_exists`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn create_merchant(
     State(state): State<CoreState>,
     caller: Caller,
     body: Bytes,
@@ -127,20 +145,36 @@ async fn create_merchant(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KeyRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct KeyRequest {
     role: Role,
     merchant_id: Option<MerchantId>,
 }
 
-#[derive(Debug, Serialize)]
-struct KeyCreated {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct KeyCreated {
     role: Role,
     merchant_id: Option<MerchantId>,
     /// Shown once: only its hash is stored.
     api_key: String,
 }
 
-async fn create_api_key(
+/// Creates an API key (admin); the key is shown once, only its SHA-256 is kept.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "catalog",
+    request_body = KeyRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "created", body = KeyCreated),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn create_api_key(
     State(state): State<CoreState>,
     caller: Caller,
     body: Bytes,
@@ -203,7 +237,8 @@ fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProductRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct ProductRequest {
     category: String,
     brand: String,
     title: String,
@@ -216,14 +251,31 @@ struct ProductRequest {
     warehouse_id: Option<WarehouseId>,
 }
 
-#[derive(Debug, Serialize)]
-struct ProductSaved {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct ProductSaved {
     product_id: ProductId,
     merchant_id: MerchantId,
     active: bool,
 }
 
-async fn upsert_product(
+/// Lists or updates one of the calling merchant's products; emits `catalog.product_upserted`.
+#[utoipa::path(
+    put,
+    path = "/v1/products/{product_id}",
+    tag = "catalog",
+    request_body = ProductRequest,
+    params(("product_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "saved", body = ProductSaved),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 422, description = "another merchant's product (`product_of_another_merchant`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn upsert_product(
     State(state): State<CoreState>,
     caller: Caller,
     Path(product_id): Path<String>,
@@ -275,11 +327,26 @@ async fn upsert_product(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeactivateQuery {
+pub(super) struct DeactivateQuery {
     reason: Option<String>,
 }
 
-async fn deactivate_product(
+/// Withdraws a product from sale; emits `catalog.product_deactivated`.
+#[utoipa::path(
+    delete,
+    path = "/v1/products/{product_id}",
+    tag = "catalog",
+    params(("product_id" = String, Path), ("reason" = Option<String>, Query)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "withdrawn", body = ProductSaved),
+        (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn deactivate_product(
     State(state): State<CoreState>,
     caller: Caller,
     Path(product_id): Path<String>,
@@ -307,21 +374,40 @@ async fn deactivate_product(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StockRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct StockRequest {
     /// Units received (positive) or written off (negative).
     delta: i64,
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
-struct StockAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct StockAnswer {
     product_id: ProductId,
     on_hand: i64,
     reserved: i64,
     available: i64,
 }
 
-async fn adjust_stock(
+/// Adjusts stock on hand by a signed delta (receipt, count, correction).
+#[utoipa::path(
+    post,
+    path = "/v1/products/{product_id}/stock",
+    tag = "catalog",
+    request_body = StockRequest,
+    params(("product_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "the new level", body = StockAnswer),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
+        (status = 422, description = "would leave less on hand than is reserved (`invalid_stock_change`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn adjust_stock(
     State(state): State<CoreState>,
     caller: Caller,
     Path(product_id): Path<String>,
@@ -350,7 +436,22 @@ async fn adjust_stock(
     }))
 }
 
-async fn stock(
+/// Stock on hand, reserved and available.
+#[utoipa::path(
+    get,
+    path = "/v1/products/{product_id}/stock",
+    tag = "catalog",
+    params(("product_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "the level", body = StockAnswer),
+        (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn stock(
     State(state): State<CoreState>,
     caller: Caller,
     Path(product_id): Path<String>,

@@ -39,8 +39,8 @@ pub(super) fn routes() -> Router<CoreState> {
     Router::new().route("/v1/events", post(collect))
 }
 
-#[derive(Debug, Serialize)]
-struct LineResult {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct LineResult {
     line: usize,
     /// `accepted` (on its topic) or `rejected` (in the DLQ with `code`).
     status: &'static str,
@@ -52,8 +52,8 @@ struct LineResult {
     message: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct BatchAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct BatchAnswer {
     accepted: usize,
     rejected: usize,
     results: Vec<LineResult>,
@@ -61,7 +61,23 @@ struct BatchAnswer {
 
 type Ack = BoxFuture<'static, bus::Result<bus::Delivered>>;
 
-async fn collect(
+/// The click and search collector: one JSON envelope or NDJSON, one envelope per line. Answers after the broker acknowledged every line; rejected lines go to the `dlq` topic with the reason.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "collector",
+    request_body(content = String, content_type = "application/x-ndjson", description = "envelopes, one per line (see model/tests/golden/)"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "per-line results", body = BatchAnswer),
+        (status = 413, description = "body over the limit (`payload_too_large`)", body = model::api::ErrorBody),
+        (status = 503, description = "the broker did not acknowledge in time (`unavailable`); resend", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn collect(
     State(state): State<CoreState>,
     caller: Caller,
     headers: HeaderMap,

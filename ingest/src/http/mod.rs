@@ -6,6 +6,7 @@
 pub mod auth;
 mod catalog_routes;
 mod collector_routes;
+pub mod openapi;
 mod order_routes;
 
 use std::sync::Arc;
@@ -63,8 +64,12 @@ pub fn router(state: CoreState) -> Router {
         .merge(catalog_routes::routes())
         .merge(order_routes::routes())
         .merge(collector_routes::routes())
+        .merge(openapi::routes())
         .fallback(|| async {
-            ApiError::new("not_found", "no such endpoint; see GET /v1/openapi.json")
+            ApiError::new(
+                "not_found",
+                "no such endpoint; see GET /v1/openapi.json or /docs",
+            )
         })
         .with_state(state)
 }

@@ -36,7 +36,26 @@ pub(super) fn routes() -> Router<CoreState> {
         .route("/v1/customers/{customer_id}/orders", get(history))
 }
 
-async fn place(
+/// Places an order: validates lines, checks the delivery radius, prices it with GST and reserves stock until payment. Requires an `Idempotency-Key` header: the same key and body replay the first answer; another body is `409 idempotency_conflict`.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body = PlaceOrder,
+    params(("Idempotency-Key" = String, Header, description = "1-255 characters, e.g. a UUID")),
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "placed; stock held until `reservation_expires_at`", body = PlacedOrder),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "unknown merchant or product", body = model::api::ErrorBody),
+        (status = 409, description = "`out_of_stock`, `idempotency_conflict`", body = model::api::ErrorBody),
+        (status = 422, description = "`outside_delivery_radius`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn place(
     State(state): State<CoreState>,
     caller: Caller,
     headers: HeaderMap,
@@ -74,7 +93,22 @@ async fn place(
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
-async fn view(
+/// Reads an order with its captured and refunded amounts and shipment. A merchant key sees only its own orders.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "the order", body = OrderView),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn view(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -85,7 +119,24 @@ async fn view(
     Ok(Json(order))
 }
 
-async fn pay(
+/// Charges the order through the payment providers (timeout, retries with backoff, fallback to the next provider; a decline is final).
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/pay",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "captured (order confirmed) or declined (order failed)", body = PaymentRecorded),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`already_paid`, `reservation_expired`, `illegal_transition`", body = model::api::ErrorBody),
+        (status = 503, description = "every provider unavailable (`payment_unavailable`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn pay(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -105,11 +156,30 @@ async fn pay(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CancelRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct CancelRequest {
     reason: String,
 }
 
-async fn cancel(
+/// Cancels under the merchant's policy: 70 % refunded within 10 min, 40 % within 30 min, refused later.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/cancel",
+    tag = "orders",
+    request_body = CancelRequest,
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "cancelled, with the refund", body = Cancelled),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`cancellation_window_closed`, `illegal_transition`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn cancel(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -130,17 +200,37 @@ async fn cancel(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddressRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct AddressRequest {
     delivery_pincode: Pincode,
 }
 
-#[derive(Debug, Serialize)]
-struct StatusAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct StatusAnswer {
     order_id: OrderId,
     status: OrderStatus,
 }
 
-async fn change_address(
+/// Moves the delivery within 30 min of placing and before packing; the radius is checked again.
+#[utoipa::path(
+    put,
+    path = "/v1/orders/{order_id}/address",
+    tag = "orders",
+    request_body = AddressRequest,
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "moved", body = StatusAnswer),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`address_change_closed`", body = model::api::ErrorBody),
+        (status = 422, description = "`outside_delivery_radius`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn change_address(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -164,7 +254,23 @@ async fn change_address(
     ))
 }
 
-async fn pack(
+/// Marks a confirmed order packed.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/pack",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "packed", body = StatusAnswer),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn pack(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -175,14 +281,32 @@ async fn pack(
     Ok(Json(StatusAnswer { order_id, status }))
 }
 
-#[derive(Debug, Serialize)]
-struct Shipped {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Shipped {
     order_id: OrderId,
     status: OrderStatus,
     shipment_id: ShipmentId,
 }
 
-async fn ship(
+/// Hands a packed order to a courier and creates its shipment.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/ship",
+    tag = "orders",
+    request_body = ShipRequest,
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "shipped", body = Shipped),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn ship(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -206,7 +330,23 @@ async fn ship(
     }))
 }
 
-async fn deliver(
+/// Records the delivery.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/deliver",
+    tag = "orders",
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "delivered", body = StatusAnswer),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn deliver(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -219,12 +359,31 @@ async fn deliver(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefundRequest {
+#[derive(utoipa::ToSchema)]
+pub(super) struct RefundRequest {
     amount: Money,
     reason: String,
 }
 
-async fn refund(
+/// Refunds part or all of what was captured; never more.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/refunds",
+    tag = "orders",
+    request_body = RefundRequest,
+    params(("order_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "refund issued", body = RefundIssued),
+        (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
+        (status = 409, description = "`refund_exceeds_captured`, `nothing_captured`", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn refund(
     State(state): State<CoreState>,
     caller: Caller,
     Path(order_id): Path<String>,
@@ -246,17 +405,31 @@ async fn refund(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HistoryQuery {
+pub(super) struct HistoryQuery {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
-struct History {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct History {
     customer_id: CustomerId,
     orders: Vec<OrderSummary>,
 }
 
-async fn history(
+/// A customer's orders, newest first. A merchant key sees only its own.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{customer_id}/orders",
+    tag = "orders",
+    params(("customer_id" = String, Path), ("limit" = Option<i64>, Query, description = "at most this many (default 50)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "the orders", body = History),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn history(
     State(state): State<CoreState>,
     caller: Caller,
     Path(customer_id): Path<String>,

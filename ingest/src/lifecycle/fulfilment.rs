@@ -40,6 +40,7 @@ pub async fn pack(
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct ShipRequest {
     pub courier_id: CourierId,
     /// Where the parcel leaves from; a hyperlocal merchant's store when omitted.

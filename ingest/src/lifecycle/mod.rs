@@ -246,7 +246,7 @@ pub(crate) async fn return_stock(
 }
 
 /// An order with everything that happened to it, as `GET /v1/orders/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: OrderId,
     pub merchant_id: MerchantId,
@@ -262,7 +262,7 @@ pub struct OrderView {
     pub shipment: Option<ShipmentView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLineView {
     pub product_id: ProductId,
     pub quantity: i64,
@@ -270,7 +270,7 @@ pub struct OrderLineView {
     pub gst: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShipmentView {
     pub shipment_id: String,
     pub courier_id: String,
@@ -397,7 +397,7 @@ pub async fn customer_orders(
     Ok(orders)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderSummary {
     pub order_id: OrderId,
     pub merchant_id: MerchantId,

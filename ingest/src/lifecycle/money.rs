@@ -32,7 +32,7 @@ pub enum PaymentOutcome {
 }
 
 /// What recording a payment did to the order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentRecorded {
     pub order_id: OrderId,
     pub status: OrderStatus,
@@ -144,7 +144,7 @@ pub async fn record_payment(
 }
 
 /// What a cancellation did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cancelled {
     pub order_id: OrderId,
     pub status: OrderStatus,
