@@ -323,6 +323,18 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
             &[],
         )
         .await?;
+    // An order this core never placed (another core's, or generated traffic) is not ours to
+    // tell: no notification, no dead letter.
+    let foreign = model::Envelope::new(
+        uuid::Uuid::now_v7(),
+        4_102_444_800_000,
+        model::MerchantId::new("m-elsewhere"),
+        Event::OrderConfirmed(model::payload::OrderConfirmed {
+            order_id: model::OrderId::new("o-elsewhere"),
+            payment_id: model::PaymentId::new("pay-elsewhere"),
+        }),
+    );
+    testkit::produce_all(&bus.producer()?, &[foreign]).await?;
     bus.producer()?
         .send(bus::OutRecord {
             topic: Topic::Orders,
@@ -378,5 +390,14 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
         count(seen, &order_id, "log") == 2
     })
     .await?;
+    let extra = tokio::time::timeout(Duration::from_secs(2), dlq.recv()).await;
+    ensure!(extra.is_err(), "an unexpected dead letter: {extra:?}");
+    ensure!(
+        !receiver
+            .requests()
+            .iter()
+            .any(|r| r.body["order_id"] == "o-elsewhere"),
+        "a foreign order was notified"
+    );
     core.stop().await
 }

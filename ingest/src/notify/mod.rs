@@ -1,6 +1,8 @@
 //! Customer notifications: a consumer of order and refund events that tells the customer about
 //! each change exactly once per channel.
 //!
+//! Only orders in this core's store are notified: an order event from elsewhere (another
+//! core, the demo's generator writing to the topic directly) belongs to another notifier.
 //! Each event is rendered per channel ([`template`]) and handed to that channel's [`Notifier`].
 //! A delivery that fails for a transient reason is retried with backoff; after the configured
 //! tries, or at once when the receiver refuses it, the source record goes to the DLQ with the
