@@ -324,7 +324,10 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
         )
         .await?;
     // An order this core never placed (another core's, or generated traffic) is not ours to
-    // tell: no notification, no dead letter.
+    // tell: no notification, no dead letter. The malformed record after it shares its key, so
+    // the notifier handles them in that order and any dead letter for the foreign order would
+    // precede the malformed one on the same DLQ partition: once the malformed letter is read,
+    // the foreign order has been dealt with.
     let foreign = model::Envelope::new(
         uuid::Uuid::now_v7(),
         4_102_444_800_000,
@@ -338,7 +341,7 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
     bus.producer()?
         .send(bus::OutRecord {
             topic: Topic::Orders,
-            key: b"garbage",
+            key: b"o-elsewhere",
             payload: b"{not json",
             headers: &[],
         })
@@ -390,8 +393,6 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
         count(seen, &order_id, "log") == 2
     })
     .await?;
-    let extra = tokio::time::timeout(Duration::from_secs(2), dlq.recv()).await;
-    ensure!(extra.is_err(), "an unexpected dead letter: {extra:?}");
     ensure!(
         !receiver
             .requests()

@@ -61,12 +61,6 @@ pub struct Report {
     pub skipped: Vec<LineProblem>,
 }
 
-impl Report {
-    pub fn malformed(&self) -> usize {
-        self.skipped.iter().filter(|p| p.code == MALFORMED).count()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("line 1: expected the header {expected:?}, found {found:?}")]
