@@ -15,6 +15,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::{Bus, BusError, Result};
@@ -159,30 +160,7 @@ impl Consumer {
     /// The next record. Waits until one arrives; cancel-safe.
     pub async fn recv(&self) -> Result<InRecord> {
         let message = self.inner.recv().await?;
-        let topic_name = message.topic().to_owned();
-        let topic = self
-            .config
-            .topic_of(&topic_name)
-            .ok_or_else(|| BusError::UnknownTopic(topic_name.clone()))?;
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(InRecord {
-            topic,
-            topic_name,
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers,
-            timestamp_ms: message.timestamp().to_millis(),
-        })
+        owned(&self.config, &message)
     }
 
     /// Marks `record` as done: the next commit covers it.
@@ -222,6 +200,15 @@ impl Consumer {
             .collect())
     }
 
+    /// Records between this member's read position and the end of the log, per owned
+    /// partition. Asks the broker, on a blocking thread.
+    pub async fn lag(&self) -> Result<Vec<(TopicPartition, i64)>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || lag_of(&*inner, &inner.position()?))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+    }
+
     /// Commits stored offsets and leaves the group, so partitions move at once instead of
     /// after the session timeout.
     pub async fn close(self) -> Result<()> {
@@ -229,6 +216,73 @@ impl Consumer {
         self.inner.unsubscribe();
         committed
     }
+}
+
+/// Copies a borrowed Kafka message into an [`InRecord`].
+pub(crate) fn owned(
+    config: &crate::BusConfig,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) -> Result<InRecord> {
+    let topic_name = message.topic().to_owned();
+    let topic = config
+        .topic_of(&topic_name)
+        .ok_or_else(|| BusError::UnknownTopic(topic_name.clone()))?;
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(InRecord {
+        topic,
+        topic_name,
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    })
+}
+
+/// How far behind the log end each partition in `positions` is.
+pub(crate) fn lag_of<C: rdkafka::consumer::Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    positions: &TopicPartitionList,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let mut lags = Vec::new();
+    for element in positions.elements() {
+        let (_, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            std::time::Duration::from_secs(5),
+        )?;
+        let position = element.offset().to_raw().filter(|offset| *offset >= 0);
+        let lag = match position {
+            Some(position) => (high - position).max(0),
+            // Nothing consumed yet: everything up to the end is still to read (approximately,
+            // retention may have removed the oldest records).
+            None => {
+                let (low, _) = consumer.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    std::time::Duration::from_secs(5),
+                )?;
+                (high - low).max(0)
+            }
+        };
+        lags.push((
+            TopicPartition {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+            },
+            lag,
+        ));
+    }
+    Ok(lags)
 }
 
 fn commit_stored(consumer: &StreamConsumer<GroupContext>) -> Result<()> {

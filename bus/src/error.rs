@@ -42,6 +42,8 @@ impl BusError {
                         | RDKafkaErrorCode::InvalidMessage
                         | RDKafkaErrorCode::TopicAuthorizationFailed
                         | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::InvalidSessionTimeout
+                        | RDKafkaErrorCode::GroupAuthorizationFailed
                 ),
                 None => true,
             },

@@ -7,6 +7,8 @@
 //!   where they need durability, and can dead-letter a record with a reason.
 //! - [`Consumer`] is a consumer-group member with explicit offset commits and a
 //!   [`RebalanceHook`] that hears about assignment and revocation before they take effect.
+//! - [`Reader`] reads every partition of a topic from the beginning, outside any group, for
+//!   serving state rebuilt from a compacted topic and for tables every instance needs whole.
 //!
 //! Offset protocol: a consumer *stores* a record's offset once that record's effect is applied
 //! (for stateful jobs: once it is durable), and *commits* stored offsets periodically, on
@@ -20,6 +22,7 @@ mod consumer;
 mod embedded;
 mod error;
 mod producer;
+mod reader;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +33,7 @@ pub use config::BusConfig;
 pub use consumer::{Consumer, InRecord, NoHook, RebalanceHook, TopicPartition};
 pub use error::BusError;
 pub use producer::{Delivered, OutRecord, Producer};
+pub use reader::Reader;
 
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
 

@@ -44,7 +44,7 @@ impl DecodeError {
         }
     }
 
-    fn from_serde(context: &str, error: serde_json::Error) -> Self {
+    pub(crate) fn from_serde(context: &str, error: serde_json::Error) -> Self {
         use serde_json::error::Category;
         let detail = error.to_string();
         match error.classify() {

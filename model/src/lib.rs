@@ -8,6 +8,8 @@
 //! - [`schema`] gives the Arrow schema of each topic for the lakehouse and SQL.
 //! - [`geo`] knows where every India Post pincode is (shipped data, GODL-India) and measures
 //!   distances; the generator, the orders core and the stream jobs share it.
+//! - [`trending`] is the trending job's output contract: partial counts per pane and input
+//!   partition, and per-partition watermarks.
 //! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
 //!   error codes every HTTP shell returns.
 //!
@@ -24,6 +26,7 @@ mod money;
 pub mod payload;
 pub mod schema;
 mod topic;
+pub mod trending;
 
 pub use codec::DecodeError;
 pub use envelope::{Envelope, SCHEMA_VERSION};

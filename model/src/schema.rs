@@ -31,6 +31,7 @@ pub fn envelope_fields() -> Vec<Field> {
 pub fn for_topic(topic: Topic) -> SchemaRef {
     let mut fields = match topic {
         Topic::Dlq => vec![timestamp("dead_lettered_at")],
+        Topic::Trending => Vec::new(),
         _ => envelope_fields(),
     };
     fields.extend(payload_fields(topic));
@@ -174,6 +175,19 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             utf8("template"),
             utf8("text"),
             utf8("source_event_id"),
+        ],
+        Topic::Trending => vec![
+            utf8("source_topic"),
+            int64("source_partition"),
+            timestamp("pane_start"),
+            int64("pane_ms"),
+            Field::new("is_final", DataType::Boolean, true),
+            utf8("scope"),
+            utf8("scope_key"),
+            utf8("product_id"),
+            int64("views"),
+            int64("carts"),
+            int64("orders"),
         ],
         Topic::Dlq => vec![
             utf8("reason"),

@@ -15,6 +15,9 @@ pub enum Topic {
     Clicks,
     /// Customer notifications as sent, one per order state change.
     Notifications,
+    /// The trending job's partial counts per pane and input partition (compacted); see
+    /// [`crate::trending`].
+    Trending,
     /// Dead letters: records no consumer could use, with the original bytes and a reason.
     Dlq,
 }
@@ -28,10 +31,13 @@ pub enum PartitionKey {
     SessionId,
     /// Dead letters keep the key of the record they carry.
     Original,
+    /// A derived output is keyed by what it is about (e.g. pane and input partition), so a
+    /// replay overwrites it.
+    Output,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Orders,
         Topic::Payments,
         Topic::Shipments,
@@ -40,6 +46,7 @@ impl Topic {
         Topic::Searches,
         Topic::Clicks,
         Topic::Notifications,
+        Topic::Trending,
         Topic::Dlq,
     ];
 
@@ -54,6 +61,7 @@ impl Topic {
             Topic::Searches => "searches",
             Topic::Clicks => "clicks",
             Topic::Notifications => "notifications",
+            Topic::Trending => "trending",
             Topic::Dlq => "dlq",
         }
     }
@@ -71,8 +79,29 @@ impl Topic {
             }
             Topic::Inventory | Topic::Catalog => PartitionKey::ProductId,
             Topic::Searches | Topic::Clicks => PartitionKey::SessionId,
+            Topic::Trending => PartitionKey::Output,
             Topic::Dlq => PartitionKey::Original,
         }
+    }
+
+    /// Whether the topic holds the latest value per key (log compaction) rather than a
+    /// history: derived outputs whose replays rewrite a key.
+    pub fn is_compacted(self) -> bool {
+        matches!(self, Topic::Trending)
+    }
+}
+
+impl serde::Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Topic::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown topic {name:?}")))
     }
 }
 

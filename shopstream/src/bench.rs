@@ -31,6 +31,23 @@ pub enum Target {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Nexmark q5 (hot items: HOP 10 s / 2 s, bids per auction, top auctions per window) on
+    /// the streaming runtime's panes, one thread, no broker.
+    Nexmark {
+        #[arg(long, default_value_t = 50_000_000)]
+        events: usize,
+        /// Bids per second of event time.
+        #[arg(long, default_value_t = 1_000_000)]
+        rate: u64,
+    },
+    /// The trending job through the broker: its rate on a backlog, then end-to-end freshness
+    /// (event produced -> visible in /v1/trending) at half that rate.
+    Trending {
+        #[arg(long, default_value_t = 300_000)]
+        backlog: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -45,6 +62,10 @@ pub enum Target {
 pub async fn run(config: Config, target: Target) -> Result<()> {
     match target {
         Target::Generator { events } => generator(&config, events),
+        Target::Nexmark { events, rate } => crate::bench_stream::nexmark(events, rate),
+        Target::Trending { backlog, seconds } => {
+            crate::bench_stream::trending(config, backlog, seconds).await
+        }
         Target::Bus { events } => bus(config, events).await,
         Target::Orders {
             orders,

@@ -79,6 +79,11 @@ impl Config {
         {
             config.bus.embedded_data_dir = Some(dir.join("broker"));
         }
+        if let Some(dir) = &config.data_dir
+            && config.trending.checkpoint_dir.is_none()
+        {
+            config.trending.checkpoint_dir = Some(dir.join("checkpoints/trending"));
+        }
         config.generator.validate()?;
         config.trending.validate()?;
         Ok(config)
@@ -155,19 +160,23 @@ mod tests {
     fn mistyped_values_and_bad_ranges_are_refused() {
         let error = load_text("[bus]\npartitions = \"many\"\n", &[]).unwrap_err();
         assert!(format!("{error:#}").contains("bus.partitions"), "{error:#}");
-        let error = load_text("", &[("trending.default_window_ms", "7")]).unwrap_err();
+        let error = load_text("", &[("trending.pane_ms", "7")]).unwrap_err();
         assert!(
-            format!("{error:#}").contains("trending.default_window_ms"),
+            format!("{error:#}").contains("trending.windows"),
             "{error:#}"
         );
     }
 
     #[test]
-    fn data_dir_places_the_broker_log_inside_it() {
+    fn data_dir_places_the_broker_log_and_checkpoints_inside_it() {
         let config = load_text("data_dir = \"/tmp/shop\"\n", &[]).unwrap();
         assert_eq!(
             config.bus.embedded_data_dir,
             Some(PathBuf::from("/tmp/shop/broker"))
+        );
+        assert_eq!(
+            config.trending.checkpoint_dir,
+            Some(PathBuf::from("/tmp/shop/checkpoints/trending"))
         );
     }
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_core;
+mod bench_stream;
 mod config;
 mod import;
 mod pump;
@@ -212,8 +213,21 @@ async fn demo(config: Config) -> Result<()> {
     out.push_str("  stop            Ctrl-C\n");
     eprint!("{out}");
 
+    // Without a data dir the embedded broker keeps its log in memory, so the trending
+    // checkpoints live exactly as long: in a directory removed at exit.
+    let (trending_config, _trending_scratch) = match &config.trending.checkpoint_dir {
+        Some(_) => (config.trending.clone(), None),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("shopstream-checkpoints-")
+                .tempdir()?;
+            let mut trending = config.trending.clone();
+            trending.checkpoint_dir = Some(scratch.path().to_owned());
+            (trending, Some(scratch))
+        }
+    };
     let trending = tokio::spawn(streams::trending::run(
-        config.trending.clone(),
+        trending_config,
         Arc::clone(&bus),
         listener,
         shutdown.clone(),
@@ -404,6 +418,11 @@ async fn stream_trending(config: Config) -> Result<()> {
     if config.bus.bootstrap_servers.is_none() {
         bail!(
             "stream trending needs bus.bootstrap_servers (a running `shopstream demo` serves 127.0.0.1:9092)"
+        );
+    }
+    if config.trending.checkpoint_dir.is_none() {
+        bail!(
+            "stream trending needs --data-dir DIR (or trending.checkpoint_dir) to keep its checkpoints; instances of one group must share it"
         );
     }
     let shutdown = CancellationToken::new();

@@ -1,11 +1,13 @@
 //! Stream jobs: consumer-group members that turn topics into serving state.
 //!
-//! Today this is trending v0 ([`trending`]): weighted view/cart/order counts per product over
-//! a recent event-time window, served at `GET /v1/trending`. Each job is split the same way: a
-//! pure operator over [`model::Envelope`]s (tested without Kafka), a thin consumer loop over
-//! [`bus::Consumer`], and an axum shell over the operator's state. The streaming-runtime issue
-//! adds watermarks, checkpoints and exactly-once outputs under the same shape.
+//! [`runtime`] is what every job shares: watermarks, pane-based hopping windows, session
+//! windows, per-partition checkpoints, metrics. [`trending`] is the first job on it. Each job
+//! is split the same way: a pure operator over [`model::Envelope`]s (tested without Kafka), a
+//! thin consumer loop over [`bus::Consumer`] that checkpoints, and an axum shell over serving
+//! state.
 
+pub mod nexmark;
+pub mod runtime;
 pub mod trending;
 
 /// Why a stream job stopped.
@@ -20,4 +22,10 @@ pub enum StreamError {
     /// The job's configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// State could not be checkpointed or restored; the job stops rather than run without it.
+    #[error(transparent)]
+    Checkpoint(#[from] runtime::checkpoint::CheckpointError),
+    /// Handing partitions over or taking them on failed inside the rebalance callback.
+    #[error("rebalance: {0}")]
+    Rebalance(String),
 }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod core;
 pub mod postgres;
+pub mod trending;
 
 use std::future::Future;
 use std::sync::Arc;

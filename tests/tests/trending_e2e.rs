@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on the first surprise; that is the point.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,68 +12,53 @@ use anyhow::Result;
 use bus::NoHook;
 use model::{Event, Topic};
 use serde_json::{Value, json};
-use streams::trending::TrendingConfig;
 use tokio_util::sync::CancellationToken;
 
-const BUCKET_MS: i64 = 10_000;
-const WINDOW_MS: i64 = 60_000;
-
-fn events() -> Vec<model::Envelope> {
-    let config = traffic::GeneratorConfig {
-        seed: 11,
-        rate: 400.0,
-        products: 200,
-        merchants: 10,
-        customers: 1_000,
-        ..traffic::GeneratorConfig::default()
-    };
-    traffic::Generator::new(config)
-        .unwrap()
-        .take(12_000)
-        .collect()
-}
-
-/// The expected answer, computed straight from the definition: weighted counts of views,
-/// cart adds and ordered products over the six 10 s buckets ending with the newest one.
-fn expected(events: &[model::Envelope], limit: usize) -> Vec<Value> {
-    let mut titles = HashMap::new();
-    let mut hits: Vec<(i64, String, usize)> = Vec::new(); // (bucket, product, kind)
+/// The expected top ten over the newest complete 10 s window, from DataFusion's batch sums of
+/// the same events: weighted counts of views, cart adds and ordered products.
+async fn expected(events: &[model::Envelope], category: Option<&str>) -> Result<(i64, Vec<Value>)> {
+    let mut catalog = HashMap::new();
     for envelope in events {
-        let bucket = envelope.event_time.div_euclid(BUCKET_MS) * BUCKET_MS;
-        match &envelope.event {
-            Event::ProductUpserted(p) => {
-                titles.insert(p.product_id.to_string(), p.title.clone());
-            }
-            Event::ProductViewed(v) => hits.push((bucket, v.product_id.to_string(), 0)),
-            Event::CartAdded(c) => hits.push((bucket, c.product_id.to_string(), 1)),
-            Event::OrderPlaced(o) => {
-                let products: BTreeSet<String> =
-                    o.lines.iter().map(|l| l.product_id.to_string()).collect();
-                hits.extend(products.into_iter().map(|p| (bucket, p, 2)));
-            }
-            _ => {}
+        if let Event::ProductUpserted(p) = &envelope.event {
+            catalog.insert(
+                p.product_id.to_string(),
+                (p.title.clone(), p.category.clone()),
+            );
         }
     }
-    let newest = hits.iter().map(|h| h.0).max().unwrap();
-    let mut counts: HashMap<String, [u64; 3]> = HashMap::new();
-    for (bucket, product, kind) in hits {
-        if bucket > newest - WINDOW_MS {
-            counts.entry(product).or_default()[kind] += 1;
-        }
-    }
-    let mut ranked: Vec<(u64, String, [u64; 3])> = counts
-        .into_iter()
-        .map(|(p, c)| (c[0] + 3 * c[1] + 10 * c[2], p, c))
+    // Every partition goes idle at the end, so windows close up to the newest event.
+    let newest = events
+        .iter()
+        .filter(|e| matches!(e.topic(), Topic::Clicks | Topic::Orders))
+        .map(|e| e.event_time)
+        .max()
+        .unwrap();
+    let end = (newest + 1).div_euclid(2_000) * 2_000;
+    let sums = testkit::trending::batch_windows(events, 10_000, &[end]).await?;
+    let mut ranked: Vec<(u64, String, [u64; 3])> = sums
+        .iter()
+        .filter(|((_, (scope, product)), _)| {
+            scope == "global"
+                && category.is_none_or(|c| catalog.get(product).is_some_and(|(_, pc)| pc == c))
+        })
+        .map(|((_, (_, product)), c)| {
+            (
+                c.views + 3 * c.carts + 10 * c.orders,
+                product.clone(),
+                [c.views, c.carts, c.orders],
+            )
+        })
         .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    ranked
+    let top = ranked
         .into_iter()
-        .take(limit)
+        .take(10)
         .map(|(score, product, c)| {
-            json!({"product_id": product, "title": titles[&product], "score": score,
+            json!({"product_id": product, "title": catalog[&product].0, "score": score,
                    "views": c[0], "carts": c[1], "orders": c[2]})
         })
-        .collect()
+        .collect();
+    Ok((end, top))
 }
 
 fn shape(answer: &Value) -> Vec<Value> {
@@ -95,7 +80,7 @@ fn shape(answer: &Value) -> Vec<Value> {
 async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
     let bus = testkit::bus("trending")?;
     bus.ensure_topics(&Topic::ALL).await?;
-    let events = events();
+    let events = testkit::trending::generated(11, 12_000)?;
     let producer = bus.producer()?;
     testkit::produce_all(&producer, &events).await?;
     // One record no stage can read: it must reach the DLQ with its bytes and a reason.
@@ -112,11 +97,8 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let config = TrendingConfig {
-        bucket_ms: BUCKET_MS,
-        default_window_ms: WINDOW_MS,
-        ..TrendingConfig::default()
-    };
+    let checkpoints = tempfile::tempdir()?;
+    let config = testkit::trending::job_config(checkpoints.path().to_owned());
     let job = tokio::spawn(streams::trending::run(
         config,
         Arc::clone(&bus),
@@ -124,10 +106,10 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         shutdown.clone(),
     ));
 
-    let want = expected(&events, 10);
+    let (end, want) = expected(&events, None).await?;
     assert_eq!(want.len(), 10);
     let client = reqwest::Client::new();
-    let url = format!("{base}/v1/trending?window=1m&limit=10");
+    let url = format!("{base}/v1/trending?window=10s&limit=10");
     let answer = testkit::wait_until(Duration::from_secs(60), "the exact trending answer", || {
         let (client, url, want) = (&client, &url, &want);
         async move {
@@ -136,11 +118,44 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         }
     })
     .await?;
-    assert_eq!(answer["window"], "1m");
+    assert_eq!(answer["window"], "10s");
+    assert_eq!(answer["window_end_ms"], end);
+    assert_eq!(answer["scope"], "global");
+
+    // A category answer is the global counts of that category's products.
+    let category = answer["products"][0]["category"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, want) = expected(&events, Some(&category)).await?;
+    let url = format!("{base}/v1/trending?window=10s&limit=10&scope=category&key={category}");
+    let answer: Value = client.get(&url).send().await?.json().await?;
+    assert_eq!(shape(&answer), want, "{url}");
+
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for series in [
+        "shopstream_events_in_total{job=\"trending\"}",
+        "shopstream_checkpoints_total{job=\"trending\"}",
+        "shopstream_window_emission_delay_ms_count{job=\"trending\"}",
+        "shopstream_late_events_total{job=\"trending\"} 0",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
 
     for (query, status, code) in [
         ("window=7s", 400, "invalid_parameter"),
         ("window=2h", 400, "invalid_parameter"),
+        ("scope=city", 400, "invalid_parameter"),
+        ("scope=global&key=x", 400, "invalid_parameter"),
+        ("scope=planet&key=x", 400, "invalid_parameter"),
         ("window=fast", 400, "invalid_parameter"),
         ("limit=0", 400, "invalid_parameter"),
         ("limit=1000", 400, "invalid_parameter"),

@@ -1,22 +1,25 @@
-//! `GET /v1/trending?window=5m&limit=10`.
+//! `GET /v1/trending?scope=&key=&window=&limit=` and `GET /metrics`.
 
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use model::MerchantId;
 use model::api::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use super::{Board, TrendingAnswer};
+use super::view::{Audience, TrendingAnswer, TrendingView};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::window::Hopping;
 
 #[derive(Clone)]
 struct AppState {
-    board: Arc<RwLock<Board>>,
-    default_window_ms: i64,
+    view: Arc<RwLock<TrendingView>>,
+    metrics: Arc<Metrics>,
     max_limit: usize,
 }
 
@@ -47,34 +50,74 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrendingQuery {
+    scope: Option<String>,
+    key: Option<String>,
     window: Option<String>,
     limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct TrendingResponse {
+    scope: &'static str,
+    key: Option<String>,
     /// The window as asked, e.g. "5m".
     window: String,
     #[serde(flatten)]
     answer: TrendingAnswer,
 }
 
-/// The trending routes, with a JSON 404 for every other path.
-pub fn router(board: Arc<RwLock<Board>>, default_window_ms: i64, max_limit: usize) -> Router {
+/// The trending routes and `/metrics`, with a JSON 404 for every other path.
+pub fn router(view: Arc<RwLock<TrendingView>>, metrics: Arc<Metrics>, max_limit: usize) -> Router {
     let state = AppState {
-        board,
-        default_window_ms,
+        view,
+        metrics,
         max_limit,
     };
     Router::new()
         .route("/v1/trending", get(trending))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async {
             ApiError {
                 code: ErrorCode::NotFound,
-                message: "no such endpoint; try GET /v1/trending".into(),
+                message: "no such endpoint; try GET /v1/trending or GET /metrics".into(),
             }
         })
         .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render("trending"),
+    )
+        .into_response()
+}
+
+fn audience(
+    scope: Option<&str>,
+    key: Option<String>,
+) -> Result<(&'static str, Audience), ApiError> {
+    let scope = scope.unwrap_or("global");
+    let keyed = |name: &'static str| {
+        key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "scope={name} needs key=<{name}>, e.g. scope={name}&key=..."
+            ))
+        })
+    };
+    match scope {
+        "global" if key.is_none() => Ok(("global", Audience::Global)),
+        "global" => Err(ApiError::invalid("scope=global takes no key")),
+        "category" => Ok(("category", Audience::Category(keyed("category")?))),
+        "city" => Ok(("city", Audience::City(keyed("city")?))),
+        "merchant" => Ok((
+            "merchant",
+            Audience::Merchant(MerchantId::new(keyed("merchant")?)),
+        )),
+        other => Err(ApiError::invalid(format!(
+            "scope {other:?} must be one of global, category, city, merchant"
+        ))),
+    }
 }
 
 async fn trending(
@@ -82,24 +125,26 @@ async fn trending(
     query: Result<Query<TrendingQuery>, QueryRejection>,
 ) -> Result<Json<TrendingResponse>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
-    let board = state
-        .board
+    let (scope, audience) = audience(query.scope.as_deref(), query.key.clone())?;
+    let view = state
+        .view
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (bucket_ms, retain_ms) = (board.bucket_ms(), board.retain_ms());
-    let window_ms = match &query.window {
-        None => state.default_window_ms,
-        Some(text) => parse_window(text)
-            .filter(|ms| *ms > 0 && ms % bucket_ms == 0 && *ms <= retain_ms)
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "window {text:?} must be a duration such as 30s, 5m or 1h, a whole number of \
-                     {} buckets, at most {}",
-                    format_window(bucket_ms),
-                    format_window(retain_ms)
-                ))
-            })?,
-    };
+    let windows: Vec<Hopping> = view.windows().copied().collect();
+    let window = match &query.window {
+        None => windows.first().copied(),
+        Some(text) => {
+            parse_window(text).and_then(|ms| windows.iter().find(|w| w.size_ms() == ms).copied())
+        }
+    }
+    .ok_or_else(|| {
+        let known: Vec<String> = windows.iter().map(|w| format_window(w.size_ms())).collect();
+        ApiError::invalid(format!(
+            "window {:?} must be one of {}",
+            query.window.as_deref().unwrap_or_default(),
+            known.join(", ")
+        ))
+    })?;
     let limit = match &query.limit {
         None => 10.min(state.max_limit),
         Some(text) => text
@@ -113,9 +158,11 @@ async fn trending(
                 ))
             })?,
     };
-    let answer = board.top(window_ms, limit);
+    let answer = view.top(&window, &audience, limit);
     Ok(Json(TrendingResponse {
-        window: format_window(window_ms),
+        scope,
+        key: query.key,
+        window: format_window(window.size_ms()),
         answer,
     }))
 }

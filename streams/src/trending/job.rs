@@ -1,22 +1,47 @@
-//! The Kafka edge of trending: consume clicks, orders and catalog, fold them into the board,
-//! dead-letter what cannot be decoded, store offsets once applied and commit every interval.
+//! The Kafka edge of trending: a consumer-group member over clicks and orders that folds each
+//! partition into its [`ShardCounter`], publishes pane records and shard watermarks to the
+//! `trending` topic, dead-letters late and undecodable records, and checkpoints.
 //!
-//! v0 keeps the board in memory only, so a restart rebuilds it from the retained topics under
-//! a new group or from the committed offsets onward; the streaming-runtime issue adds
-//! checkpoints that make it exactly-once.
+//! Exactly-once protocol (see [`crate::runtime::checkpoint`] for the file side):
+//! - every `checkpoint_interval_ms`, on revocation and on shutdown: produce what the shards
+//!   owe, wait for every acknowledgement, write each shard's snapshot (state plus next offset),
+//!   then commit the offsets to Kafka;
+//! - on assignment: restore each shard's snapshot and skip records below its offset, so a
+//!   redelivery from an older commit is not counted twice;
+//! - outputs are keyed by pane and shard, so whatever a crash makes us produce again
+//!   overwrites the same keys.
+//!
+//! Nothing here blocks the consumer's poll for long: the rebalance hook's flush is a wait for
+//! acknowledgements of a few records, then small file writes.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use bus::{Bus, NoHook};
+use bus::{Bus, InRecord, OutRecord, Producer, RebalanceHook, TopicPartition};
+use futures::future::BoxFuture;
 use model::dlq::Reason;
+use model::geo::Directory;
+use model::trending::{Shard, ShardWatermark, TrendingRecord};
 use model::{Topic, codec};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Board, Weights, router};
+use super::counter::{ShardCounter, Timing, Verdict};
 use crate::StreamError;
+use crate::runtime::checkpoint::Checkpoints;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::watermark::Watermarks;
+
+/// One window size the API serves, and how often it moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub size_ms: i64,
+    pub slide_ms: i64,
+}
 
 /// Trending job settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,30 +49,58 @@ use crate::StreamError;
 pub struct TrendingConfig {
     /// Consumer group; instances sharing it split the partitions.
     pub group_id: String,
-    /// Width of one event-time bucket, ms. Windows are whole buckets.
-    pub bucket_ms: i64,
-    /// Longest window that can be asked for, ms; older buckets are dropped.
-    pub retain_ms: i64,
-    /// Window used when a request names none, ms.
-    pub default_window_ms: i64,
+    /// Where each partition's state and offset are checkpointed. The binary puts it under
+    /// `data_dir`; instances that may take over each other's partitions must share it.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Width of a pane, ms: the unit the job counts in. Every slide is a whole number of panes.
+    pub pane_ms: i64,
+    /// The windows the API serves (size and slide, ms), the first being the default.
+    pub windows: Vec<WindowConfig>,
+    /// How far behind the newest event of its partition an event may arrive and still be on
+    /// time, ms. Windows are shown this much after their end.
+    pub max_out_of_orderness_ms: i64,
+    /// How long after the watermark passes a pane it still accepts (and corrects) events,
+    /// ms; later events go to the DLQ as `late`.
+    pub allowed_lateness_ms: i64,
+    /// A partition with no records for this long stops holding back the watermark, ms.
+    pub idle_timeout_ms: i64,
+    /// How often finished panes and watermarks are published, ms.
+    pub emit_interval_ms: u64,
+    /// How often state and offsets are checkpointed, ms.
+    pub checkpoint_interval_ms: u64,
     /// Most products one request may ask for.
     pub max_limit: usize,
-    /// How often consumed offsets are committed, ms.
-    pub commit_interval_ms: u64,
     /// Points per view, cart add and order.
-    pub weights: Weights,
+    pub weights: super::Weights,
 }
 
 impl Default for TrendingConfig {
     fn default() -> Self {
         Self {
             group_id: "trending".into(),
-            bucket_ms: 10_000,
-            retain_ms: 60 * 60 * 1000,
-            default_window_ms: 5 * 60 * 1000,
+            checkpoint_dir: None,
+            pane_ms: 10_000,
+            windows: vec![
+                WindowConfig {
+                    size_ms: 5 * 60_000,
+                    slide_ms: 10_000,
+                },
+                WindowConfig {
+                    size_ms: 60 * 60_000,
+                    slide_ms: 60_000,
+                },
+                WindowConfig {
+                    size_ms: 24 * 60 * 60_000,
+                    slide_ms: 60 * 60_000,
+                },
+            ],
+            max_out_of_orderness_ms: 500,
+            allowed_lateness_ms: 60_000,
+            idle_timeout_ms: 2_000,
+            emit_interval_ms: 200,
+            checkpoint_interval_ms: 5_000,
             max_limit: 100,
-            commit_interval_ms: 1_000,
-            weights: Weights::default(),
+            weights: super::Weights::default(),
         }
     }
 }
@@ -55,83 +108,428 @@ impl Default for TrendingConfig {
 impl TrendingConfig {
     pub fn validate(&self) -> Result<(), StreamError> {
         let fail = |message: String| Err(StreamError::Config(message));
-        if self.bucket_ms <= 0 {
+        if self.pane_ms <= 0 {
             return fail(format!(
-                "trending.bucket_ms must be positive, got {}",
-                self.bucket_ms
+                "trending.pane_ms must be positive, got {}",
+                self.pane_ms
             ));
         }
-        for (name, value) in [
-            ("retain_ms", self.retain_ms),
-            ("default_window_ms", self.default_window_ms),
-        ] {
-            if value <= 0 || value % self.bucket_ms != 0 {
+        if self.windows.is_empty() {
+            return fail("trending.windows must name at least one window".into());
+        }
+        for window in &self.windows {
+            if let Err(error) =
+                crate::runtime::window::Hopping::new(window.size_ms, window.slide_ms)
+            {
+                return fail(format!("trending.windows: {error}"));
+            }
+            if window.slide_ms % self.pane_ms != 0 {
                 return fail(format!(
-                    "trending.{name} must be a positive multiple of trending.bucket_ms ({}), got {value}",
-                    self.bucket_ms
+                    "trending.windows: slide {} ms must be a whole number of panes (trending.pane_ms = {})",
+                    window.slide_ms, self.pane_ms
                 ));
             }
         }
-        if self.default_window_ms > self.retain_ms {
-            return fail("trending.default_window_ms must not exceed trending.retain_ms".into());
+        for (name, value) in [
+            ("max_out_of_orderness_ms", self.max_out_of_orderness_ms),
+            ("allowed_lateness_ms", self.allowed_lateness_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            if value < 0 {
+                return fail(format!("trending.{name} must not be negative, got {value}"));
+            }
         }
         if self.max_limit == 0 {
             return fail("trending.max_limit must be at least 1".into());
         }
         Ok(())
     }
+
+    pub fn timing(&self) -> Timing {
+        Timing {
+            pane_ms: self.pane_ms,
+            max_out_of_orderness_ms: self.max_out_of_orderness_ms,
+            allowed_lateness_ms: self.allowed_lateness_ms,
+        }
+    }
 }
 
-/// Runs the trending consumer and its HTTP API on `listener` until `shutdown`; then stops
-/// serving, commits what it consumed and leaves the group.
-pub async fn run(
+/// Processing time in UTC ms. The only clock the job reads; operators get times as arguments.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Debug, Default)]
+struct Owned {
+    counters: BTreeMap<Shard, ShardCounter>,
+    marks: Option<Watermarks<Shard>>,
+    sent_marks: HashMap<Shard, ShardWatermark>,
+}
+
+/// What the consumer loop and the rebalance hook share.
+pub(super) struct Job {
     config: TrendingConfig,
-    bus: Arc<Bus>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), StreamError> {
-    config.validate()?;
-    let board = Arc::new(RwLock::new(Board::new(
-        config.bucket_ms,
-        config.retain_ms,
-        config.weights,
-    )));
-    let app = router(
-        Arc::clone(&board),
-        config.default_window_ms,
-        config.max_limit,
-    );
-    let http = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
-    let consumed = consume(&config, &bus, &board, &shutdown).await;
-    // Whatever ended consumption, stop serving too, so the caller sees one outcome.
-    shutdown.cancel();
-    let served = http
-        .await
-        .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
-    consumed?;
-    served?;
+    timing: Timing,
+    places: Directory,
+    checkpoints: Checkpoints,
+    producer: Producer,
+    bus_config: bus::BusConfig,
+    pub(super) metrics: Arc<Metrics>,
+    owned: Mutex<Owned>,
+    /// A failure inside the rebalance hook, which cannot return one; the loop stops on it.
+    failed: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("group", &self.config.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records produced but not yet acknowledged.
+type Pending = Vec<BoxFuture<'static, bus::Result<bus::Delivered>>>;
+
+impl Job {
+    pub(super) fn new(
+        config: TrendingConfig,
+        bus: &Bus,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StreamError> {
+        config.validate()?;
+        let Some(dir) = config.checkpoint_dir.clone() else {
+            return Err(StreamError::Config(
+                "trending.checkpoint_dir must be set: without it a restart would lose the counts (the binary puts it under data_dir)".into(),
+            ));
+        };
+        Ok(Self {
+            timing: config.timing(),
+            places: Directory::load(),
+            checkpoints: Checkpoints::open(dir)?,
+            producer: bus.producer()?,
+            bus_config: bus.config().clone(),
+            metrics,
+            owned: Mutex::new(Owned {
+                marks: Some(Watermarks::new(
+                    config.max_out_of_orderness_ms,
+                    config.idle_timeout_ms,
+                )),
+                ..Owned::default()
+            }),
+            failed: Mutex::new(None),
+            config,
+        })
+    }
+
+    fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.owned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn shard_of(&self, partition: &TopicPartition) -> Option<Shard> {
+        Some(Shard {
+            topic: self.bus_config.topic_of(&partition.topic)?,
+            partition: partition.partition,
+        })
+    }
+
+    fn checkpoint_name(shard: &Shard) -> String {
+        format!("{}-{}", shard.topic, shard.partition)
+    }
+
+    /// Restores newly assigned shards from their checkpoints.
+    fn assign(&self, partitions: &[TopicPartition]) -> Result<(), StreamError> {
+        let now = now_ms();
+        for partition in partitions {
+            let Some(shard) = self.shard_of(partition) else {
+                continue;
+            };
+            let counter = match self.checkpoints.load(&Self::checkpoint_name(&shard))? {
+                Some(snapshot) => ShardCounter::restore(snapshot),
+                None => ShardCounter::new(shard.clone()),
+            };
+            tracing::info!(%shard, next_offset = counter.next_offset(), "partition assigned");
+            let mut owned = self.owned();
+            if let Some(marks) = owned.marks.as_mut() {
+                marks.assign(shard.clone(), counter.newest_event_ms(), now);
+            }
+            owned.sent_marks.remove(&shard);
+            owned.counters.insert(shard, counter);
+        }
+        Ok(())
+    }
+
+    /// Flushes and checkpoints shards about to go, then forgets them.
+    fn revoke(&self, partitions: &[TopicPartition]) -> Result<(), StreamError> {
+        let shards: Vec<Shard> = partitions.iter().filter_map(|p| self.shard_of(p)).collect();
+        let pending = self.emit(Some(&shards))?;
+        // This runs inside the consumer's poll, so it cannot await: flush the producer (which
+        // also covers records the loop emitted earlier), then every acknowledgement is in.
+        self.producer.flush(Duration::from_secs(30))?;
+        for delivered in pending {
+            match futures::FutureExt::now_or_never(delivered) {
+                Some(result) => {
+                    result?;
+                }
+                None => {
+                    return Err(StreamError::Rebalance(
+                        "an output was not acknowledged after the flush".into(),
+                    ));
+                }
+            }
+        }
+        self.save(Some(&shards))?;
+        let mut owned = self.owned();
+        for shard in &shards {
+            owned.counters.remove(shard);
+            if let Some(marks) = owned.marks.as_mut() {
+                marks.revoke(shard);
+            }
+            owned.sent_marks.remove(shard);
+        }
+        tracing::info!(count = shards.len(), "partitions handed over");
+        Ok(())
+    }
+
+    /// Produces what the chosen shards (all when `None`) owe: finished panes and changed
+    /// watermarks.
+    pub(super) fn emit(&self, only: Option<&[Shard]>) -> Result<Pending, StreamError> {
+        let now = now_ms();
+        let mut records = Vec::new();
+        {
+            let mut owned = self.owned();
+            let Owned {
+                counters,
+                marks,
+                sent_marks,
+            } = &mut *owned;
+            if let Some(watermark) = marks.as_ref().and_then(|m| m.job_watermark(now)) {
+                self.metrics
+                    .watermark_ms
+                    .store(watermark, Ordering::Relaxed);
+            }
+            for (shard, counter) in counters.iter_mut() {
+                if only.is_some_and(|only| !only.contains(shard)) {
+                    continue;
+                }
+                let idle = marks.as_ref().is_some_and(|m| m.is_idle(shard, now));
+                for pane in counter.flush(&self.timing, idle) {
+                    if !pane.is_final {
+                        self.metrics
+                            .observe_emission_delay(now - (pane.pane_start + pane.pane_ms));
+                    }
+                    records.push(TrendingRecord::Pane(pane));
+                }
+                let mark = ShardWatermark {
+                    shard: shard.clone(),
+                    watermark_ms: counter.watermark(&self.timing),
+                    newest_event_ms: counter.newest_event_ms(),
+                    idle,
+                };
+                if sent_marks.get(shard) != Some(&mark) {
+                    sent_marks.insert(shard.clone(), mark.clone());
+                    records.push(TrendingRecord::Watermark(mark));
+                }
+            }
+        }
+        let mut pending: Pending = Vec::with_capacity(records.len());
+        for record in &records {
+            pending.push(Box::pin(self.produce(record)?));
+        }
+        self.metrics
+            .events_out
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(pending)
+    }
+
+    fn produce(
+        &self,
+        record: &TrendingRecord,
+    ) -> Result<impl Future<Output = bus::Result<bus::Delivered>> + Send + use<>, StreamError> {
+        let key = record.key();
+        let payload = record.encode();
+        let out = OutRecord {
+            topic: Topic::Trending,
+            key: key.as_bytes(),
+            payload: &payload,
+            headers: &[],
+        };
+        match self.producer.enqueue(out) {
+            Err(bus::BusError::QueueFull) => {
+                // Let the queue drain, then try once more; a second refusal is a real problem.
+                self.producer.flush(Duration::from_secs(30))?;
+                Ok(self.producer.enqueue(out)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Writes the chosen shards' checkpoints (all when `None`).
+    pub(super) fn save(&self, only: Option<&[Shard]>) -> Result<(), StreamError> {
+        let started = Instant::now();
+        let snapshots: Vec<_> = {
+            let owned = self.owned();
+            owned
+                .counters
+                .iter()
+                .filter(|(shard, _)| only.is_none_or(|only| only.contains(shard)))
+                .map(|(_, counter)| counter.snapshot())
+                .collect()
+        };
+        let mut bytes = 0;
+        for snapshot in &snapshots {
+            bytes += self
+                .checkpoints
+                .save(&Self::checkpoint_name(&snapshot.shard), snapshot)?;
+        }
+        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .checkpoint_last_bytes
+            .store(bytes as u64, Ordering::Relaxed);
+        self.metrics
+            .checkpoint_last_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Folds one record into its shard. Returns why it must be dead-lettered, if it must.
+    pub(super) fn apply(&self, record: &InRecord) -> Option<Reason> {
+        let shard = Shard {
+            topic: record.topic,
+            partition: record.partition,
+        };
+        let now = now_ms();
+        let mut owned = self.owned();
+        let Owned {
+            counters, marks, ..
+        } = &mut *owned;
+        let Some(counter) = counters.get_mut(&shard) else {
+            // Revoked between fetch and delivery; its next owner reads it again.
+            return None;
+        };
+        let decoded = codec::decode(record.payload.as_deref().unwrap_or_default());
+        let verdict = match &decoded {
+            Ok(envelope) => {
+                let verdict = counter.apply(&self.timing, &self.places, record.offset, envelope);
+                if matches!(verdict, Verdict::Counted | Verdict::Ignored)
+                    && let Some(marks) = marks.as_mut()
+                {
+                    marks.observe(&shard, envelope.event_time, now);
+                }
+                verdict
+            }
+            Err(_) => counter.skip(record.offset),
+        };
+        match (verdict, decoded) {
+            (Verdict::Replayed, _) => {
+                self.metrics
+                    .replayed_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            (_, Err(error)) => Some(Reason::from(&error)),
+            (Verdict::Late { watermark_ms }, Ok(envelope)) => {
+                self.metrics.late_events.fetch_add(1, Ordering::Relaxed);
+                Some(Reason::new(
+                    Reason::LATE,
+                    format!(
+                        "event time {} is before partition {shard}'s watermark {watermark_ms} minus the allowed lateness of {} ms",
+                        envelope.event_time, self.timing.allowed_lateness_ms
+                    ),
+                ))
+            }
+            (Verdict::Counted | Verdict::Ignored, Ok(_)) => {
+                self.metrics.events_in.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    pub(super) fn take_failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn fail(&self, error: StreamError) {
+        tracing::error!(%error, "rebalance handling failed");
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
+    }
+}
+
+pub(super) async fn await_all(pending: Pending) -> Result<(), StreamError> {
+    for delivered in futures::future::join_all(pending).await {
+        delivered?;
+    }
     Ok(())
 }
 
-async fn consume(
-    config: &TrendingConfig,
+/// Runs the job's side of a rebalance on the consumer's poll path.
+pub(super) struct Hook(pub(super) Arc<Job>);
+
+impl RebalanceHook for Hook {
+    fn assigned(&self, partitions: &[TopicPartition]) {
+        if let Err(error) = self.0.assign(partitions) {
+            self.0.fail(error);
+        }
+    }
+
+    fn revoking(&self, partitions: &[TopicPartition]) {
+        if let Err(error) = self.0.revoke(partitions) {
+            self.0.fail(error);
+        }
+    }
+}
+
+/// The consumer loop: apply records, publish every `emit_interval_ms`, checkpoint every
+/// `checkpoint_interval_ms`, refresh lag gauges; on shutdown flush, checkpoint, commit, leave.
+pub(super) async fn consume(
+    job: Arc<Job>,
     bus: &Bus,
-    board: &RwLock<Board>,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    let topics = [Topic::Clicks, Topic::Orders, Topic::Catalog];
-    let consumer = bus.consumer(&config.group_id, &topics, Arc::new(NoHook), &[])?;
-    let producer = bus.producer()?;
-    let mut commit_every =
-        tokio::time::interval(Duration::from_millis(config.commit_interval_ms.max(10)));
+    let topics = [Topic::Clicks, Topic::Orders];
+    let consumer = bus.consumer(
+        &job.config.group_id,
+        &topics,
+        Arc::new(Hook(Arc::clone(&job))),
+        &[],
+    )?;
+    let dlq = bus.producer()?;
+    let mut emit_every =
+        tokio::time::interval(Duration::from_millis(job.config.emit_interval_ms.max(10)));
+    let mut checkpoint_every = tokio::time::interval(Duration::from_millis(
+        job.config.checkpoint_interval_ms.max(50),
+    ));
+    let mut lag_every = tokio::time::interval(Duration::from_secs(5));
+    let mut pending: Pending = Vec::new();
     loop {
+        if let Some(failure) = job.take_failure() {
+            return Err(StreamError::Rebalance(failure));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = commit_every.tick() => consumer.commit().await?,
+            _ = emit_every.tick() => {
+                pending.extend(job.emit(None)?);
+                if pending.len() > 10_000 {
+                    await_all(std::mem::take(&mut pending)).await?;
+                }
+            }
+            _ = checkpoint_every.tick() => {
+                checkpoint(&job, &consumer, std::mem::take(&mut pending)).await?;
+            }
+            _ = lag_every.tick() => match consumer.lag().await {
+                Ok(lag) => job.metrics.set_lag(lag.into_iter().map(|(tp, lag)| (tp.topic, tp.partition, lag)).collect()),
+                Err(error) => tracing::debug!(%error, "lag not available"),
+            },
             received = consumer.recv() => {
                 let record = match received {
                     Ok(record) => record,
@@ -141,11 +539,9 @@ async fn consume(
                     }
                     Err(error) => return Err(error.into()),
                 };
-                match codec::decode(record.payload.as_deref().unwrap_or_default()) {
-                    Ok(envelope) => write(board).apply(&envelope),
-                    Err(error) => {
-                        producer.dead_letter(&record, &config.group_id, &Reason::from(&error)).await?;
-                    }
+                if let Some(reason) = job.apply(&record) {
+                    dlq.dead_letter(&record, &job.config.group_id, &reason).await?;
+                    job.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Err(error) = consumer.store(&record) {
                     // The partition was revoked meanwhile; its next owner replays the record.
@@ -154,13 +550,31 @@ async fn consume(
             }
         }
     }
+    checkpoint(&job, &consumer, pending).await?;
     consumer.close().await?;
     Ok(())
 }
 
-/// A poisoned lock means a panic mid-update; the board is plain counters, so keep serving.
-pub(super) fn write(board: &RwLock<Board>) -> std::sync::RwLockWriteGuard<'_, Board> {
-    board
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Outputs acknowledged, then state and offsets saved, then offsets committed to Kafka.
+async fn checkpoint(
+    job: &Job,
+    consumer: &bus::Consumer,
+    mut pending: Pending,
+) -> Result<(), StreamError> {
+    let started = Instant::now();
+    pending.extend(job.emit(None)?);
+    await_all(pending).await?;
+    job.save(None)?;
+    // The checkpoint is the truth; the Kafka commit only saves the next owner some redelivered
+    // records it would skip anyway. A commit refused mid-rebalance is retried next time.
+    if let Err(error) = consumer.commit().await {
+        if !error.is_retryable() {
+            return Err(error.into());
+        }
+        tracing::debug!(%error, "offset commit deferred");
+    }
+    job.metrics
+        .checkpoint_last_micros
+        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(())
 }

@@ -1,10 +1,19 @@
-//! Trending products, v0: the proof that events flow from the generator through Kafka into a
-//! job and out of an HTTP API.
+//! Trending products: top-K by weighted score (views, cart adds, orders) over sliding
+//! event-time windows, per audience (global, merchant, city, category), plus the fastest
+//! risers against the previous window.
+//!
+//! - [`counter`]: the job's pure operator, per input partition: counts per pane and scope.
+//! - `job`: the Kafka edge (consumer group, checkpoints, DLQ, `trending` topic).
+//! - [`view`]: the pure serving state rebuilt from the `trending` topic and the catalog.
+//! - `http`: `GET /v1/trending` and `GET /metrics`.
 
-mod board;
+pub mod counter;
 mod http;
 mod job;
+mod service;
+pub mod view;
 
-pub use board::{Board, Counts, Entry, TrendingAnswer, Weights};
 pub use http::router;
-pub use job::{TrendingConfig, run};
+pub use job::{TrendingConfig, WindowConfig};
+pub use service::{run, serve_view};
+pub use view::{Audience, Entry, TrendingAnswer, TrendingView, Weights};

@@ -1,0 +1,121 @@
+//! A reader of whole topics outside any consumer group: every partition from the beginning,
+//! nothing committed. Serving state that is rebuilt from a compacted topic, and dimension
+//! tables every instance needs in full (the catalog), read this way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use model::Topic;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::consumer::{lag_of, owned};
+use crate::{Bus, BusError, InRecord, Result, TopicPartition};
+
+/// Reads every partition of some topics from their first retained record.
+pub struct Reader {
+    inner: Arc<StreamConsumer>,
+    config: crate::BusConfig,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// A reader of every partition of `topics`, from the beginning. The topics must exist.
+    pub async fn reader(&self, topics: &[Topic]) -> Result<Reader> {
+        // librdkafka wants a group id even for manual assignment; it is never joined or
+        // committed to, only made unique so readers cannot disturb each other.
+        static READERS: AtomicU64 = AtomicU64::new(0);
+        let group_id = format!(
+            "{}reader-{}-{}",
+            self.config.topic_prefix,
+            std::process::id(),
+            READERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let inner: StreamConsumer = self
+            .client_config(&[
+                ("group.id", group_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ])
+            .create()?;
+        let inner = Arc::new(inner);
+        let names: Vec<String> = topics.iter().map(|t| self.topic_name(*t)).collect();
+        let metadata_of = Arc::clone(&inner);
+        let list = tokio::task::spawn_blocking(move || -> Result<TopicPartitionList> {
+            let mut list = TopicPartitionList::new();
+            for name in &names {
+                let metadata = metadata_of.fetch_metadata(Some(name), Duration::from_secs(10))?;
+                let partitions = metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+                    .collect::<Vec<_>>();
+                if partitions.is_empty() {
+                    return Err(BusError::UnknownTopic(name.clone()));
+                }
+                for partition in partitions {
+                    list.add_partition_offset(name, partition, Offset::Beginning)?;
+                }
+            }
+            Ok(list)
+        })
+        .await
+        .map_err(|_| BusError::Kafka(KafkaError::Canceled))??;
+        inner.assign(&list)?;
+        Ok(Reader {
+            inner,
+            config: self.config.clone(),
+        })
+    }
+}
+
+impl Reader {
+    /// The next record of any partition. Cancel-safe.
+    pub async fn recv(&self) -> Result<InRecord> {
+        let message = self.inner.recv().await?;
+        owned(&self.config, &message)
+    }
+
+    /// The log-end offset (next offset to be written) of every partition read, so a caller
+    /// can tell when it has caught up. Asks the broker, on a blocking thread.
+    pub async fn end_offsets(&self) -> Result<Vec<(TopicPartition, i64)>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || -> Result<Vec<(TopicPartition, i64)>> {
+            let assignment = inner.assignment()?;
+            let mut ends = Vec::new();
+            for element in assignment.elements() {
+                let (_, high) = inner.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    Duration::from_secs(5),
+                )?;
+                ends.push((
+                    TopicPartition {
+                        topic: element.topic().to_owned(),
+                        partition: element.partition(),
+                    },
+                    high,
+                ));
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+    }
+
+    /// Records between the read position and the log end, per partition.
+    pub async fn lag(&self) -> Result<Vec<(TopicPartition, i64)>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || lag_of(&*inner, &inner.position()?))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+    }
+}

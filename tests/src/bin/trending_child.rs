@@ -1,0 +1,46 @@
+//! The process `trending_crash.rs` kills: runs the trending job against the broker, topic
+//! prefix and checkpoint directory the parent names, until SIGKILL.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOPSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,streams=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut args = std::env::args().skip(1);
+    let (Some(bootstrap), Some(prefix), Some(checkpoints)) =
+        (args.next(), args.next(), args.next())
+    else {
+        bail!(
+            "usage: trending_child BOOTSTRAP TOPIC_PREFIX CHECKPOINT_DIR (started by trending_crash.rs)"
+        );
+    };
+    // A killed member holds its partitions until its session times out; a short session
+    // keeps the 20 restarts from waiting 10 s each.
+    let session =
+        std::env::var("SHOPSTREAM_TEST_SESSION_TIMEOUT_MS").unwrap_or_else(|_| "10000".into());
+    let bus = bus::Bus::connect(bus::BusConfig {
+        bootstrap_servers: Some(bootstrap),
+        topic_prefix: prefix,
+        properties: [
+            ("session.timeout.ms".to_owned(), session),
+            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
+            ("group.instance.id".to_owned(), "trending-child".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+        ..bus::BusConfig::default()
+    })?;
+    let config = testkit::trending::job_config(checkpoints.into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    streams::trending::run(config, Arc::new(bus), listener, shutdown).await?;
+    Ok(())
+}

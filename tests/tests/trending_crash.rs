@@ -1,0 +1,168 @@
+//! Exactly-once under SIGKILL and under rebalancing. Generated traffic is produced at a steady
+//! pace while the trending job runs; the job is killed at random moments and restarted (or a
+//! second instance joins and leaves), and afterwards the newest pane records on the
+//! `trending` topic, summed over partitions, equal DataFusion's batch sums of the same events:
+//! nothing lost, nothing counted twice.
+//!
+//! `SHOPSTREAM_SOAK=1` kills 100 times instead of 20 (`SHOPSTREAM_KILLS=n`: n times).
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use model::{Envelope, Topic};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use testkit::trending::{all_idle, batch_panes, drain, first_difference, follow, generated};
+use tokio_util::sync::CancellationToken;
+
+/// Produces `events` in order at about `per_second`, acknowledged one slice at a time.
+fn produce_steadily(
+    bus: Arc<bus::Bus>,
+    events: Vec<Envelope>,
+    per_second: usize,
+) -> tokio::task::JoinHandle<Result<()>> {
+    tokio::spawn(async move {
+        let producer = bus.producer()?;
+        let slice = (per_second / 20).max(1);
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        for chunk in events.chunks(slice) {
+            pace.tick().await;
+            testkit::produce_all(&producer, chunk).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Waits until the job has published everything and it equals the batch recomputation.
+async fn assert_matches_batch(bus: &bus::Bus, events: &[Envelope]) -> Result<()> {
+    let want = batch_panes(events, 1_000).await?;
+    let shards = 2 * bus.config().partitions as usize;
+    let (reader, mut published) = follow(bus).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = "nothing published".to_owned();
+    while std::time::Instant::now() < deadline {
+        drain(&reader, &mut published, Duration::from_millis(200)).await?;
+        if !all_idle(&published, shards) {
+            last = "the job has not published idle watermarks for every partition".into();
+            continue;
+        }
+        match first_difference(&published.panes(), &want) {
+            None => return Ok(()),
+            Some(difference) => last = difference,
+        }
+    }
+    bail!("streamed panes never matched the batch recomputation; last: {last}")
+}
+
+fn trending_events(seed: u64, count: usize) -> Result<Vec<Envelope>> {
+    Ok(generated(seed, count)?
+        .into_iter()
+        .filter(|e| matches!(e.topic(), Topic::Clicks | Topic::Orders))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_at_random_moments_counts_everything_exactly_once() -> Result<()> {
+    let kills: usize = if std::env::var_os("SHOPSTREAM_SOAK").is_some() {
+        100
+    } else {
+        std::env::var("SHOPSTREAM_KILLS").map_or(Ok(20), |n| n.parse())?
+    };
+    let bus = testkit::bus("trending-crash")?;
+    bus.ensure_topics(&Topic::ALL).await?;
+    let checkpoints = tempfile::tempdir()?;
+    let events = trending_events(21, 3_000 * kills / 4)?;
+    let load = produce_steadily(Arc::clone(&bus), events.clone(), 1_500);
+
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_trending_child"))
+            .arg(bus.bootstrap_servers())
+            .arg(&bus.config().topic_prefix)
+            .arg(checkpoints.path())
+            .env("SHOPSTREAM_TEST_SESSION_TIMEOUT_MS", "6000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+    };
+    for _ in 0..kills {
+        let mut child = spawn()?;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        if let Some(status) = child.try_wait()? {
+            bail!("the job exited by itself ({status}) instead of being killed");
+        }
+        child.kill()?; // SIGKILL
+        child.wait()?;
+    }
+    load.await??;
+    let mut last = spawn()?;
+    let outcome = assert_matches_batch(&bus, &events).await;
+    last.kill()?;
+    last.wait()?;
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_joining_and_leaving_changes_nothing() -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,streams=info")
+        .try_init();
+    let mut config = testkit::bus_config("trending-rebalance")?;
+    config
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    config
+        .properties
+        .insert("max.poll.interval.ms".into(), "10000".into());
+    let bus = Arc::new(bus::Bus::connect(config)?);
+    bus.ensure_topics(&Topic::ALL).await?;
+    let checkpoints = tempfile::tempdir()?;
+    let events = trending_events(22, 30_000)?;
+    let start = |shutdown: CancellationToken| {
+        let bus = Arc::clone(&bus);
+        let config = testkit::trending::job_config(checkpoints.path().to_owned());
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let metrics = format!("http://{}/metrics", listener.local_addr()?);
+            let task = tokio::spawn(streams::trending::run(config, bus, listener, shutdown));
+            Ok::<_, anyhow::Error>((task, metrics))
+        }
+    };
+    let producer = bus.producer()?;
+    let mut slices = events.chunks(200);
+    let first_stop = CancellationToken::new();
+    let (first, _) = start(first_stop.clone()).await?;
+    for slice in slices.by_ref().take(15) {
+        testkit::produce_all(&producer, slice).await?;
+    }
+    // The second instance joins mid-stream and keeps taking records until it has applied some
+    // of its own, then leaves; the first takes its partitions back from their checkpoints.
+    let second_stop = CancellationToken::new();
+    let (second, metrics) = start(second_stop.clone()).await?;
+    let client = reqwest::Client::new();
+    let mut second_counted = false;
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for slice in slices.by_ref() {
+        pace.tick().await;
+        testkit::produce_all(&producer, slice).await?;
+        let text = client.get(&metrics).send().await?.text().await?;
+        if !text.contains("shopstream_events_in_total{job=\"trending\"} 0\n") {
+            second_counted = true;
+            break;
+        }
+    }
+    assert!(second_counted, "the second instance never got a partition");
+    second_stop.cancel();
+    second.await??;
+    for slice in slices {
+        testkit::produce_all(&producer, slice).await?;
+    }
+    assert_matches_batch(&bus, &events).await?;
+    first_stop.cancel();
+    first.await??;
+    Ok(())
+}
