@@ -1,10 +1,13 @@
 //! The `trending` topic: what the trending job publishes and its serving state reads.
 //!
 //! The job counts interactions per event-time *pane* (a short fixed slice of event time) and
-//! per *shard* (one input partition). A [`PaneRecord`] is one shard's counts for one pane, keyed
-//! `pane/<pane_start>/<topic>/<partition>`, so a replay after a crash or a rebalance rewrites
-//! the same key with the same value instead of adding to it, and log compaction keeps only the
-//! newest. Partials per shard are what let several job instances split the partitions: whoever
+//! per *shard* (one input partition). A [`PaneRecord`] is one shard's counts for one pane, one
+//! scope and one of [`BUCKETS`] fixed slices of the product ids, keyed
+//! `pane/<pane_start>/<topic>/<partition>/<bucket>/<scope>`, so a replay after a crash or a
+//! rebalance rewrites the same key with the same value instead of adding to it, log compaction
+//! keeps only the newest, and no record grows past the broker's message size however many
+//! products a pane holds (a bucket always holds the same products, so versions replace each
+//! other exactly). Partials per shard are what let several job instances split the partitions: whoever
 //! reads the topic sums the shards of a pane and builds any sliding window from whole panes.
 //! A [`ShardWatermark`] (key `watermark/<topic>/<partition>`) says how far a shard's event time
 //! has progressed, so readers know which windows are complete.
@@ -62,6 +65,42 @@ pub struct ScopedCounts {
     pub counts: Counts,
 }
 
+/// Product-id slices per pane, shard and scope.
+pub const BUCKETS: u16 = 16;
+
+/// The slice `product` belongs to: FNV-1a of its id, the same in every process and version.
+pub fn bucket_of(product: &ProductId) -> u16 {
+    let hash = product
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash % u64::from(BUCKETS)) as u16
+}
+
+/// One product's counts, on the wire as `[product_id, views, carts, orders]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductCounts(pub ProductId, pub u64, pub u64, pub u64);
+
+impl ProductCounts {
+    pub fn new(product: ProductId, counts: Counts) -> Self {
+        Self(product, counts.views, counts.carts, counts.orders)
+    }
+
+    pub fn product_id(&self) -> &ProductId {
+        &self.0
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            views: self.1,
+            carts: self.2,
+            orders: self.3,
+        }
+    }
+}
+
 /// One input partition, the unit of job state, checkpoints and partial output.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +115,8 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// One shard's counts for the pane `[pane_start, pane_start + pane_ms)`.
+/// One shard's counts for the pane `[pane_start, pane_start + pane_ms)`, one scope and one
+/// bucket of products.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaneRecord {
@@ -85,8 +125,10 @@ pub struct PaneRecord {
     pub pane_ms: i64,
     /// No later version of this record will follow: the allowed lateness has passed.
     pub is_final: bool,
-    /// Sorted by scope then product, so equal state always encodes to equal bytes.
-    pub counts: Vec<ScopedCounts>,
+    pub scope: Scope,
+    pub bucket: u16,
+    /// Sorted by product, so equal state always encodes to equal bytes.
+    pub products: Vec<ProductCounts>,
 }
 
 /// How far one shard's event time has come.
@@ -116,10 +158,17 @@ impl TrendingRecord {
     /// The record's Kafka key: one key per pane and shard, or per shard for watermarks.
     pub fn key(&self) -> String {
         match self {
-            TrendingRecord::Pane(pane) => format!(
-                "pane/{}/{}/{}",
-                pane.pane_start, pane.shard.topic, pane.shard.partition
-            ),
+            TrendingRecord::Pane(pane) => {
+                let scope = match &pane.scope {
+                    Scope::Global => "global".to_owned(),
+                    Scope::Merchant(merchant) => format!("merchant:{merchant}"),
+                    Scope::City(city) => format!("city:{city}"),
+                };
+                format!(
+                    "pane/{}/{}/{}/{}/{scope}",
+                    pane.pane_start, pane.shard.topic, pane.shard.partition, pane.bucket
+                )
+            }
             TrendingRecord::Watermark(mark) => {
                 format!("watermark/{}/{}", mark.shard.topic, mark.shard.partition)
             }
@@ -150,17 +199,16 @@ mod tests {
             pane_start: 10_000,
             pane_ms: 10_000,
             is_final: false,
-            counts: vec![ScopedCounts {
-                scope: Scope::City("Pune".into()),
-                product_id: ProductId::new("p-1"),
-                counts: Counts {
-                    views: 1,
-                    carts: 0,
-                    orders: 2,
-                },
-            }],
+            scope: Scope::City("Pune".into()),
+            bucket: 3,
+            products: vec![ProductCounts(ProductId::new("p-1"), 1, 0, 2)],
         });
-        assert_eq!(record.key(), "pane/10000/clicks/2");
+        assert_eq!(record.key(), "pane/10000/clicks/2/3/city:Pune");
+        assert!(String::from_utf8_lossy(&record.encode()).contains("[\"p-1\",1,0,2]"));
+        assert_eq!(
+            bucket_of(&ProductId::new("p-1")),
+            bucket_of(&ProductId::new("p-1"))
+        );
         assert_eq!(TrendingRecord::decode(&record.encode()).ok(), Some(record));
         assert!(TrendingRecord::decode(b"{\"kind\":\"pane\"}").is_err());
     }

@@ -181,11 +181,11 @@ impl Published {
         let mut out: BTreeMap<(i64, Slot), Counts> = BTreeMap::new();
         for record in self.latest.values() {
             if let TrendingRecord::Pane(pane) = record {
-                for entry in &pane.counts {
-                    let slot = (scope_name(&entry.scope), entry.product_id.to_string());
+                for entry in &pane.products {
+                    let slot = (scope_name(&pane.scope), entry.product_id().to_string());
                     out.entry((pane.pane_start, slot))
                         .or_default()
-                        .add(&entry.counts);
+                        .add(&entry.counts());
                 }
             }
         }

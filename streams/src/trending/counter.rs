@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use model::geo::Directory;
-use model::trending::{Counts, PaneRecord, Scope, ScopedCounts, Shard};
+use model::trending::{Counts, PaneRecord, ProductCounts, Scope, ScopedCounts, Shard, bucket_of};
 use model::{Envelope, Event, ProductId};
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +237,7 @@ impl ShardCounter {
             }
             let is_final = end <= final_before;
             if pane.dirty || is_final {
-                records.push(record_of(
+                records.extend(records_of(
                     &self.shard,
                     *start,
                     timing.pane_ms,
@@ -316,14 +316,36 @@ fn sorted_counts(pane: &Pane) -> Vec<ScopedCounts> {
     counts
 }
 
-fn record_of(shard: &Shard, start: i64, pane_ms: i64, is_final: bool, pane: &Pane) -> PaneRecord {
-    PaneRecord {
-        shard: shard.clone(),
-        pane_start: start,
-        pane_ms,
-        is_final,
-        counts: sorted_counts(pane),
+/// A pane as records: one per scope and product bucket, products sorted.
+fn records_of(
+    shard: &Shard,
+    start: i64,
+    pane_ms: i64,
+    is_final: bool,
+    pane: &Pane,
+) -> Vec<PaneRecord> {
+    let mut groups: BTreeMap<(Scope, u16), Vec<ProductCounts>> = BTreeMap::new();
+    for ((scope, product), counts) in &pane.counts {
+        groups
+            .entry((scope.clone(), bucket_of(product)))
+            .or_default()
+            .push(ProductCounts::new(product.clone(), *counts));
     }
+    groups
+        .into_iter()
+        .map(|((scope, bucket), mut products)| {
+            products.sort_by(|a, b| a.0.cmp(&b.0));
+            PaneRecord {
+                shard: shard.clone(),
+                pane_start: start,
+                pane_ms,
+                is_final,
+                scope,
+                bucket,
+                products,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

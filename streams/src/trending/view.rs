@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use model::trending::{
-    Counts, PaneRecord, Scope, ScopedCounts, Shard, ShardWatermark, TrendingRecord,
+    Counts, PaneRecord, ProductCounts, Scope, Shard, ShardWatermark, TrendingRecord,
 };
 use model::{Envelope, Event, MerchantId, ProductId};
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,7 @@ pub struct TrendingView {
     rollups: Vec<Rollup>,
     /// What each shard last said about each retained pane, so a rewrite (a provisional pane
     /// made final, or any version replayed after a crash) replaces instead of adding.
-    applied: HashMap<(i64, Shard), Vec<ScopedCounts>>,
+    applied: HashMap<(i64, Shard, Scope, u16), Vec<ProductCounts>>,
     watermarks: BTreeMap<Shard, ShardWatermark>,
     catalog: HashMap<ProductId, ProductInfo>,
 }
@@ -141,30 +141,33 @@ impl TrendingView {
     }
 
     fn apply_pane(&mut self, pane: PaneRecord) {
-        let key = (pane.pane_start, pane.shard.clone());
+        let key = (
+            pane.pane_start,
+            pane.shard.clone(),
+            pane.scope.clone(),
+            pane.bucket,
+        );
         if let Some(old) = self.applied.remove(&key) {
-            self.add(pane.pane_start, &old, false);
+            self.add(pane.pane_start, &pane.scope, &old, false);
         }
-        self.add(pane.pane_start, &pane.counts, true);
-        self.applied.insert(key, pane.counts);
+        self.add(pane.pane_start, &pane.scope, &pane.products, true);
+        self.applied.insert(key, pane.products);
     }
 
-    fn add(&mut self, pane_start: i64, counts: &[ScopedCounts], adding: bool) {
+    fn add(&mut self, pane_start: i64, scope: &Scope, products: &[ProductCounts], adding: bool) {
         for rollup in &mut self.rollups {
             let coarse = rollup
                 .panes
                 .entry(floor_to(pane_start, rollup.window.slide_ms()))
+                .or_default()
+                .entry(scope.clone())
                 .or_default();
-            for entry in counts {
-                let total = coarse
-                    .entry(entry.scope.clone())
-                    .or_default()
-                    .entry(entry.product_id.clone())
-                    .or_default();
+            for entry in products {
+                let total = coarse.entry(entry.product_id().clone()).or_default();
                 if adding {
-                    total.add(&entry.counts);
+                    total.add(&entry.counts());
                 } else {
-                    total.subtract(&entry.counts);
+                    total.subtract(&entry.counts());
                 }
             }
         }
@@ -222,7 +225,8 @@ impl TrendingView {
             rollup.panes = rollup.panes.split_off(&keep_from);
             keep_any_from = keep_any_from.min(keep_from);
         }
-        self.applied.retain(|(start, _), _| *start >= keep_any_from);
+        self.applied
+            .retain(|(start, ..), _| *start >= keep_any_from);
     }
 
     /// Per-product counts of `audience` in `window`'s window ending at `end_ms`.
