@@ -170,6 +170,17 @@ impl Consumer {
         Ok(())
     }
 
+    /// Marks everything before `next_offset` of one partition as done: the next commit says
+    /// to resume there. For jobs that store offsets only when their state is checkpointed.
+    pub fn store_next(&self, topic_name: &str, partition: i32, next_offset: i64) -> Result<()> {
+        if next_offset > 0 {
+            // librdkafka stores the given offset plus one.
+            self.inner
+                .store_offset(topic_name, partition, next_offset - 1)?;
+        }
+        Ok(())
+    }
+
     /// Commits every stored offset and waits for the broker to confirm, on a blocking thread.
     pub async fn commit(&self) -> Result<()> {
         let inner = Arc::clone(&self.inner);
@@ -207,6 +218,32 @@ impl Consumer {
         tokio::task::spawn_blocking(move || lag_of(&*inner, &inner.position()?))
             .await
             .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+    }
+
+    /// The log-end offset (next offset to be written) of each owned partition, so a job can
+    /// measure its lag against its own position. Asks the broker, on a blocking thread.
+    pub async fn log_ends(&self) -> Result<Vec<(TopicPartition, i64)>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || -> Result<Vec<(TopicPartition, i64)>> {
+            let mut ends = Vec::new();
+            for element in inner.assignment()?.elements() {
+                let (_, high) = inner.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    std::time::Duration::from_secs(5),
+                )?;
+                ends.push((
+                    TopicPartition {
+                        topic: element.topic().to_owned(),
+                        partition: element.partition(),
+                    },
+                    high,
+                ));
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
 
     /// Commits stored offsets and leaves the group, so partitions move at once instead of

@@ -5,7 +5,9 @@
 //! Exactly-once protocol (see [`crate::runtime::checkpoint`] for the file side):
 //! - every `checkpoint_interval_ms`, on revocation and on shutdown: produce what the shards
 //!   owe, wait for every acknowledgement, write each shard's snapshot (state plus next offset),
-//!   then commit the offsets to Kafka;
+//!   then store exactly those offsets and commit them to Kafka. Offsets are stored nowhere
+//!   else, so no commit (including the bus's commit before a revocation) can run ahead of a
+//!   checkpoint;
 //! - on assignment: restore each shard's snapshot and skip records below its offset, so a
 //!   redelivery from an older commit is not counted twice;
 //! - outputs are keyed by pane and shard, so whatever a crash makes us produce again
@@ -180,6 +182,9 @@ pub(super) struct Job {
     owned: Mutex<Owned>,
     /// A failure inside the rebalance hook, which cannot return one; the loop stops on it.
     failed: Mutex<Option<String>>,
+    /// Records behind the log end per shard, as last measured; a shard is only idle when it
+    /// has been quiet *and* has nothing left to read.
+    lag: Mutex<HashMap<Shard, i64>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -220,6 +225,7 @@ impl Job {
                 ..Owned::default()
             }),
             failed: Mutex::new(None),
+            lag: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -302,6 +308,11 @@ impl Job {
         let mut records = Vec::new();
         {
             let mut owned = self.owned();
+            let lag = self
+                .lag
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             let Owned {
                 counters,
                 marks,
@@ -316,7 +327,8 @@ impl Job {
                 if only.is_some_and(|only| !only.contains(shard)) {
                     continue;
                 }
-                let idle = marks.as_ref().is_some_and(|m| m.is_idle(shard, now));
+                let idle = marks.as_ref().is_some_and(|m| m.is_idle(shard, now))
+                    && lag.get(shard) == Some(&0);
                 for pane in counter.flush(&self.timing, idle) {
                     if !pane.is_final {
                         self.metrics
@@ -449,6 +461,53 @@ impl Job {
         }
     }
 
+    /// Each owned shard's topic name, partition and next offset, as checkpointed.
+    fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.owned()
+            .counters
+            .values()
+            .map(|counter| {
+                let shard = counter.shard();
+                (
+                    self.bus_config.topic_name(shard.topic),
+                    shard.partition,
+                    counter.next_offset(),
+                )
+            })
+            .collect()
+    }
+
+    /// Lag per owned shard: the log end minus the first offset not yet in its state.
+    fn set_lag(&self, log_ends: &[(TopicPartition, i64)]) {
+        let by_shard: HashMap<Shard, i64> = {
+            let owned = self.owned();
+            log_ends
+                .iter()
+                .filter_map(|(partition, end)| {
+                    let shard = self.shard_of(partition)?;
+                    let next = owned.counters.get(&shard)?.next_offset();
+                    Some((shard, (end - next).max(0)))
+                })
+                .collect()
+        };
+        self.metrics.set_lag(
+            by_shard
+                .iter()
+                .map(|(shard, lag)| {
+                    (
+                        self.bus_config.topic_name(shard.topic),
+                        shard.partition,
+                        *lag,
+                    )
+                })
+                .collect(),
+        );
+        *self
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = by_shard;
+    }
+
     pub(super) fn take_failure(&self) -> Option<String> {
         self.failed
             .lock()
@@ -509,7 +568,7 @@ pub(super) async fn consume(
     let mut checkpoint_every = tokio::time::interval(Duration::from_millis(
         job.config.checkpoint_interval_ms.max(50),
     ));
-    let mut lag_every = tokio::time::interval(Duration::from_secs(5));
+    let mut lag_every = tokio::time::interval(Duration::from_secs(1));
     let mut pending: Pending = Vec::new();
     loop {
         if let Some(failure) = job.take_failure() {
@@ -526,8 +585,8 @@ pub(super) async fn consume(
             _ = checkpoint_every.tick() => {
                 checkpoint(&job, &consumer, std::mem::take(&mut pending)).await?;
             }
-            _ = lag_every.tick() => match consumer.lag().await {
-                Ok(lag) => job.metrics.set_lag(lag.into_iter().map(|(tp, lag)| (tp.topic, tp.partition, lag)).collect()),
+            _ = lag_every.tick() => match consumer.log_ends().await {
+                Ok(ends) => job.set_lag(&ends),
                 Err(error) => tracing::debug!(%error, "lag not available"),
             },
             received = consumer.recv() => {
@@ -542,10 +601,6 @@ pub(super) async fn consume(
                 if let Some(reason) = job.apply(&record) {
                     dlq.dead_letter(&record, &job.config.group_id, &reason).await?;
                     job.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Err(error) = consumer.store(&record) {
-                    // The partition was revoked meanwhile; its next owner replays the record.
-                    tracing::debug!(%error, "offset not stored");
                 }
             }
         }
@@ -565,6 +620,14 @@ async fn checkpoint(
     pending.extend(job.emit(None)?);
     await_all(pending).await?;
     job.save(None)?;
+    // Offsets are stored only here, as checkpointed, so no commit (ours, or the bus's before a
+    // revocation) can run ahead of a checkpoint.
+    for (topic, partition, next_offset) in job.positions() {
+        if let Err(error) = consumer.store_next(&topic, partition, next_offset) {
+            // Revoked meanwhile; its checkpoint says where the next owner starts.
+            tracing::debug!(%error, topic, partition, "offset not stored");
+        }
+    }
     // The checkpoint is the truth; the Kafka commit only saves the next owner some redelivered
     // records it would skip anyway. A commit refused mid-rebalance is retried next time.
     if let Err(error) = consumer.commit().await {
