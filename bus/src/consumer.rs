@@ -224,26 +224,9 @@ impl Consumer {
     /// measure its lag against its own position. Asks the broker, on a blocking thread.
     pub async fn log_ends(&self) -> Result<Vec<(TopicPartition, i64)>> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || -> Result<Vec<(TopicPartition, i64)>> {
-            let mut ends = Vec::new();
-            for element in inner.assignment()?.elements() {
-                let (_, high) = inner.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    std::time::Duration::from_secs(5),
-                )?;
-                ends.push((
-                    TopicPartition {
-                        topic: element.topic().to_owned(),
-                        partition: element.partition(),
-                    },
-                    high,
-                ));
-            }
-            Ok(ends)
-        })
-        .await
-        .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+        tokio::task::spawn_blocking(move || log_ends_of(&*inner))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
 
     /// Commits stored offsets and leaves the group, so partitions move at once instead of
@@ -283,6 +266,28 @@ pub(crate) fn owned(
         headers,
         timestamp_ms: message.timestamp().to_millis(),
     })
+}
+
+/// The log-end offset of every partition assigned to `consumer`. Blocks on the broker.
+pub(crate) fn log_ends_of<C: rdkafka::consumer::Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let mut ends = Vec::new();
+    for element in consumer.assignment()?.elements() {
+        let (_, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            std::time::Duration::from_secs(5),
+        )?;
+        ends.push((
+            TopicPartition {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+            },
+            high,
+        ));
+    }
+    Ok(ends)
 }
 
 /// How far behind the log end each partition in `positions` is.

@@ -11,7 +11,7 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::{lag_of, owned};
+use crate::consumer::{lag_of, log_ends_of, owned};
 use crate::{Bus, BusError, InRecord, Result, TopicPartition};
 
 /// Reads every partition of some topics from their first retained record.
@@ -88,27 +88,9 @@ impl Reader {
     /// can tell when it has caught up. Asks the broker, on a blocking thread.
     pub async fn end_offsets(&self) -> Result<Vec<(TopicPartition, i64)>> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || -> Result<Vec<(TopicPartition, i64)>> {
-            let assignment = inner.assignment()?;
-            let mut ends = Vec::new();
-            for element in assignment.elements() {
-                let (_, high) = inner.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    Duration::from_secs(5),
-                )?;
-                ends.push((
-                    TopicPartition {
-                        topic: element.topic().to_owned(),
-                        partition: element.partition(),
-                    },
-                    high,
-                ));
-            }
-            Ok(ends)
-        })
-        .await
-        .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+        tokio::task::spawn_blocking(move || log_ends_of(&*inner))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
 
     /// Records between the read position and the log end, per partition.
