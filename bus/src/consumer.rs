@@ -211,20 +211,11 @@ impl Consumer {
             .collect())
     }
 
-    /// Records between this member's read position and the end of the log, per owned
-    /// partition. Asks the broker, on a blocking thread.
-    pub async fn lag(&self) -> Result<Vec<(TopicPartition, i64)>> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || lag_of(&*inner, &inner.position()?))
-            .await
-            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
-    }
-
     /// The log-end offset (next offset to be written) of each owned partition, so a job can
     /// measure its lag against its own position. Asks the broker, on a blocking thread.
     pub async fn log_ends(&self) -> Result<Vec<(TopicPartition, i64)>> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || log_ends_of(&*inner))
+        tokio::task::spawn_blocking(move || log_ends_of(&inner))
             .await
             .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
@@ -269,9 +260,7 @@ pub(crate) fn owned(
 }
 
 /// The log-end offset of every partition assigned to `consumer`. Blocks on the broker.
-pub(crate) fn log_ends_of<C: rdkafka::consumer::Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-) -> Result<Vec<(TopicPartition, i64)>> {
+fn log_ends_of(consumer: &StreamConsumer<GroupContext>) -> Result<Vec<(TopicPartition, i64)>> {
     let mut ends = Vec::new();
     for element in consumer.assignment()?.elements() {
         let (_, high) = consumer.fetch_watermarks(
@@ -288,43 +277,6 @@ pub(crate) fn log_ends_of<C: rdkafka::consumer::Consumer<X>, X: ConsumerContext>
         ));
     }
     Ok(ends)
-}
-
-/// How far behind the log end each partition in `positions` is.
-pub(crate) fn lag_of<C: rdkafka::consumer::Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-    positions: &TopicPartitionList,
-) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut lags = Vec::new();
-    for element in positions.elements() {
-        let (_, high) = consumer.fetch_watermarks(
-            element.topic(),
-            element.partition(),
-            std::time::Duration::from_secs(5),
-        )?;
-        let position = element.offset().to_raw().filter(|offset| *offset >= 0);
-        let lag = match position {
-            Some(position) => (high - position).max(0),
-            // Nothing consumed yet: everything up to the end is still to read (approximately,
-            // retention may have removed the oldest records).
-            None => {
-                let (low, _) = consumer.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    std::time::Duration::from_secs(5),
-                )?;
-                (high - low).max(0)
-            }
-        };
-        lags.push((
-            TopicPartition {
-                topic: element.topic().to_owned(),
-                partition: element.partition(),
-            },
-            lag,
-        ));
-    }
-    Ok(lags)
 }
 
 fn commit_stored(consumer: &StreamConsumer<GroupContext>) -> Result<()> {

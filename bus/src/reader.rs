@@ -11,8 +11,8 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::{lag_of, log_ends_of, owned};
-use crate::{Bus, BusError, InRecord, Result, TopicPartition};
+use crate::consumer::owned;
+use crate::{Bus, BusError, InRecord, Result};
 
 /// Reads every partition of some topics from their first retained record.
 pub struct Reader {
@@ -82,22 +82,5 @@ impl Reader {
     pub async fn recv(&self) -> Result<InRecord> {
         let message = self.inner.recv().await?;
         owned(&self.config, &message)
-    }
-
-    /// The log-end offset (next offset to be written) of every partition read, so a caller
-    /// can tell when it has caught up. Asks the broker, on a blocking thread.
-    pub async fn end_offsets(&self) -> Result<Vec<(TopicPartition, i64)>> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || log_ends_of(&*inner))
-            .await
-            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
-    }
-
-    /// Records between the read position and the log end, per partition.
-    pub async fn lag(&self) -> Result<Vec<(TopicPartition, i64)>> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || lag_of(&*inner, &inner.position()?))
-            .await
-            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
 }

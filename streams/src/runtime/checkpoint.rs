@@ -14,7 +14,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,10 +48,6 @@ impl Checkpoints {
             source,
         })?;
         Ok(Self { dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn path_of(&self, name: &str) -> PathBuf {

@@ -102,7 +102,7 @@ impl Metrics {
         gauge(
             &mut out,
             "shopstream_checkpoint_duration_seconds",
-            "Wall time of the last checkpoint, outputs flushed included.",
+            "Time the last checkpoint took to write its files.",
             format!(
                 "{:.6}",
                 self.checkpoint_last_micros.load(Ordering::Relaxed) as f64 / 1e6

@@ -93,10 +93,6 @@ impl<S: Ord + Clone> Watermarks<S> {
         }
         minimum
     }
-
-    pub fn shards(&self) -> impl Iterator<Item = &S> {
-        self.shards.keys()
-    }
 }
 
 #[cfg(test)]

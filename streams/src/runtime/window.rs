@@ -67,19 +67,6 @@ impl Hopping {
     pub fn last_end_at_or_before(&self, time_ms: i64) -> i64 {
         floor_to(time_ms, self.slide_ms)
     }
-
-    /// Starts of the panes making up the window ending at `end_ms`.
-    pub fn panes_of(&self, end_ms: i64) -> impl Iterator<Item = i64> + use<> {
-        let (size, slide) = (self.size_ms, self.slide_ms);
-        (0..size / slide).map(move |i| end_ms - size + i * slide)
-    }
-
-    /// Ends of every window containing `time_ms`, oldest first.
-    pub fn windows_containing(&self, time_ms: i64) -> impl Iterator<Item = i64> + use<> {
-        let first_end = floor_to(time_ms, self.slide_ms) + self.slide_ms;
-        let slide = self.slide_ms;
-        (0..self.size_ms / slide).map(move |i| first_end + i * slide)
-    }
 }
 
 /// `time_ms` rounded down to a multiple of `unit_ms`, also for times before 1970.
@@ -138,10 +125,6 @@ impl<K: Eq + Hash + Clone, A: Aggregate> Panes<K, A> {
             .or_default()
     }
 
-    pub fn pane(&self, start_ms: i64) -> Option<&HashMap<K, A>> {
-        self.panes.get(&start_ms)
-    }
-
     /// Merges the panes of the window ending at `end_ms`.
     pub fn window(&self, window: &Hopping, end_ms: i64) -> HashMap<K, A> {
         let mut merged: HashMap<K, A> = HashMap::new();
@@ -163,18 +146,6 @@ impl<K: Eq + Hash + Clone, A: Aggregate> Panes<K, A> {
     /// Drops panes starting before `start_ms`, which no window still needs.
     pub fn forget_before(&mut self, start_ms: i64) {
         self.panes = self.panes.split_off(&start_ms);
-    }
-
-    pub fn oldest(&self) -> Option<i64> {
-        self.panes.keys().next().copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.panes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.panes.is_empty()
     }
 }
 
@@ -205,17 +176,12 @@ mod tests {
             Some(&2),
             "-1 is in [-20, 10)"
         );
-        assert_eq!(hop.panes_of(30).collect::<Vec<_>>(), vec![0, 10, 20]);
-        assert_eq!(
-            hop.windows_containing(15).collect::<Vec<_>>(),
-            vec![20, 30, 40]
-        );
-        assert_eq!(
-            hop.windows_containing(-1).collect::<Vec<_>>(),
-            vec![0, 10, 20]
-        );
         panes.forget_before(10);
-        assert_eq!(panes.oldest(), Some(10));
+        assert_eq!(
+            panes.window(&hop, 30).get("a"),
+            Some(&2),
+            "pane [0, 10) is gone"
+        );
     }
 
     #[test]

@@ -103,10 +103,6 @@ impl ShardCounter {
         self.late_events
     }
 
-    pub fn open_panes(&self) -> usize {
-        self.panes.len()
-    }
-
     /// The shard's watermark: newest event time minus the out-of-orderness bound.
     pub fn watermark(&self, timing: &Timing) -> Option<i64> {
         self.newest_event_ms

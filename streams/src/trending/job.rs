@@ -163,10 +163,10 @@ pub(super) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Owned {
     counters: BTreeMap<Shard, ShardCounter>,
-    marks: Option<Watermarks<Shard>>,
+    marks: Watermarks<Shard>,
     sent_marks: HashMap<Shard, ShardWatermark>,
 }
 
@@ -218,11 +218,9 @@ impl Job {
             bus_config: bus.config().clone(),
             metrics,
             owned: Mutex::new(Owned {
-                marks: Some(Watermarks::new(
-                    config.max_out_of_orderness_ms,
-                    config.idle_timeout_ms,
-                )),
-                ..Owned::default()
+                counters: BTreeMap::new(),
+                marks: Watermarks::new(config.max_out_of_orderness_ms, config.idle_timeout_ms),
+                sent_marks: HashMap::new(),
             }),
             failed: Mutex::new(None),
             lag: Mutex::new(HashMap::new()),
@@ -260,9 +258,9 @@ impl Job {
             };
             tracing::info!(%shard, next_offset = counter.next_offset(), "partition assigned");
             let mut owned = self.owned();
-            if let Some(marks) = owned.marks.as_mut() {
-                marks.assign(shard.clone(), counter.newest_event_ms(), now);
-            }
+            owned
+                .marks
+                .assign(shard.clone(), counter.newest_event_ms(), now);
             owned.sent_marks.remove(&shard);
             owned.counters.insert(shard, counter);
         }
@@ -292,9 +290,7 @@ impl Job {
         let mut owned = self.owned();
         for shard in &shards {
             owned.counters.remove(shard);
-            if let Some(marks) = owned.marks.as_mut() {
-                marks.revoke(shard);
-            }
+            owned.marks.revoke(shard);
             owned.sent_marks.remove(shard);
         }
         tracing::info!(count = shards.len(), "partitions handed over");
@@ -318,7 +314,7 @@ impl Job {
                 marks,
                 sent_marks,
             } = &mut *owned;
-            if let Some(watermark) = marks.as_ref().and_then(|m| m.job_watermark(now)) {
+            if let Some(watermark) = marks.job_watermark(now) {
                 self.metrics
                     .watermark_ms
                     .store(watermark, Ordering::Relaxed);
@@ -327,8 +323,7 @@ impl Job {
                 if only.is_some_and(|only| !only.contains(shard)) {
                     continue;
                 }
-                let idle = marks.as_ref().is_some_and(|m| m.is_idle(shard, now))
-                    && lag.get(shard) == Some(&0);
+                let idle = marks.is_idle(shard, now) && lag.get(shard) == Some(&0);
                 for pane in counter.flush(&self.timing, idle) {
                     if !pane.is_final {
                         self.metrics
@@ -427,9 +422,7 @@ impl Job {
         let verdict = match &decoded {
             Ok(envelope) => {
                 let verdict = counter.apply(&self.timing, &self.places, record.offset, envelope);
-                if matches!(verdict, Verdict::Counted | Verdict::Ignored)
-                    && let Some(marks) = marks.as_mut()
-                {
+                if matches!(verdict, Verdict::Counted | Verdict::Ignored) {
                     marks.observe(&shard, envelope.event_time, now);
                 }
                 verdict
@@ -616,7 +609,6 @@ async fn checkpoint(
     consumer: &bus::Consumer,
     mut pending: Pending,
 ) -> Result<(), StreamError> {
-    let started = Instant::now();
     pending.extend(job.emit(None)?);
     await_all(pending).await?;
     job.save(None)?;
@@ -636,8 +628,5 @@ async fn checkpoint(
         }
         tracing::debug!(%error, "offset commit deferred");
     }
-    job.metrics
-        .checkpoint_last_micros
-        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     Ok(())
 }
