@@ -1,4 +1,76 @@
-//! lakehouse: an exactly-once Parquet sink per topic (Arrow schemas from `model::schema`),
-//! a manifest log with the Kafka offsets each commit covers, compaction and retention, local
-//! directory or S3-compatible storage, and SQL over it with DataFusion behind a Postgres wire
-//! endpoint. Nothing is implemented yet; see the lakehouse issue.
+//! lakehouse: the topics as Parquet tables, written exactly once, and SQL over them.
+//!
+//! - [`rows`] turns events into Arrow rows by the schemas `model` owns (pure);
+//! - [`parquet`] encodes a table's rows as zstd Parquet with statistics (pure);
+//! - [`storage`] is a local directory or an S3-compatible bucket behind `object_store`;
+//! - [`manifest`] is each table's log of commits: files plus the Kafka offsets they cover;
+//! - [`sink`] is the consumer-group member that fills the tables;
+//! - [`query`] registers the tables (as of their manifests) and the analyst views with
+//!   DataFusion.
+
+pub mod config;
+pub mod manifest;
+pub mod parquet;
+pub mod query;
+pub mod rows;
+pub mod sink;
+pub mod storage;
+
+pub use config::LakeConfig;
+pub use storage::Storage;
+
+use model::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("invalid lakehouse configuration: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Store {
+        context: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
+    #[error("manifest: {0}")]
+    Manifest(String),
+    /// Another writer already committed records this one meant to commit: it lost its
+    /// partitions without noticing. Carrying on would write those records twice.
+    #[error(
+        "{table}: refusing to commit records another writer has already committed ({conflict}); this member restarts from the manifest"
+    )]
+    Fenced { table: Table, conflict: String },
+    #[error("bus: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("sql: {0}")]
+    Sql(String),
+}
+
+impl LakeError {
+    pub(crate) fn store(context: impl Into<String>, source: object_store::Error) -> LakeError {
+        LakeError::Store {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for LakeError {
+    fn from(error: datafusion::error::DataFusionError) -> Self {
+        LakeError::Sql(error.to_string())
+    }
+}
+
+/// Processing time in UTC ms: commit stamps and orphan ages, never event time.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

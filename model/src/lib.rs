@@ -5,7 +5,8 @@
 //! - [`Topic`] names the topics and says which id keys each one's partitions.
 //! - [`codec`] is the strict JSON encoding: unknown types, missing or mistyped fields become a
 //!   [`DecodeError`], never a panic.
-//! - [`schema`] gives the Arrow schema of each topic for the lakehouse and SQL.
+//! - [`Table`] names the lakehouse tables and the topic that fills each; [`schema`] gives the
+//!   Arrow schema of each topic and table.
 //! - [`geo`] knows where every India Post pincode is (shipped data, GODL-India) and measures
 //!   distances; the generator, the orders core and the stream jobs share it.
 //! - [`trending`] is the trending job's output contract: partial counts per pane and input
@@ -25,6 +26,7 @@ mod ids;
 mod money;
 pub mod payload;
 pub mod schema;
+mod table;
 mod topic;
 pub mod trending;
 
@@ -36,4 +38,5 @@ pub use ids::{
     SessionId, ShipmentId, WarehouseId,
 };
 pub use money::{Currency, Money};
+pub use table::Table;
 pub use topic::{PartitionKey, Topic};

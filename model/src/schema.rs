@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::Topic;
+use crate::{Table, Topic};
 
 /// The columns every table starts with.
 pub fn envelope_fields() -> Vec<Field> {
@@ -36,6 +36,36 @@ pub fn for_topic(topic: Topic) -> SchemaRef {
     };
     fields.extend(payload_fields(topic));
     Arc::new(Schema::new(fields))
+}
+
+/// The schema of a lakehouse table's Parquet files. The Hive partition column `event_date`
+/// is not in the files; it is in the path (and the SQL layer adds it to the table).
+pub fn for_table(table: Table) -> SchemaRef {
+    match table {
+        Table::OrderLines => {
+            let mut fields = envelope_fields();
+            fields.extend([
+                Field::new("line_number", DataType::UInt32, false),
+                utf8("order_id"),
+                utf8("customer_id"),
+                utf8("session_id"),
+                utf8("product_id"),
+                uint32("quantity"),
+                int64("unit_price_minor"),
+                utf8("unit_price_currency"),
+                int64("line_total_minor"),
+                utf8("delivery_pincode"),
+            ]);
+            Arc::new(Schema::new(fields))
+        }
+        Table::Refunds => {
+            let mut fields = envelope_fields();
+            fields.extend([utf8("refund_id"), utf8("payment_id"), utf8("order_id")]);
+            fields.extend(money("amount"));
+            Arc::new(Schema::new(fields))
+        }
+        other => for_topic(other.source()),
+    }
 }
 
 fn utf8(name: &str) -> Field {

@@ -1,0 +1,341 @@
+//! Each table's manifest log: the only record of which files are the table.
+//!
+//! The log is a sequence of JSON entries `<table>/_manifest/<version>.json`, version 1, 2, 3,
+//! ... with no gaps. An entry adds data files, removes data files (compaction, retention) and
+//! moves the table's Kafka position: for each source partition, the offsets `[from, to)` whose
+//! records it covers. A table is the replay of its log, a [`Snapshot`].
+//!
+//! Commit protocol (the sink's exactly-once, see [`crate::sink`]):
+//! 1. data files are written under fresh names (a put lands whole or not at all);
+//! 2. the entry is created at the next version with a create-only put. Two writers racing
+//!    for a version cannot both win: the loser re-reads the log and checks its entry still
+//!    fits, i.e. each of its offset ranges starts where the table's position for that
+//!    partition now is, and each file it removes is still live. If not, someone else already
+//!    covered those records (a member that lost its partitions without noticing), and the
+//!    commit is refused with [`LakeError::Fenced`] instead of writing them twice;
+//! 3. only then are the offsets committed to Kafka, as a hint: the manifest is the truth, and a
+//!    sink that restarts skips records below the manifest's position.
+//!
+//! Files a crash left between steps 1 and 2 are in no entry, so no reader sees them;
+//! [`Manifest::orphans`] finds them for deletion.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use model::Table;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::LakeError;
+use crate::storage::Storage;
+
+/// A committed Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    /// Relative to the storage root: `<table>/event_date=<day>/part-<id>.parquet`.
+    pub path: String,
+    /// `YYYY-MM-DD`, the Hive partition the file is in.
+    pub event_date: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Earliest and latest event time in the file, UTC ms.
+    pub min_event_time: i64,
+    pub max_event_time: i64,
+}
+
+/// Records `[from, to)` of one partition of a source topic (by its name on the cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetRange {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// New records from the topics.
+    Append,
+    /// Small files replaced by fewer, larger ones with the same rows.
+    Compact,
+    /// Partitions older than the table's retention dropped.
+    Retention,
+}
+
+/// One commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub version: u64,
+    pub operation: Operation,
+    pub committed_at_ms: i64,
+    #[serde(default)]
+    pub added: Vec<DataFile>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+    #[serde(default)]
+    pub offsets: Vec<OffsetRange>,
+}
+
+/// A table as of one version of its log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Live files by path.
+    pub files: BTreeMap<String, DataFile>,
+    /// The next offset not yet in the table, per (topic on the cluster, partition).
+    pub positions: BTreeMap<(String, i32), i64>,
+}
+
+impl Snapshot {
+    /// Why `entry` cannot follow this snapshot, if it cannot.
+    fn conflict(&self, entry: &Entry) -> Option<String> {
+        for range in &entry.offsets {
+            let key = (range.topic.clone(), range.partition);
+            if let Some(&position) = self.positions.get(&key)
+                && position != range.from
+            {
+                return Some(format!(
+                    "{}[{}] is at offset {position} in the table, but this commit covers {}..{}",
+                    range.topic, range.partition, range.from, range.to
+                ));
+            }
+        }
+        entry
+            .removed
+            .iter()
+            .find(|path| !self.files.contains_key(*path))
+            .map(|path| format!("{path} is no longer in the table"))
+    }
+
+    fn apply(&mut self, entry: &Entry) {
+        for path in &entry.removed {
+            self.files.remove(path);
+        }
+        for file in &entry.added {
+            self.files.insert(file.path.clone(), file.clone());
+        }
+        for range in &entry.offsets {
+            self.positions
+                .insert((range.topic.clone(), range.partition), range.to);
+        }
+        self.version = entry.version;
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.files.values().map(|file| file.rows).sum()
+    }
+}
+
+/// The log of one table.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    storage: Storage,
+    table: Table,
+    dir: Path,
+}
+
+fn entry_name(version: u64) -> String {
+    format!("{version:020}.json")
+}
+
+impl Manifest {
+    pub fn new(storage: Storage, table: Table) -> Manifest {
+        let dir = storage.path(&format!("{}/_manifest", table.name()));
+        Manifest {
+            storage,
+            table,
+            dir,
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Brings `snapshot` up to the newest version, reading only entries after its own.
+    pub async fn refresh(&self, snapshot: &mut Snapshot) -> Result<(), LakeError> {
+        let offset = self.dir.clone().join(entry_name(snapshot.version));
+        let mut versions: Vec<u64> = self
+            .storage
+            .list(&self.dir, Some(&offset))
+            .await?
+            .iter()
+            .filter_map(|meta| {
+                meta.location
+                    .filename()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .filter(|&version| version > snapshot.version)
+            .collect();
+        versions.sort_unstable();
+        for version in versions {
+            if version != snapshot.version + 1 {
+                // A writer is between creating version N+1 and the listing seeing it; the
+                // entries after the gap wait for the next refresh.
+                break;
+            }
+            let bytes = self
+                .storage
+                .get(&self.dir.clone().join(entry_name(version)))
+                .await?;
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
+                LakeError::Manifest(format!(
+                    "{} version {version} is unreadable: {e}",
+                    self.table
+                ))
+            })?;
+            if entry.version != version {
+                return Err(LakeError::Manifest(format!(
+                    "{} entry {} says it is version {}",
+                    self.table,
+                    entry_name(version),
+                    entry.version
+                )));
+            }
+            snapshot.apply(&entry);
+        }
+        Ok(())
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, LakeError> {
+        let mut snapshot = Snapshot::default();
+        self.refresh(&mut snapshot).await?;
+        Ok(snapshot)
+    }
+
+    /// Appends `entry` (its version is assigned here) after `snapshot`, which it brings up to
+    /// date. Returns [`LakeError::Fenced`] when the entry no longer fits the log.
+    pub async fn commit(
+        &self,
+        snapshot: &mut Snapshot,
+        mut entry: Entry,
+    ) -> Result<u64, LakeError> {
+        loop {
+            self.refresh(snapshot).await?;
+            if let Some(conflict) = snapshot.conflict(&entry) {
+                return Err(LakeError::Fenced {
+                    table: self.table,
+                    conflict,
+                });
+            }
+            entry.version = snapshot.version + 1;
+            let bytes = serde_json::to_vec_pretty(&entry)
+                .map_err(|e| LakeError::Manifest(format!("encoding an entry: {e}")))?;
+            if self
+                .storage
+                .create(&self.dir.clone().join(entry_name(entry.version)), bytes)
+                .await?
+            {
+                snapshot.apply(&entry);
+                return Ok(entry.version);
+            }
+            // Another writer took this version; read it and try the next.
+        }
+    }
+
+    /// Parquet files under the table's directory that no entry up to `snapshot` names and
+    /// that were last written before `older_than_ms`: leftovers of commits that crashed
+    /// between writing files and the entry, or files compaction and retention removed.
+    pub async fn orphans(
+        &self,
+        snapshot: &Snapshot,
+        older_than_ms: i64,
+    ) -> Result<Vec<Path>, LakeError> {
+        let table_dir = self.storage.path(self.table.name());
+        let root_len = self.storage.path("").parts().count();
+        let live: BTreeSet<&str> = snapshot.files.keys().map(String::as_str).collect();
+        Ok(self
+            .storage
+            .list(&table_dir, None)
+            .await?
+            .into_iter()
+            .filter(|meta| meta.location.extension() == Some("parquet"))
+            .filter(|meta| meta.last_modified.timestamp_millis() < older_than_ms)
+            .filter(|meta| {
+                let relative: Vec<_> = meta
+                    .location
+                    .parts()
+                    .skip(root_len)
+                    .map(|part| part.as_ref().to_owned())
+                    .collect();
+                !live.contains(relative.join("/").as_str())
+            })
+            .map(|meta| meta.location)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(from: i64, to: i64) -> OffsetRange {
+        OffsetRange {
+            topic: "orders".into(),
+            partition: 0,
+            from,
+            to,
+        }
+    }
+
+    fn append(offsets: Vec<OffsetRange>, path: &str) -> Entry {
+        Entry {
+            version: 0,
+            operation: Operation::Append,
+            committed_at_ms: 0,
+            added: vec![DataFile {
+                path: path.into(),
+                event_date: "2026-11-22".into(),
+                rows: 10,
+                bytes: 100,
+                min_event_time: 0,
+                max_event_time: 1,
+            }],
+            removed: Vec::new(),
+            offsets,
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_follow_each_other_and_a_stale_writer_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let manifest = Manifest::new(storage, Table::Orders);
+        let mut ours = Snapshot::default();
+        let mut theirs = Snapshot::default();
+        assert_eq!(
+            manifest
+                .commit(&mut ours, append(vec![range(0, 5)], "a"))
+                .await
+                .unwrap(),
+            1
+        );
+        // The other writer has not read version 1; it takes version 2, since its range
+        // follows on.
+        assert_eq!(
+            manifest
+                .commit(&mut theirs, append(vec![range(5, 9)], "b"))
+                .await
+                .unwrap(),
+            2
+        );
+        // A writer that still thinks the partition is at 5 would write 5..9 twice.
+        let refused = manifest
+            .commit(&mut ours, append(vec![range(5, 9)], "c"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, LakeError::Fenced { conflict, .. } if conflict.contains("at offset 9")),
+            "{refused}"
+        );
+        let snapshot = manifest.snapshot().await.unwrap();
+        assert_eq!(snapshot.version, 2);
+        assert_eq!(snapshot.rows(), 20);
+        assert_eq!(snapshot.positions[&("orders".to_owned(), 0)], 9);
+    }
+}

@@ -1,0 +1,436 @@
+//! The sink: a consumer-group member that turns the topics into the lakehouse tables, each
+//! record exactly once.
+//!
+//! It keeps the streaming runtime's discipline (see `streams::runtime::checkpoint`): state
+//! first, Kafka offsets after and only as a hint, replays below the durable position skipped.
+//! Here the durable state is each table's manifest, so there is no separate checkpoint file:
+//! - records are buffered per input partition, table and `event_date`;
+//! - every `commit_interval_ms` (or once `max_buffered_rows` are buffered, or on shutdown) each
+//!   table's rows are written as one file per day and one manifest entry records the files and,
+//!   per partition, the offsets `[from, to)` they cover (see [`crate::manifest`]);
+//! - only then are offsets stored and committed to Kafka, at the lowest position of the
+//!   partition's tables (a crash between two tables' commits leaves one table ahead; it skips
+//!   what it already has);
+//! - the first record of a partition after an assignment re-reads the manifests, so a member
+//!   taking over starts from what the previous owner committed, wherever Kafka's offset is;
+//! - on revocation the partition's uncommitted rows are dropped: no offset past the manifest
+//!   was ever stored, so the next owner reads them again.
+//!
+//! A member that lost its partitions without noticing (a long pause) would commit records the
+//! new owner also commits; the manifest refuses that entry ([`LakeError::Fenced`]) and the sink
+//! stops rather than write a duplicate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bus::{Bus, InRecord, RebalanceHook, TopicPartition};
+use model::dlq::Reason;
+use model::{Table, Topic, codec};
+use tokio_util::sync::CancellationToken;
+
+use crate::manifest::{DataFile, Entry, Manifest, OffsetRange, Operation, Snapshot};
+use crate::parquet::Encoding;
+use crate::rows::{Rows, event_day, format_day};
+use crate::{LakeConfig, LakeError, Storage, now_ms};
+
+/// The topics the sink reads: every topic a table is made from.
+pub fn source_topics() -> Vec<Topic> {
+    let mut topics: Vec<Topic> = Table::ALL.iter().map(|table| table.source()).collect();
+    topics.dedup();
+    topics
+}
+
+/// Running totals, for tests, benchmarks and logs.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub records: AtomicU64,
+    pub rows_committed: AtomicU64,
+    pub files_committed: AtomicU64,
+    pub commits: AtomicU64,
+    pub replays_skipped: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+/// Where one table stands for one input partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    /// The table's position in the manifest: records below it are in the table already.
+    committed: Option<i64>,
+    /// First offset buffered since the last commit.
+    from: Option<i64>,
+    /// One past the last offset buffered.
+    upto: i64,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    cursors: BTreeMap<Table, Cursor>,
+    /// Buffered rows per table and event day.
+    rows: BTreeMap<(Table, i32), Rows>,
+    buffered: usize,
+}
+
+/// What the loop and the rebalance hook share.
+#[derive(Debug, Default)]
+struct Owned {
+    partitions: Mutex<HashMap<TopicPartition, PartitionState>>,
+}
+
+impl Owned {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TopicPartition, PartitionState>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl RebalanceHook for Owned {
+    fn revoking(&self, partitions: &[TopicPartition]) {
+        let mut owned = self.lock();
+        for partition in partitions {
+            if let Some(state) = owned.remove(partition) {
+                tracing::info!(
+                    topic = partition.topic,
+                    partition = partition.partition,
+                    dropped_rows = state.buffered,
+                    "partition revoked; its uncommitted rows are left to the next owner"
+                );
+            }
+        }
+    }
+}
+
+/// Rows of one table and day, taken out of the buffers for a commit.
+struct Pending {
+    table: Table,
+    day: i32,
+    rows: Vec<Rows>,
+}
+
+struct Sink {
+    config: LakeConfig,
+    encoding: Encoding,
+    storage: Storage,
+    manifests: BTreeMap<Table, Manifest>,
+    snapshots: BTreeMap<Table, Snapshot>,
+    owned: Arc<Owned>,
+    stats: Arc<SinkStats>,
+}
+
+/// Runs the sink until `shutdown`, then commits what it holds and leaves the group.
+pub async fn run(
+    config: LakeConfig,
+    bus: &Bus,
+    stats: Arc<SinkStats>,
+    shutdown: CancellationToken,
+) -> Result<(), LakeError> {
+    config.validate()?;
+    let storage = config.storage()?;
+    let mut manifests = BTreeMap::new();
+    let mut snapshots = BTreeMap::new();
+    for table in Table::ALL {
+        let manifest = Manifest::new(storage.clone(), table);
+        let snapshot = manifest.snapshot().await?;
+        let orphans = manifest
+            .orphans(&snapshot, now_ms() - config.orphan_grace_ms)
+            .await?;
+        for orphan in &orphans {
+            storage.delete(orphan).await?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(%table, count = orphans.len(), "deleted files no commit names");
+        }
+        manifests.insert(table, manifest);
+        snapshots.insert(table, snapshot);
+    }
+    let owned = Arc::new(Owned::default());
+    let consumer = bus.consumer(
+        &config.group_id,
+        &source_topics(),
+        Arc::clone(&owned) as Arc<dyn RebalanceHook>,
+        &[],
+    )?;
+    let dlq = bus.producer()?;
+    let mut sink = Sink {
+        encoding: config.encoding(),
+        storage,
+        manifests,
+        snapshots,
+        owned,
+        stats,
+        config,
+    };
+    let mut commit_every =
+        tokio::time::interval(Duration::from_millis(sink.config.commit_interval_ms));
+    commit_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = commit_every.tick() => sink.commit(&consumer).await?,
+            received = consumer.recv() => {
+                let record = match received {
+                    Ok(record) => record,
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(%error, "consume failed; retrying");
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                if let Some(reason) = sink.apply(&record).await? {
+                    dlq.dead_letter(&record, &sink.config.group_id, &reason).await?;
+                    sink.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                }
+                if sink.buffered() >= sink.config.max_buffered_rows {
+                    sink.commit(&consumer).await?;
+                }
+            }
+        }
+    }
+    sink.commit(&consumer).await?;
+    consumer.close().await?;
+    Ok(())
+}
+
+impl Sink {
+    fn buffered(&self) -> usize {
+        self.owned.lock().values().map(|state| state.buffered).sum()
+    }
+
+    /// Buffers one record's rows; returns why it cannot be used, for the DLQ.
+    async fn apply(&mut self, record: &InRecord) -> Result<Option<Reason>, LakeError> {
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        let partition = TopicPartition {
+            topic: record.topic_name.clone(),
+            partition: record.partition,
+        };
+        let known = self.owned.lock().contains_key(&partition);
+        if !known {
+            self.take_over(&partition, record.topic).await?;
+        }
+        let decoded = match &record.payload {
+            Some(payload) => codec::decode(payload).map_err(|error| Reason::from(&error)),
+            None => Err(Reason::new("malformed_json", "a record with no value")),
+        };
+        let mut owned = self.owned.lock();
+        let Some(state) = owned.get_mut(&partition) else {
+            return Ok(None);
+        };
+        let mut wanted = false;
+        for table in Table::fed_by(record.topic) {
+            let cursor = state.cursors.entry(table).or_default();
+            if cursor.committed.is_some_and(|next| record.offset < next) {
+                continue;
+            }
+            wanted = true;
+            cursor.from.get_or_insert(record.offset);
+            cursor.upto = record.offset + 1;
+            if let Ok(envelope) = &decoded {
+                let day = event_day(envelope.event_time);
+                let rows = match state.rows.entry((table, day)) {
+                    std::collections::btree_map::Entry::Occupied(rows) => rows.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(Rows::new(table)?)
+                    }
+                };
+                let before = rows.len();
+                rows.push(envelope);
+                state.buffered += rows.len() - before;
+            }
+        }
+        if !wanted {
+            self.stats.replays_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(decoded.err())
+    }
+
+    /// The first record of a partition since it was assigned: read where its tables stand.
+    async fn take_over(
+        &mut self,
+        partition: &TopicPartition,
+        topic: Topic,
+    ) -> Result<(), LakeError> {
+        let mut state = PartitionState::default();
+        for table in Table::fed_by(topic) {
+            let snapshot = self.snapshots.entry(table).or_default();
+            self.manifests[&table].refresh(snapshot).await?;
+            let committed = snapshot
+                .positions
+                .get(&(partition.topic.clone(), partition.partition))
+                .copied();
+            state.cursors.insert(
+                table,
+                Cursor {
+                    committed,
+                    from: None,
+                    upto: committed.unwrap_or(0),
+                },
+            );
+        }
+        tracing::info!(
+            topic = partition.topic,
+            partition = partition.partition,
+            positions = ?state.cursors.iter().map(|(t, c)| (t.name(), c.committed)).collect::<Vec<_>>(),
+            "partition taken over"
+        );
+        self.owned.lock().insert(partition.clone(), state);
+        Ok(())
+    }
+
+    /// Writes every table's buffered rows and commits them with their offsets, then tells
+    /// Kafka.
+    async fn commit(&mut self, consumer: &bus::Consumer) -> Result<(), LakeError> {
+        let (pending, ranges) = self.take_buffers();
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let encoding = self.encoding;
+        let files = tokio::task::spawn_blocking(move || encode_all(pending, encoding))
+            .await
+            .map_err(|e| LakeError::Parquet(format!("encoder task failed: {e}")))??;
+        let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
+        let mut rows = 0;
+        for (table, file, bytes) in files {
+            self.storage
+                .put(&self.storage.path(&file.path), bytes)
+                .await?;
+            rows += file.rows;
+            by_table.entry(table).or_default().push(file);
+        }
+        let mut tables: Vec<Table> = ranges.keys().copied().collect();
+        tables.dedup();
+        for table in tables {
+            let added = by_table.remove(&table).unwrap_or_default();
+            let file_count = added.len() as u64;
+            let entry = Entry {
+                version: 0,
+                operation: Operation::Append,
+                committed_at_ms: now_ms(),
+                added,
+                removed: Vec::new(),
+                offsets: ranges[&table].clone(),
+            };
+            let snapshot = self.snapshots.entry(table).or_default();
+            self.manifests[&table].commit(snapshot, entry).await?;
+            self.stats
+                .files_committed
+                .fetch_add(file_count, Ordering::Relaxed);
+        }
+        self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.store_positions(consumer, &ranges);
+        // The manifest is the truth; the Kafka commit only saves the next owner records it
+        // would skip anyway. A commit refused mid-rebalance is retried next time.
+        if let Err(error) = consumer.commit().await {
+            if !error.is_retryable() {
+                return Err(error.into());
+            }
+            tracing::debug!(%error, "offset commit deferred");
+        }
+        Ok(())
+    }
+
+    /// Takes every buffered row out, with the offset range each table's commit will cover.
+    fn take_buffers(&self) -> (Vec<Pending>, BTreeMap<Table, Vec<OffsetRange>>) {
+        let mut owned = self.owned.lock();
+        let mut pending: BTreeMap<(Table, i32), Vec<Rows>> = BTreeMap::new();
+        let mut ranges: BTreeMap<Table, Vec<OffsetRange>> = BTreeMap::new();
+        for (partition, state) in owned.iter_mut() {
+            for ((table, day), rows) in std::mem::take(&mut state.rows) {
+                pending.entry((table, day)).or_default().push(rows);
+            }
+            state.buffered = 0;
+            for (table, cursor) in &state.cursors {
+                if let Some(from) = cursor.from {
+                    ranges.entry(*table).or_default().push(OffsetRange {
+                        topic: partition.topic.clone(),
+                        partition: partition.partition,
+                        from,
+                        to: cursor.upto,
+                    });
+                }
+            }
+        }
+        let pending = pending
+            .into_iter()
+            .map(|((table, day), rows)| Pending { table, day, rows })
+            .collect();
+        (pending, ranges)
+    }
+
+    /// After a commit: the tables are at the ends of their ranges; Kafka may resume each
+    /// partition at the lowest position among its tables.
+    fn store_positions(
+        &self,
+        consumer: &bus::Consumer,
+        ranges: &BTreeMap<Table, Vec<OffsetRange>>,
+    ) {
+        let mut owned = self.owned.lock();
+        for (table, table_ranges) in ranges {
+            for range in table_ranges {
+                let key = TopicPartition {
+                    topic: range.topic.clone(),
+                    partition: range.partition,
+                };
+                if let Some(cursor) = owned
+                    .get_mut(&key)
+                    .and_then(|state| state.cursors.get_mut(table))
+                {
+                    cursor.committed = Some(range.to);
+                    cursor.from = None;
+                }
+            }
+        }
+        for (partition, state) in owned.iter() {
+            let lowest = state.cursors.values().map(|c| c.committed).min().flatten();
+            if let Some(next) = lowest
+                && let Err(error) = consumer.store_next(&partition.topic, partition.partition, next)
+            {
+                tracing::debug!(%error, topic = partition.topic, "offset not stored");
+            }
+        }
+    }
+}
+
+/// Encodes each table and day as one file.
+fn encode_all(
+    pending: Vec<Pending>,
+    encoding: Encoding,
+) -> Result<Vec<(Table, DataFile, Vec<u8>)>, LakeError> {
+    let mut files = Vec::new();
+    for Pending { table, day, rows } in pending {
+        let mut batches = Vec::new();
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for mut part in rows {
+            if let Some((lo, hi)) = part.event_time_range() {
+                min = min.min(lo);
+                max = max.max(hi);
+            }
+            if !part.is_empty() {
+                batches.push(part.finish()?);
+            }
+        }
+        let row_count: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if row_count == 0 {
+            continue;
+        }
+        let bytes = encoding.encode(&batches)?;
+        let event_date = format_day(day);
+        let file = DataFile {
+            path: format!(
+                "{}/event_date={event_date}/part-{}.parquet",
+                table.name(),
+                uuid::Uuid::now_v7()
+            ),
+            event_date,
+            rows: row_count as u64,
+            bytes: bytes.len() as u64,
+            min_event_time: min,
+            max_event_time: max,
+        };
+        files.push((table, file, bytes));
+    }
+    Ok(files)
+}
