@@ -5,12 +5,14 @@
 //! - [`storage`] is a local directory or an S3-compatible bucket behind `object_store`;
 //! - [`manifest`] is each table's log of commits: files plus the Kafka offsets they cover;
 //! - [`sink`] is the consumer-group member that fills the tables;
+//! - [`pg`] serves it all over the Postgres wire protocol, read-only, per user;
 //! - [`query`] registers the tables (as of their manifests) and the analyst views with
 //!   DataFusion.
 
 pub mod config;
 pub mod manifest;
 pub mod parquet;
+pub mod pg;
 pub mod query;
 pub mod rows;
 pub mod sink;

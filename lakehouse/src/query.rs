@@ -210,6 +210,16 @@ pub async fn session(
     scope: &Scope,
 ) -> Result<SessionContext, LakeError> {
     let context = SessionContext::new_with_config(config);
+    install(&context, storage, scope).await?;
+    Ok(context)
+}
+
+/// Registers every table of `storage` (for `scope`), then the views, in `context`.
+pub async fn install(
+    context: &SessionContext,
+    storage: &Storage,
+    scope: &Scope,
+) -> Result<(), LakeError> {
     context.register_object_store(storage.url().as_ref(), storage.store());
     for table in Table::ALL {
         let provider: Arc<dyn TableProvider> = Arc::new(ManifestTable::new(storage.clone(), table));
@@ -225,7 +235,7 @@ pub async fn session(
             .await
             .map_err(|e| LakeError::Sql(format!("creating view {name}: {e}")))?;
     }
-    Ok(context)
+    Ok(())
 }
 
 /// `table` with only `merchant`'s rows. The base table is never registered in the session, so

@@ -148,3 +148,24 @@ pub fn int(array: &dyn datafusion::arrow::array::Array, row: usize) -> i64 {
         .map(|cast| cast.as_primitive::<Int64Type>().value(row))
         .unwrap_or(i64::MIN)
 }
+
+/// Waits until the committed tables hold exactly `want` rows per table and day, with no row
+/// key twice.
+pub async fn wait_committed(
+    config: &LakeConfig,
+    want: &BTreeMap<(Table, String), u64>,
+    deadline: std::time::Duration,
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let (rows, distinct) = committed_rows(config).await?;
+        match first_difference(&rows, want) {
+            None if rows == distinct => return Ok(()),
+            None => anyhow::bail!("a row key appears twice: {rows:?} vs {distinct:?}"),
+            Some(difference) if start.elapsed() > deadline => {
+                anyhow::bail!("the tables never matched what was produced; last: {difference}")
+            }
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod api;
 pub mod core;
 pub mod lake;
 pub mod postgres;
+pub mod tools;
 pub mod trending;
 
 use std::future::Future;

@@ -79,11 +79,11 @@ fn local_server() -> Result<String> {
     {
         return Ok(admin_url(port.trim()));
     }
-    let as_root = run_output(Command::new("id").arg("-u"))?.trim() == "0";
+    let as_root = crate::tools::is_root()?;
     let bin = match postgres_bin() {
         Ok(bin) => bin,
         Err(_) => {
-            install_postgres(as_root)?;
+            install_postgres()?;
             postgres_bin()?
         }
     };
@@ -98,10 +98,10 @@ fn local_server() -> Result<String> {
             Command::new(&path)
         };
         command.args(args);
-        run_output(&mut command).map(|_| ())
+        crate::tools::run_output(&mut command).map(|_| ())
     };
     if as_root {
-        run_output(
+        crate::tools::run_output(
             Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&dir),
@@ -147,30 +147,10 @@ fn local_server() -> Result<String> {
 }
 
 /// Installs Debian's server package, as the test command must set up a fresh machine itself.
-fn install_postgres(as_root: bool) -> Result<()> {
-    let apt = |args: &[&str]| -> Result<()> {
-        let mut command = if as_root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
-        run_output(&mut command).map(|_| ())
-    };
-    eprintln!(
-        "installing Debian's postgresql package for the orders-core tests (once per machine)"
-    );
-    apt(&["update", "-qq"])?;
-    apt(&[
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "postgresql",
-    ])
-    .context("installing postgresql; set SHOPSTREAM_TEST_POSTGRES_URL to use a server of your own")
+fn install_postgres() -> Result<()> {
+    crate::tools::apt_install(&["postgresql"], "the orders-core tests").context(
+        "installing postgresql; set SHOPSTREAM_TEST_POSTGRES_URL to use a server of your own",
+    )
 }
 
 fn admin_url(port: &str) -> String {
@@ -216,20 +196,6 @@ fn free_port() -> Result<String> {
 fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("path {} is not UTF-8", path.display()))
-}
-
-fn run_output(command: &mut Command) -> Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

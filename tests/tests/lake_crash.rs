@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use model::{Envelope, Topic};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use testkit::lake::{committed_rows, events, expected_rows, first_difference, sink_config};
+use testkit::lake::{events, expected_rows, sink_config, wait_committed};
 
 /// Produces `events` in order at about `per_second`, acknowledged one slice at a time.
 fn produce_steadily(
@@ -71,24 +71,7 @@ async fn a_sink_killed_at_random_moments_commits_every_row_exactly_once() -> Res
 
     let mut last = spawn()?;
     let config = sink_config(dir.path());
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let outcome = loop {
-        let (rows, distinct) = committed_rows(&config).await?;
-        match first_difference(&rows, &want) {
-            None if rows == distinct => break Ok(()),
-            None => {
-                break Err(anyhow::anyhow!(
-                    "a row key appears twice: {rows:?} vs {distinct:?}"
-                ));
-            }
-            Some(difference) if std::time::Instant::now() > deadline => {
-                break Err(anyhow::anyhow!(
-                    "the tables never matched what was produced; last: {difference}"
-                ));
-            }
-            Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
+    let outcome = wait_committed(&config, &want, Duration::from_secs(120)).await;
     last.kill()?;
     last.wait()?;
     outcome

@@ -8,15 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lakehouse::query::{Scope, session};
 use lakehouse::sink::SinkStats;
 use model::{Envelope, Event, Topic};
-use testkit::lake::{
-    committed_rows, day_of, events, expected_rows, first_difference, int, sink_config, text,
-};
+use testkit::lake::{day_of, events, expected_rows, int, sink_config, text, wait_committed};
 use tokio_util::sync::CancellationToken;
 
 async fn query(context: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
@@ -99,22 +97,7 @@ async fn the_sink_commits_every_record_once_and_sql_reads_what_was_committed() -
         })
         .await?;
 
-    let mut last;
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let (rows, distinct) = committed_rows(&config).await?;
-        match first_difference(&rows, &want) {
-            None => {
-                assert_eq!(rows, distinct, "a row key appears twice");
-                break;
-            }
-            Some(difference) => last = difference,
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("the tables never matched what was produced; last: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_committed(&config, &want, Duration::from_secs(90)).await?;
 
     let storage = config.storage()?;
     let context = session(&storage, SessionConfig::new(), &Scope::All).await?;

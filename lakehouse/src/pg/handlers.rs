@@ -1,0 +1,362 @@
+//! One connection's pgwire handlers: SCRAM login against the configured users, then every
+//! statement checked by [`super::guard`], run by datafusion-postgres on the connection's own
+//! session, and held to the time limit while its rows stream.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser;
+use datafusion_postgres::DfSessionService;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use datafusion_postgres::pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
+};
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, METADATA_USER, PgWireServerHandlers, Type,
+};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use futures::{Sink, StreamExt};
+use tokio::sync::OnceCell;
+
+use super::Shared;
+use super::guard;
+
+/// SCRAM iterations; the minimum RFC 7677 allows, as PostgreSQL uses.
+const SCRAM_ITERATIONS: usize = 4096;
+
+pub(crate) fn salted_password(password: &str, salt: &[u8]) -> Vec<u8> {
+    gen_salted_password(password, salt, SCRAM_ITERATIONS)
+}
+
+type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
+
+fn user_error(sqlstate: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        sqlstate.to_owned(),
+        message,
+    )))
+}
+
+/// The configured users, for the SCRAM exchange.
+#[derive(Debug)]
+struct Logins(Arc<Shared>);
+
+#[async_trait]
+impl AuthSource for Logins {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        match self.0.logins.get(user) {
+            Some(found) => Ok(Password::new(
+                Some(found.salt.clone()),
+                found.salted_password.clone(),
+            )),
+            None => Err(user_error(
+                "28P01",
+                format!("password authentication failed for user \"{user}\""),
+            )),
+        }
+    }
+}
+
+/// The connection's DataFusion session, built for its user on the first statement.
+struct Session {
+    shared: Arc<Shared>,
+    service: OnceCell<Arc<DfSessionService>>,
+}
+
+impl Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("started", &self.service.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    async fn service<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<&Arc<DfSessionService>> {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        self.service
+            .get_or_try_init(|| build_service(Arc::clone(&self.shared), user))
+            .await
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.config.query_timeout_ms)
+    }
+}
+
+async fn build_service(shared: Arc<Shared>, user: String) -> PgWireResult<Arc<DfSessionService>> {
+    let Some(login) = shared.logins.get(&user) else {
+        return Err(user_error("28000", format!("no such user \"{user}\"")));
+    };
+    let internal = |e: String| user_error("XX000", e);
+    let limit = shared.config.memory_limit_mb * 1024 * 1024;
+    // No spilling: a statement past its memory stops with a message naming the limit rather
+    // than filling the disk.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|e| internal(e.to_string()))?;
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(shared.config.target_partitions)
+        .with_default_catalog_and_schema("datafusion", "public");
+    let context = SessionContext::new_with_config_rt(config, runtime);
+    crate::query::install(&context, &shared.storage, &login.scope)
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    setup_pg_catalog(&context, "datafusion", EmptyContextProvider)
+        .map_err(|e| internal(e.to_string()))?;
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    Ok(Arc::new(DfSessionService::new_with_hooks(
+        Arc::new(context),
+        hooks,
+    )))
+}
+
+/// Errors as a client should read them: a memory refusal names the limit.
+fn explain(error: PgWireError, memory_limit_mb: usize) -> PgWireError {
+    let text = error.to_string();
+    if text.contains("Resources exhausted") {
+        return user_error(
+            "53200",
+            format!(
+                "the query needs more memory than one statement may use (sql.memory_limit_mb = {memory_limit_mb}): {text}"
+            ),
+        );
+    }
+    error
+}
+
+fn timed_out(limit: Duration) -> PgWireError {
+    user_error(
+        "57014",
+        format!(
+            "canceling statement: it ran longer than the server's limit of {} ms (sql.query_timeout_ms)",
+            limit.as_millis()
+        ),
+    )
+}
+
+/// The response with its rows held to `deadline`: rows still coming then end with a 57014.
+fn limited(
+    response: Response,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    memory_limit_mb: usize,
+) -> Response {
+    let Response::Query(query) = response else {
+        return response;
+    };
+    let command_tag = query.command_tag().to_owned();
+    let row_schema = query.row_schema();
+    let data_rows = query.data_rows;
+    let rows = futures::stream::unfold((data_rows, false), move |(mut rows, done)| async move {
+        if done {
+            return None;
+        }
+        match tokio::time::timeout_at(deadline, rows.next()).await {
+            Ok(Some(Ok(row))) => Some((Ok(row), (rows, false))),
+            Ok(Some(Err(error))) => Some((Err(explain(error, memory_limit_mb)), (rows, true))),
+            Ok(None) => None,
+            Err(_) => Some((Err(timed_out(limit)), (rows, true))),
+        }
+    });
+    let mut response = QueryResponse::new(row_schema, rows);
+    response.command_tag = command_tag;
+    Response::Query(response)
+}
+
+/// Checks each statement before the session plans it.
+#[derive(Debug)]
+pub(crate) struct GuardedParser {
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl QueryParser for GuardedParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        guard::check_sql(sql).map_err(|refusal| user_error(refusal.sqlstate, refusal.message))?;
+        let service = self.session.service(client).await?;
+        service.query_parser().parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, statement: &Statement) -> PgWireResult<Vec<Type>> {
+        match self.session.service.get() {
+            Some(service) => service.query_parser().get_parameter_types(statement),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match self.session.service.get() {
+            Some(service) => service
+                .query_parser()
+                .get_result_schema(statement, column_format),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Simple and extended queries of one connection.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    session: Arc<Session>,
+    parser: Arc<GuardedParser>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        guard::check_sql(query).map_err(|refusal| user_error(refusal.sqlstate, refusal.message))?;
+        let service = Arc::clone(self.session.service(client).await?);
+        let limit = self.session.timeout();
+        let memory = self.session.shared.config.memory_limit_mb;
+        let deadline = tokio::time::Instant::now() + limit;
+        let responses = tokio::time::timeout_at(
+            deadline,
+            SimpleQueryHandler::do_query(service.as_ref(), client, query),
+        )
+        .await
+        .map_err(|_| timed_out(limit))?
+        .map_err(|error| explain(error, memory))?;
+        Ok(responses
+            .into_iter()
+            .map(|response| limited(response, deadline, limit, memory))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Statement;
+    type QueryParser = GuardedParser;
+
+    fn query_parser(&self) -> Arc<GuardedParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let service = Arc::clone(self.session.service(client).await?);
+        let limit = self.session.timeout();
+        let memory = self.session.shared.config.memory_limit_mb;
+        let deadline = tokio::time::Instant::now() + limit;
+        let response = tokio::time::timeout_at(
+            deadline,
+            ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows),
+        )
+        .await
+        .map_err(|_| timed_out(limit))?
+        .map_err(|error| explain(error, memory))?;
+        Ok(limited(response, deadline, limit, memory))
+    }
+}
+
+/// The handlers of one connection. The SCRAM exchange keeps state, so each connection has its
+/// own.
+pub(crate) struct Connection {
+    startup: Arc<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+    queries: Arc<Queries>,
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<Shared>) -> Connection {
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.is_superuser = false;
+        parameters.default_transaction_read_only = true;
+        let mut scram = ScramAuth::new(Arc::new(Logins(Arc::clone(&shared))));
+        scram.set_iterations(SCRAM_ITERATIONS);
+        let startup = SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram);
+        let session = Arc::new(Session {
+            shared,
+            service: OnceCell::new(),
+        });
+        let parser = Arc::new(GuardedParser {
+            session: Arc::clone(&session),
+        });
+        Connection {
+            startup: Arc::new(startup),
+            queries: Arc::new(Queries { session, parser }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn startup_handler(&self) -> Arc<impl datafusion_postgres::pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+}

@@ -1,0 +1,121 @@
+//! Outside programs the tests drive (psql, Python readers of Parquet), installed on first use
+//! from Debian and PyPI, idempotently, so `cargo nextest run` sets up a fresh machine itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Python packages the lakehouse reader checks use, pinned so results do not drift.
+const PYTHON_PACKAGES: &[&str] = &[
+    "psycopg[binary]==3.3.9",
+    "duckdb==2.0.0",
+    "polars==2.1.0",
+    "pyarrow==26.0.1",
+];
+
+/// Runs `command`, failing with its stderr when it fails; returns its stdout.
+pub fn run_output(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn is_root() -> Result<bool> {
+    Ok(run_output(Command::new("id").arg("-u"))?.trim() == "0")
+}
+
+/// Installs Debian packages (as root, or through passwordless sudo).
+pub fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+    let as_root = is_root()?;
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        run_output(&mut command).map(|_| ())
+    };
+    eprintln!(
+        "installing {} for {why} (once per machine)",
+        packages.join(", ")
+    );
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(packages);
+    apt(&args).with_context(|| format!("installing {}", packages.join(", ")))
+}
+
+/// A lock file under the machine's cache, held while the guard lives: test processes running
+/// in parallel install once.
+fn cache_lock(name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = home.join(".cache").join("shopstream");
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join(format!("{name}.lock")))?;
+    lock.lock()?;
+    Ok((dir, lock))
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
+
+/// Debian's `psql`, installed with postgresql-client if missing.
+pub fn psql() -> Result<PathBuf> {
+    let (_, _lock) = cache_lock("psql")?;
+    if let Some(psql) = on_path("psql") {
+        return Ok(psql);
+    }
+    apt_install(&["postgresql-client"], "the SQL endpoint tests")?;
+    on_path("psql").context("postgresql-client is installed but psql is not on PATH")
+}
+
+/// A Python with psycopg, DuckDB, polars and pyarrow, in a venv under the machine's cache.
+pub fn python() -> Result<PathBuf> {
+    let (dir, _lock) = cache_lock("venv-lake")?;
+    let venv = dir.join("venv-lake");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("installed.txt");
+    let wanted = PYTHON_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    if !python.exists() {
+        run_output(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("creating a Python venv for the lakehouse reader checks (python3-venv)")?;
+    }
+    eprintln!(
+        "installing {} into {} (once per machine)",
+        PYTHON_PACKAGES.join(", "),
+        venv.display()
+    );
+    run_output(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES),
+    )?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(python)
+}
