@@ -145,12 +145,15 @@ fn check_reads(statement: &Statement) -> Result<(), Refusal> {
                     name,
                     args: Some(_),
                     ..
-                } => {
-                    if !TABLE_FUNCTIONS.contains(&last_part(name).as_str()) {
-                        return ControlFlow::Break(file_function(name));
-                    }
                 }
-                TableFactor::Table { name, .. } => {
+                | TableFactor::Function { name, .. }
+                    if !TABLE_FUNCTIONS.contains(&last_part(name).as_str()) =>
+                {
+                    return ControlFlow::Break(file_function(name));
+                }
+                TableFactor::Table {
+                    name, args: None, ..
+                } => {
                     let text = name.to_string();
                     if text.contains('/') || text.contains('\\') || looks_like_file(&text) {
                         return ControlFlow::Break(Refusal {
@@ -159,11 +162,6 @@ fn check_reads(statement: &Statement) -> Result<(), Refusal> {
                                 "{text} looks like a file path; only the lakehouse tables and views can be queried"
                             ),
                         });
-                    }
-                }
-                TableFactor::Function { name, .. } => {
-                    if !TABLE_FUNCTIONS.contains(&last_part(name).as_str()) {
-                        return ControlFlow::Break(file_function(name));
                     }
                 }
                 _ => {}
