@@ -25,9 +25,19 @@ pub struct LakeConfig {
     pub row_group_rows: usize,
     /// zstd level for the files (1 is fast; 3 to 9 trade encode time for size).
     pub zstd_level: i32,
-    /// Unreferenced files younger than this are left alone, ms: another member may be between
-    /// writing them and committing them.
+    /// Files are deleted only this long after compaction or retention took them out (queries
+    /// planned before may still read them), and files no commit names only once this old
+    /// (another member may be between writing and committing them), ms.
     pub orphan_grace_ms: i64,
+    /// How often compaction, retention and vacuum run, ms.
+    pub compact_interval_ms: u64,
+    /// A partition is compacted once it has this many small files.
+    pub compact_min_files: usize,
+    /// Size compacted files aim for; files under half of it count as small, bytes.
+    pub compact_target_bytes: u64,
+    /// Days of `event_date` partitions kept, per table name (e.g. `clicks = 30`); tables not
+    /// named keep everything.
+    pub retention_days: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for LakeConfig {
@@ -42,6 +52,10 @@ impl Default for LakeConfig {
             row_group_rows: encoding.row_group_rows,
             zstd_level: encoding.zstd_level,
             orphan_grace_ms: 60 * 60_000,
+            compact_interval_ms: 5 * 60_000,
+            compact_min_files: 8,
+            compact_target_bytes: 128 * 1024 * 1024,
+            retention_days: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -62,6 +76,25 @@ impl LakeConfig {
             return Err(LakeError::Config(
                 "lakehouse.max_buffered_rows and lakehouse.row_group_rows must be positive".into(),
             ));
+        }
+        if self.compact_interval_ms == 0
+            || self.compact_min_files < 2
+            || self.compact_target_bytes == 0
+        {
+            return Err(LakeError::Config(
+                "lakehouse.compact_interval_ms and compact_target_bytes must be positive and compact_min_files at least 2".into(),
+            ));
+        }
+        if let Some(unknown) = self
+            .retention_days
+            .keys()
+            .find(|name| model::Table::from_name(name).is_none())
+        {
+            let known: Vec<&str> = model::Table::ALL.iter().map(|t| t.name()).collect();
+            return Err(LakeError::Config(format!(
+                "lakehouse.retention_days names {unknown:?}, which is not a table (tables: {})",
+                known.join(", ")
+            )));
         }
         self.encoding().properties()?;
         Ok(())

@@ -4,12 +4,17 @@
 //! - [`parquet`] encodes a table's rows as zstd Parquet with statistics (pure);
 //! - [`storage`] is a local directory or an S3-compatible bucket behind `object_store`;
 //! - [`manifest`] is each table's log of commits: files plus the Kafka offsets they cover;
+//!   [`evolution`] decides which schema changes it accepts;
+//! - [`maintain`] compacts small files, drops partitions past retention and deletes what no
+//!   commit names any more;
 //! - [`sink`] is the consumer-group member that fills the tables;
 //! - [`pg`] serves it all over the Postgres wire protocol, read-only, per user;
 //! - [`query`] registers the tables (as of their manifests) and the analyst views with
 //!   DataFusion.
 
 pub mod config;
+pub mod evolution;
+pub mod maintain;
 pub mod manifest;
 pub mod parquet;
 pub mod pg;

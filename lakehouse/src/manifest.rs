@@ -17,15 +17,16 @@
 //!    sink that restarts skips records below the manifest's position.
 //!
 //! Files a crash left between steps 1 and 2 are in no entry, so no reader sees them;
-//! [`Manifest::orphans`] finds them for deletion.
+//! [`crate::maintain::vacuum`] deletes them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use model::Table;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::LakeError;
+use crate::evolution::Column;
 use crate::storage::Storage;
 
 /// A committed Parquet file.
@@ -77,6 +78,25 @@ pub struct Entry {
     pub removed: Vec<String>,
     #[serde(default)]
     pub offsets: Vec<OffsetRange>,
+    /// The table's columns from this version on, when they change (first commit, new
+    /// nullable columns); see [`crate::evolution`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Vec<Column>>,
+}
+
+impl Entry {
+    /// An entry of `operation`, stamped now; the version is assigned at commit.
+    pub fn new(operation: Operation) -> Entry {
+        Entry {
+            version: 0,
+            operation,
+            committed_at_ms: crate::now_ms(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            offsets: Vec::new(),
+            schema: None,
+        }
+    }
 }
 
 /// A table as of one version of its log.
@@ -87,6 +107,11 @@ pub struct Snapshot {
     pub files: BTreeMap<String, DataFile>,
     /// The next offset not yet in the table, per (topic on the cluster, partition).
     pub positions: BTreeMap<(String, i32), i64>,
+    /// The columns the table's files are written with, as last recorded.
+    pub schema: Option<Vec<Column>>,
+    /// Files taken out of the table (compaction, retention) and when: queries planned before
+    /// may still read them, so they are deleted only a grace period later.
+    pub removed_at: BTreeMap<String, i64>,
 }
 
 impl Snapshot {
@@ -113,6 +138,10 @@ impl Snapshot {
     fn apply(&mut self, entry: &Entry) {
         for path in &entry.removed {
             self.files.remove(path);
+            self.removed_at.insert(path.clone(), entry.committed_at_ms);
+        }
+        if let Some(schema) = &entry.schema {
+            self.schema = Some(schema.clone());
         }
         for file in &entry.added {
             self.files.insert(file.path.clone(), file.clone());
@@ -223,6 +252,9 @@ impl Manifest {
                     conflict,
                 });
             }
+            if let Some(schema) = &entry.schema {
+                crate::evolution::check(self.table, snapshot.schema.as_deref(), schema)?;
+            }
             entry.version = snapshot.version + 1;
             let bytes = serde_json::to_vec_pretty(&entry)
                 .map_err(|e| LakeError::Manifest(format!("encoding an entry: {e}")))?;
@@ -236,37 +268,6 @@ impl Manifest {
             }
             // Another writer took this version; read it and try the next.
         }
-    }
-
-    /// Parquet files under the table's directory that no entry up to `snapshot` names and
-    /// that were last written before `older_than_ms`: leftovers of commits that crashed
-    /// between writing files and the entry, or files compaction and retention removed.
-    pub async fn orphans(
-        &self,
-        snapshot: &Snapshot,
-        older_than_ms: i64,
-    ) -> Result<Vec<Path>, LakeError> {
-        let table_dir = self.storage.path(self.table.name());
-        let root_len = self.storage.path("").parts().count();
-        let live: BTreeSet<&str> = snapshot.files.keys().map(String::as_str).collect();
-        Ok(self
-            .storage
-            .list(&table_dir, None)
-            .await?
-            .into_iter()
-            .filter(|meta| meta.location.extension() == Some("parquet"))
-            .filter(|meta| meta.last_modified.timestamp_millis() < older_than_ms)
-            .filter(|meta| {
-                let relative: Vec<_> = meta
-                    .location
-                    .parts()
-                    .skip(root_len)
-                    .map(|part| part.as_ref().to_owned())
-                    .collect();
-                !live.contains(relative.join("/").as_str())
-            })
-            .map(|meta| meta.location)
-            .collect())
     }
 }
 
@@ -285,9 +286,6 @@ mod tests {
 
     fn append(offsets: Vec<OffsetRange>, path: &str) -> Entry {
         Entry {
-            version: 0,
-            operation: Operation::Append,
-            committed_at_ms: 0,
             added: vec![DataFile {
                 path: path.into(),
                 event_date: "2026-11-22".into(),
@@ -296,8 +294,8 @@ mod tests {
                 min_event_time: 0,
                 max_event_time: 1,
             }],
-            removed: Vec::new(),
             offsets,
+            ..Entry::new(Operation::Append)
         }
     }
 

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::manifest::{DataFile, Entry, Manifest, OffsetRange, Operation, Snapshot};
 use crate::parquet::Encoding;
 use crate::rows::{Rows, event_day, format_day};
-use crate::{LakeConfig, LakeError, Storage, now_ms};
+use crate::{LakeConfig, LakeError, Storage};
 
 /// The topics the sink reads: every topic a table is made from.
 pub fn source_topics() -> Vec<Topic> {
@@ -133,15 +133,17 @@ pub async fn run(
     for table in Table::ALL {
         let manifest = Manifest::new(storage.clone(), table);
         let snapshot = manifest.snapshot().await?;
-        let orphans = manifest
-            .orphans(&snapshot, now_ms() - config.orphan_grace_ms)
-            .await?;
-        for orphan in &orphans {
-            storage.delete(orphan).await?;
+        let deleted = crate::maintain::vacuum(&storage, table, config.orphan_grace_ms).await?;
+        if deleted > 0 {
+            tracing::info!(%table, count = deleted, "deleted files no commit names");
         }
-        if !orphans.is_empty() {
-            tracing::info!(%table, count = orphans.len(), "deleted files no commit names");
-        }
+        // A build whose schema cannot follow the table's refuses to start, before it reads
+        // a record.
+        crate::evolution::check(
+            table,
+            snapshot.schema.as_deref(),
+            &crate::evolution::columns(&model::schema::for_table(table)),
+        )?;
         manifests.insert(table, manifest);
         snapshots.insert(table, snapshot);
     }
@@ -304,15 +306,14 @@ impl Sink {
         for table in tables {
             let added = by_table.remove(&table).unwrap_or_default();
             let file_count = added.len() as u64;
-            let entry = Entry {
-                version: 0,
-                operation: Operation::Append,
-                committed_at_ms: now_ms(),
-                added,
-                removed: Vec::new(),
-                offsets: ranges[&table].clone(),
-            };
             let snapshot = self.snapshots.entry(table).or_default();
+            let columns = crate::evolution::columns(&model::schema::for_table(table));
+            let entry = Entry {
+                added,
+                offsets: ranges[&table].clone(),
+                schema: (snapshot.schema.as_ref() != Some(&columns)).then_some(columns),
+                ..Entry::new(Operation::Append)
+            };
             self.manifests[&table].commit(snapshot, entry).await?;
             self.stats
                 .files_committed

@@ -48,6 +48,25 @@ pub enum Target {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Rows per second into the lakehouse: the Arrow + zstd Parquet encode on one thread, then
+    /// the sink from a broker backlog to committed files.
+    LakeSink {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
+    /// Ten report queries over an order book of `--lines` order lines in `--dir` (written
+    /// there first if empty), DataFusion and DuckDB side by side, after compaction.
+    LakeQueries {
+        #[arg(long, default_value_t = 10_000_000)]
+        lines: usize,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// A Python with the `duckdb` package (default: the venv the lake tests make).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -67,6 +86,13 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
             crate::bench_stream::trending(config, backlog, seconds).await
         }
         Target::Bus { events } => bus(config, events).await,
+        Target::LakeSink { events } => crate::bench_lake::sink(config, events).await,
+        Target::LakeQueries {
+            lines,
+            dir,
+            python,
+            runs,
+        } => crate::bench_lake::queries(config, lines, dir, python, runs).await,
         Target::Orders {
             orders,
             concurrency,

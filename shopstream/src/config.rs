@@ -22,6 +22,10 @@ pub struct Config {
     pub trending: streams::trending::TrendingConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
+    /// The Parquet lakehouse and its sink.
+    pub lakehouse: lakehouse::LakeConfig,
+    /// The SQL endpoint (Postgres wire protocol) over the lakehouse.
+    pub sql: lakehouse::pg::SqlConfig,
 }
 
 /// The storefront-facing HTTP API.
@@ -84,10 +88,59 @@ impl Config {
         {
             config.trending.checkpoint_dir = Some(dir.join("checkpoints/trending"));
         }
+        if let Some(dir) = &config.data_dir
+            && config.lakehouse.dir.is_none()
+            && config.lakehouse.s3.is_none()
+        {
+            config.lakehouse.dir = Some(dir.join("lake"));
+        }
         config.generator.validate()?;
         config.trending.validate()?;
+        config.lakehouse.validate()?;
         Ok(config)
     }
+}
+
+/// The SQL endpoint's settings with its users. Without configured users there is one,
+/// `analyst`, who sees everything; its password is kept in `<data_dir>/sql-password` (made on
+/// first use, readable by the owner only) or, without a data dir, made up for this run. The
+/// password is returned when it was made here, so the caller can show it.
+pub fn sql_users(config: &Config) -> Result<(lakehouse::pg::SqlConfig, Option<String>)> {
+    let mut sql = config.sql.clone();
+    if !sql.users.is_empty() {
+        return Ok((sql, None));
+    }
+    let made_up = || uuid::Uuid::new_v4().simple().to_string()[..20].to_owned();
+    let password = match &config.data_dir {
+        Some(dir) => {
+            let file = dir.join("sql-password");
+            match std::fs::read_to_string(&file) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                _ => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::create_dir_all(dir)?;
+                    let password = made_up();
+                    let mut out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&file)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    writeln!(out, "{password}")?;
+                    password
+                }
+            }
+        }
+        None => made_up(),
+    };
+    sql.users.push(lakehouse::pg::SqlUser {
+        name: "analyst".into(),
+        password: password.clone(),
+        merchant_id: None,
+    });
+    Ok((sql, Some(password)))
 }
 
 /// Sets `a.b.c` in `tree` to `value`, read as a TOML value when it is one (numbers, booleans,
@@ -178,5 +231,6 @@ mod tests {
             config.trending.checkpoint_dir,
             Some(PathBuf::from("/tmp/shop/checkpoints/trending"))
         );
+        assert_eq!(config.lakehouse.dir, Some(PathBuf::from("/tmp/shop/lake")));
     }
 }

@@ -3,10 +3,13 @@
 
 mod bench;
 mod bench_core;
+mod bench_lake;
+mod bench_orderbook;
 mod bench_stream;
 mod config;
 mod import;
 mod pump;
+mod sql;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +47,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Everything in one process: embedded broker, topics, orders core, generator, trending
-    /// job, HTTP APIs.
+    /// job, lakehouse sink, HTTP APIs and the SQL endpoint.
     Demo,
     /// The orders core alone: `/v1` orders API, event collector, outbox relay, sweeper.
     Core,
@@ -60,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
+    /// Query the lakehouse: one statement, or an interactive prompt (needs --data-dir).
+    Sql(sql::SqlArgs),
+    /// The SQL endpoint alone: the lakehouse over the Postgres wire protocol.
+    SqlServer,
     /// Measure a component on this machine and print the figure.
     Bench {
         #[command(subcommand)]
@@ -70,6 +77,8 @@ enum Command {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum StreamJob {
     Trending,
+    /// The lakehouse sink: topics into Parquet tables.
+    Lakehouse,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +152,11 @@ fn main() -> Result<()> {
             Command::Stream {
                 job: StreamJob::Trending,
             } => stream_trending(config).await,
+            Command::Stream {
+                job: StreamJob::Lakehouse,
+            } => stream_lakehouse(config).await,
+            Command::Sql(args) => sql::run(config, args).await,
+            Command::SqlServer => sql::serve(config).await,
             Command::Import { source } => import::run(config, source).await,
             Command::Bench { target } => bench::run(config, target).await,
         }
@@ -150,7 +164,7 @@ fn main() -> Result<()> {
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
-fn cancel_on_signal(shutdown: CancellationToken) {
+pub(crate) fn cancel_on_signal(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -185,6 +199,29 @@ async fn demo(config: Config) -> Result<()> {
         })?;
     let http = listener.local_addr()?;
     let core = start_core(&config, Arc::clone(&bus), shutdown.clone()).await?;
+    let (sql_config, sql_password) = config::sql_users(&config)?;
+    let sql_listener = tokio::net::TcpListener::bind(&sql_config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (set sql.listen, e.g. --set sql.listen=127.0.0.1:0)",
+                sql_config.listen
+            )
+        })?;
+    let sql_address = sql_listener.local_addr()?;
+    // Without a data dir the lake, like the broker's log, lasts as long as this run.
+    let (lake_config, _lake_scratch) = match (&config.lakehouse.dir, &config.lakehouse.s3) {
+        (None, None) => {
+            let scratch = tempfile::Builder::new()
+                .prefix("shopstream-lake-")
+                .tempdir()?;
+            let mut lake = config.lakehouse.clone();
+            lake.dir = Some(scratch.path().to_owned());
+            (lake, Some(scratch))
+        }
+        _ => (config.lakehouse.clone(), None),
+    };
+    let lake_storage = lake_config.storage()?;
     let broker = bus.bootstrap_servers().to_owned();
     let mut out = String::new();
     out.push_str("shopstream demo is running\n");
@@ -202,6 +239,21 @@ async fn demo(config: Config) -> Result<()> {
         core.addr, core.admin_key
     ));
     out.push_str(&format!("  orders store    {}\n", core.store));
+    out.push_str(&format!(
+        "  lakehouse       {} (Parquet; committed every {} ms)\n",
+        match lake_storage.location() {
+            lakehouse::storage::Location::Directory(dir) => dir.display().to_string(),
+            lakehouse::storage::Location::S3 { bucket, prefix } =>
+                format!("s3://{bucket}/{prefix}"),
+        },
+        lake_config.commit_interval_ms
+    ));
+    out.push_str(&match &sql_password {
+        Some(password) => format!(
+            "  SQL             psql 'postgresql://analyst:{password}@{sql_address}/shopstream'\n"
+        ),
+        None => format!("  SQL             {sql_address} (Postgres wire; users from sql.users)\n"),
+    });
     out.push_str(&format!(
         "  try             curl 'http://{http}/v1/trending?window=5m&limit=5'\n"
     ));
@@ -232,6 +284,18 @@ async fn demo(config: Config) -> Result<()> {
         listener,
         shutdown.clone(),
     ));
+    let sink = {
+        let (bus, shutdown) = (Arc::clone(&bus), shutdown.clone());
+        tokio::spawn(async move {
+            lakehouse::sink::run(lake_config, &bus, Arc::default(), shutdown).await
+        })
+    };
+    let sql_server = tokio::spawn(lakehouse::pg::serve(
+        sql_config,
+        lake_storage,
+        sql_listener,
+        shutdown.clone(),
+    ));
     let generator_config = traffic::GeneratorConfig {
         start_ms: pump::now_ms(),
         ..config.generator.clone()
@@ -250,10 +314,14 @@ async fn demo(config: Config) -> Result<()> {
     shutdown.cancel();
     let trended = trending.await?;
     let cored = core.task.await?;
+    let sunk = sink.await?;
+    let served = sql_server.await?;
     bus.save();
     let sent = generated.context("generator failed")?;
     trended.context("trending job failed")?;
     cored.context("orders core failed")?;
+    sunk.context("lakehouse sink failed")?;
+    served.context("SQL endpoint failed")?;
     eprintln!("stopped cleanly: {sent} events acknowledged by the broker, offsets committed");
     Ok(())
 }
@@ -437,5 +505,26 @@ async fn stream_trending(config: Config) -> Result<()> {
         bus.bootstrap_servers()
     );
     streams::trending::run(config.trending.clone(), bus, listener, shutdown).await?;
+    Ok(())
+}
+
+async fn stream_lakehouse(config: Config) -> Result<()> {
+    if config.bus.bootstrap_servers.is_none() {
+        bail!(
+            "stream lakehouse needs bus.bootstrap_servers (a running `shopstream demo` serves 127.0.0.1:9092)"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let bus = connect(&config).await?;
+    let storage = config.lakehouse.storage().context(
+        "stream lakehouse needs --data-dir DIR (or lakehouse.dir / lakehouse.s3); members of one group must share it",
+    )?;
+    eprintln!(
+        "lakehouse sink into {:?}, consuming from {}",
+        storage.location(),
+        bus.bootstrap_servers()
+    );
+    lakehouse::sink::run(config.lakehouse.clone(), &bus, Arc::default(), shutdown).await?;
     Ok(())
 }
