@@ -284,6 +284,10 @@ async fn demo(config: Config) -> Result<()> {
         listener,
         shutdown.clone(),
     ));
+    let maintenance = tokio::spawn(lakehouse::maintain::run(
+        lake_config.clone(),
+        shutdown.clone(),
+    ));
     let sink = {
         let (bus, shutdown) = (Arc::clone(&bus), shutdown.clone());
         tokio::spawn(async move {
@@ -315,12 +319,14 @@ async fn demo(config: Config) -> Result<()> {
     let trended = trending.await?;
     let cored = core.task.await?;
     let sunk = sink.await?;
+    let maintained = maintenance.await?;
     let served = sql_server.await?;
     bus.save();
     let sent = generated.context("generator failed")?;
     trended.context("trending job failed")?;
     cored.context("orders core failed")?;
     sunk.context("lakehouse sink failed")?;
+    maintained.context("lakehouse maintenance failed")?;
     served.context("SQL endpoint failed")?;
     eprintln!("stopped cleanly: {sent} events acknowledged by the broker, offsets committed");
     Ok(())
@@ -525,6 +531,19 @@ async fn stream_lakehouse(config: Config) -> Result<()> {
         storage.location(),
         bus.bootstrap_servers()
     );
-    lakehouse::sink::run(config.lakehouse.clone(), &bus, Arc::default(), shutdown).await?;
+    let maintenance = tokio::spawn(lakehouse::maintain::run(
+        config.lakehouse.clone(),
+        shutdown.clone(),
+    ));
+    let sunk = lakehouse::sink::run(
+        config.lakehouse.clone(),
+        &bus,
+        Arc::default(),
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    maintenance.await??;
+    sunk?;
     Ok(())
 }

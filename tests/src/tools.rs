@@ -12,6 +12,8 @@ const PYTHON_PACKAGES: &[&str] = &[
     "duckdb==2.0.0",
     "polars==2.1.0",
     "pyarrow==26.0.1",
+    // An S3-compatible server for the lakehouse's object-store path.
+    "moto[server]==5.2.5",
 ];
 
 /// Runs `command`, failing with its stderr when it fails; returns its stdout.
@@ -86,7 +88,8 @@ pub fn psql() -> Result<PathBuf> {
     on_path("psql").context("postgresql-client is installed but psql is not on PATH")
 }
 
-/// A Python with psycopg, DuckDB, polars and pyarrow, in a venv under the machine's cache.
+/// A Python with psycopg, DuckDB, polars, pyarrow and moto, in a venv under the machine's
+/// cache.
 pub fn python() -> Result<PathBuf> {
     let (dir, _lock) = cache_lock("venv-lake")?;
     let venv = dir.join("venv-lake");
@@ -118,4 +121,42 @@ pub fn python() -> Result<PathBuf> {
     )?;
     std::fs::write(&stamp, wanted)?;
     Ok(python)
+}
+
+/// A local S3-compatible server (moto) on a free 127.0.0.1 port, stopped when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> Result<S3Server> {
+        let python = python()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(python.with_file_name("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting moto_server")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!("moto_server did not listen on {endpoint} within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(S3Server { child, endpoint })
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
