@@ -85,6 +85,12 @@ impl LakeConfig {
                 "lakehouse.compact_interval_ms and compact_target_bytes must be positive and compact_min_files at least 2".into(),
             ));
         }
+        if self.orphan_grace_ms < 60_000 {
+            return Err(LakeError::Config(format!(
+                "lakehouse.orphan_grace_ms must be at least 60000 (a minute): files younger than that may be in a commit in progress or a running query; got {}",
+                self.orphan_grace_ms
+            )));
+        }
         if let Some(unknown) = self
             .retention_days
             .keys()

@@ -70,6 +70,10 @@ pub enum Operation {
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub version: u64,
+    /// Unique per commit, so a writer whose create was retried (a timeout after the store
+    /// took it) recognises its own entry instead of a rival's.
+    #[serde(default)]
+    pub commit_id: String,
     pub operation: Operation,
     pub committed_at_ms: i64,
     #[serde(default)]
@@ -89,6 +93,7 @@ impl Entry {
     pub fn new(operation: Operation) -> Entry {
         Entry {
             version: 0,
+            commit_id: uuid::Uuid::new_v4().to_string(),
             operation,
             committed_at_ms: crate::now_ms(),
             added: Vec::new(),
@@ -119,8 +124,10 @@ impl Snapshot {
     fn conflict(&self, entry: &Entry) -> Option<String> {
         for range in &entry.offsets {
             let key = (range.topic.clone(), range.partition);
+            // Starting past the position is a gap (records the topic no longer had), not a
+            // repeat; the sink reports gaps when it meets them.
             if let Some(&position) = self.positions.get(&key)
-                && position != range.from
+                && range.from < position
             {
                 return Some(format!(
                     "{}[{}] is at offset {position} in the table, but this commit covers {}..{}",
@@ -256,17 +263,23 @@ impl Manifest {
                 crate::evolution::check(self.table, snapshot.schema.as_deref(), schema)?;
             }
             entry.version = snapshot.version + 1;
+            // Stamped as it is written: vacuum's grace for removed files counts from here.
+            entry.committed_at_ms = crate::now_ms();
             let bytes = serde_json::to_vec_pretty(&entry)
                 .map_err(|e| LakeError::Manifest(format!("encoding an entry: {e}")))?;
-            if self
-                .storage
-                .create(&self.dir.clone().join(entry_name(entry.version)), bytes)
-                .await?
-            {
+            let path = self.dir.clone().join(entry_name(entry.version));
+            if self.storage.create(&path, bytes).await? {
                 snapshot.apply(&entry);
                 return Ok(entry.version);
             }
-            // Another writer took this version; read it and try the next.
+            // Someone took this version: a rival, or our own create that the store took
+            // before a retry of it.
+            if let Ok(existing) = serde_json::from_slice::<Entry>(&self.storage.get(&path).await?)
+                && existing.commit_id == entry.commit_id
+            {
+                snapshot.apply(&existing);
+                return Ok(existing.version);
+            }
         }
     }
 }

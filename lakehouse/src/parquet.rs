@@ -5,6 +5,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::LakeError;
 
@@ -28,7 +29,22 @@ impl Encoding {
     pub fn properties(&self) -> Result<WriterProperties, LakeError> {
         let level = ZstdLevel::try_new(self.zstd_level)
             .map_err(|e| LakeError::Config(format!("zstd level {}: {e}", self.zstd_level)))?;
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder();
+        // Unique per row: a dictionary would only fill up and be thrown away, at the cost of
+        // hashing every value first.
+        for column in [
+            "event_id",
+            "source_event_id",
+            "text",
+            "description",
+            "order_id",
+            "payment_id",
+            "shipment_id",
+            "refund_id",
+        ] {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        Ok(builder
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_statistics_enabled(EnabledStatistics::Page)

@@ -131,12 +131,37 @@ enum Value<'a> {
     Lines(&'a [OrderLine]),
 }
 
+/// FNV-1a for the column-name lookups: names are short and trusted, and SipHash's cost showed
+/// up per field.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type Slots = HashMap<&'static str, usize, std::hash::BuildHasherDefault<Fnv>>;
+
 /// One table's rows, not yet written.
 pub struct Rows {
     table: Table,
     schema: SchemaRef,
     columns: Vec<Column>,
-    slots: HashMap<&'static str, usize>,
+    slots: Slots,
     /// Which columns the current row has written.
     written: Vec<bool>,
     rows: usize,
@@ -167,7 +192,7 @@ impl Rows {
         Ok(Rows {
             table,
             written: vec![false; columns.len()],
-            slots: HashMap::new(),
+            slots: Slots::default(),
             columns,
             schema,
             rows: 0,

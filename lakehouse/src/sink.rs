@@ -226,6 +226,18 @@ impl Sink {
                 continue;
             }
             wanted = true;
+            if cursor.from.is_none()
+                && let Some(next) = cursor.committed
+                && record.offset > next
+            {
+                tracing::warn!(
+                    topic = partition.topic,
+                    partition = partition.partition,
+                    %table,
+                    missing = ?(next..record.offset),
+                    "records between the table's position and the first one read are not on the topic any more (its retention deleted them before the lakehouse read them); they are not in the table"
+                );
+            }
             cursor.from.get_or_insert(record.offset);
             cursor.upto = record.offset + 1;
             if let Ok(envelope) = &decoded {
@@ -292,6 +304,7 @@ impl Sink {
         let files = tokio::task::spawn_blocking(move || encode_all(pending, encoding))
             .await
             .map_err(|e| LakeError::Parquet(format!("encoder task failed: {e}")))??;
+        let written_at = std::time::Instant::now();
         let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
         let mut rows = 0;
         for (table, file, bytes) in files {
@@ -306,6 +319,14 @@ impl Sink {
         for table in tables {
             let added = by_table.remove(&table).unwrap_or_default();
             let file_count = added.len() as u64;
+            // Vacuum deletes files no entry names once they are orphan_grace_ms old; a commit
+            // stalled for half of that may be naming files already gone.
+            if written_at.elapsed().as_millis() as i64 > self.config.orphan_grace_ms / 2 {
+                return Err(LakeError::Manifest(format!(
+                    "{table}: the commit stalled for {} s after writing its files, half of lakehouse.orphan_grace_ms; they may have been vacuumed, so it is not committed (the records are read again from the manifest's position)",
+                    written_at.elapsed().as_secs()
+                )));
+            }
             let snapshot = self.snapshots.entry(table).or_default();
             let columns = crate::evolution::columns(&model::schema::for_table(table));
             let entry = Entry {

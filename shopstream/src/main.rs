@@ -67,6 +67,11 @@ enum Command {
     Sql(sql::SqlArgs),
     /// The SQL endpoint alone: the lakehouse over the Postgres wire protocol.
     SqlServer,
+    /// Look after the lakehouse tables: list committed files, compact, vacuum.
+    Lake {
+        #[command(subcommand)]
+        command: sql::LakeCommand,
+    },
     /// Measure a component on this machine and print the figure.
     Bench {
         #[command(subcommand)]
@@ -157,6 +162,7 @@ fn main() -> Result<()> {
             } => stream_lakehouse(config).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::SqlServer => sql::serve(config).await,
+            Command::Lake { command } => sql::lake(config, command).await,
             Command::Import { source } => import::run(config, source).await,
             Command::Bench { target } => bench::run(config, target).await,
         }
@@ -284,22 +290,22 @@ async fn demo(config: Config) -> Result<()> {
         listener,
         shutdown.clone(),
     ));
-    let maintenance = tokio::spawn(lakehouse::maintain::run(
-        lake_config.clone(),
-        shutdown.clone(),
-    ));
+    let maintenance = supervised(
+        "lakehouse maintenance",
+        &shutdown,
+        lakehouse::maintain::run(lake_config.clone(), shutdown.clone()),
+    );
     let sink = {
-        let (bus, shutdown) = (Arc::clone(&bus), shutdown.clone());
-        tokio::spawn(async move {
-            lakehouse::sink::run(lake_config, &bus, Arc::default(), shutdown).await
+        let (bus, stop) = (Arc::clone(&bus), shutdown.clone());
+        supervised("lakehouse sink", &shutdown, async move {
+            lakehouse::sink::run(lake_config, &bus, Arc::default(), stop).await
         })
     };
-    let sql_server = tokio::spawn(lakehouse::pg::serve(
-        sql_config,
-        lake_storage,
-        sql_listener,
-        shutdown.clone(),
-    ));
+    let sql_server = supervised(
+        "SQL endpoint",
+        &shutdown,
+        lakehouse::pg::serve(sql_config, lake_storage, sql_listener, shutdown.clone()),
+    );
     let generator_config = traffic::GeneratorConfig {
         start_ms: pump::now_ms(),
         ..config.generator.clone()
@@ -330,6 +336,28 @@ async fn demo(config: Config) -> Result<()> {
     served.context("SQL endpoint failed")?;
     eprintln!("stopped cleanly: {sent} events acknowledged by the broker, offsets committed");
     Ok(())
+}
+
+/// Spawns one stage of the demo; if it fails, everything stops (with its error reported at
+/// the end) rather than the rest running on without it.
+fn supervised<T, E>(
+    name: &'static str,
+    shutdown: &CancellationToken,
+    stage: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T, E>>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let outcome = stage.await;
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "{name} failed; stopping the demo");
+            shutdown.cancel();
+        }
+        outcome
+    })
 }
 
 struct CoreHandle {

@@ -180,3 +180,73 @@ pub async fn serve(config: Config) -> Result<()> {
     lakehouse::pg::serve(sql, storage, listener, shutdown).await?;
     Ok(())
 }
+
+/// `shopstream lake ...`: look after the tables by hand.
+#[derive(Debug, clap::Subcommand)]
+pub enum LakeCommand {
+    /// Print the committed files of a table, one path per line (for DuckDB's
+    /// `read_parquet([...])` and other readers that should see only committed files).
+    Files { table: String },
+    /// Compact every table's small files now.
+    Compact,
+    /// Delete files no version names any more, once `--grace-ms` past their removal (default
+    /// `lakehouse.orphan_grace_ms`).
+    Vacuum {
+        #[arg(long)]
+        grace_ms: Option<i64>,
+    },
+}
+
+pub async fn lake(config: Config, command: LakeCommand) -> Result<()> {
+    let storage = config.lakehouse.storage().context(
+        "shopstream lake works on the lakehouse: pass --data-dir DIR or set lakehouse.dir / lakehouse.s3",
+    )?;
+    match command {
+        LakeCommand::Files { table } => {
+            let Some(table) = model::Table::from_name(&table) else {
+                let known: Vec<&str> = model::Table::ALL.iter().map(|t| t.name()).collect();
+                bail!("no table {table:?}; tables: {}", known.join(", "));
+            };
+            let snapshot = lakehouse::manifest::Manifest::new(storage.clone(), table)
+                .snapshot()
+                .await?;
+            let root = match storage.location() {
+                lakehouse::storage::Location::Directory(dir) => dir.display().to_string(),
+                lakehouse::storage::Location::S3 { bucket, prefix } => {
+                    format!("s3://{bucket}/{prefix}")
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            for file in snapshot.files.values() {
+                // A reader that has seen enough (`| head`) is not an error.
+                if writeln!(out, "{root}/{}", file.path).is_err() {
+                    break;
+                }
+            }
+        }
+        LakeCommand::Compact => {
+            for table in model::Table::ALL {
+                let done = lakehouse::maintain::compact(
+                    &storage,
+                    table,
+                    config.lakehouse.encoding(),
+                    config.lakehouse.compact_min_files,
+                    config.lakehouse.compact_target_bytes,
+                )
+                .await?;
+                println!(
+                    "{table}: {} files -> {} ({} rewritten as {})",
+                    done.files_before, done.files_after, done.rewritten, done.written
+                );
+            }
+        }
+        LakeCommand::Vacuum { grace_ms } => {
+            let grace = grace_ms.unwrap_or(config.lakehouse.orphan_grace_ms);
+            for table in model::Table::ALL {
+                let deleted = lakehouse::maintain::vacuum(&storage, table, grace).await?;
+                println!("{table}: {deleted} files deleted");
+            }
+        }
+    }
+    Ok(())
+}

@@ -122,6 +122,9 @@ for sql, sqlstate in [
     ("SELECT * FROM read_parquet('/etc/passwd')", "42501"),
     ("SELECT pg_read_file('/etc/passwd')", "42501"),
     ("SET datafusion.runtime.memory_limit = '100G'", "42501"),
+    ('SET "datafusion"."runtime"."memory_limit" = \'1T\'', "42501"),
+    ("RESET datafusion.runtime.memory_limit", "42501"),
+    ("DECLARE c CURSOR FOR SELECT * FROM orders", "0A000"),
 ]:
     try:
         merchant.execute(sql)

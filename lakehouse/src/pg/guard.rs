@@ -43,6 +43,63 @@ pub struct Refusal {
 const READ_ONLY: &str = "25006";
 /// `insufficient_privilege`.
 const PRIVILEGE: &str = "42501";
+/// `feature_not_supported`.
+const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// Session settings clients send on connect or users may change; everything else (the
+/// engine's `datafusion.*` settings above all: memory, spilling, threads) is the server's.
+const SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "timezone",
+    "time zone",
+    "datestyle",
+    "intervalstyle",
+    "extra_float_digits",
+    "application_name",
+    "search_path",
+    "client_encoding",
+    "bytea_output",
+    "client_min_messages",
+    "standard_conforming_strings",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "default_transaction_read_only",
+    "transaction_isolation",
+];
+
+/// Whether a `SET`/`RESET` statement (as text) names a setting users may change.
+fn check_setting(text: &str) -> Result<(), Refusal> {
+    let lower = text.to_ascii_lowercase();
+    let mut rest = lower.trim();
+    for prefix in ["set ", "reset ", "session ", "local "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest).trim_start();
+    }
+    let name: String = rest
+        .split(['=', ';'])
+        .next()
+        .unwrap_or_default()
+        .split(" to ")
+        .next()
+        .unwrap_or_default()
+        .replace(['"', '`'], "");
+    let name = name.trim();
+    let allowed = SETTINGS
+        .iter()
+        .any(|setting| name == *setting || (setting.contains(' ') && name.starts_with(setting)));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal {
+            sqlstate: PRIVILEGE,
+            message: format!(
+                "setting {name:?} is fixed by the server (engine settings such as datafusion.* hold the memory and time limits); settings users may change: {}",
+                SETTINGS.join(", ")
+            ),
+        })
+    }
+}
 
 fn read_only(what: &str) -> Refusal {
     Refusal {
@@ -70,7 +127,7 @@ pub fn check_sql(sql: &str) -> Result<(), Refusal> {
                     DfStatement::Statement(statement) => check(statement)?,
                     _ => return Err(read_only("EXPLAIN of a file statement")),
                 },
-                DfStatement::Reset(_) => {}
+                DfStatement::Reset(reset) => check_setting(&reset.to_string())?,
             }
         }
         return Ok(());
@@ -100,17 +157,7 @@ pub fn check(statement: &Statement) -> Result<(), Refusal> {
     match statement {
         Statement::Query(_) => check_reads(statement),
         Statement::Explain { statement, .. } => check(statement),
-        Statement::Set(set) => {
-            let text = set.to_string().to_ascii_lowercase();
-            if text.contains("datafusion.") {
-                Err(Refusal {
-                    sqlstate: PRIVILEGE,
-                    message: "engine settings (datafusion.*) are fixed by the server: memory and time limits hold for every query".into(),
-                })
-            } else {
-                Ok(())
-            }
-        }
+        Statement::Set(set) => check_setting(&set.to_string()),
         Statement::ShowVariable { .. }
         | Statement::ShowVariables { .. }
         | Statement::ShowTables { .. }
@@ -118,10 +165,14 @@ pub fn check(statement: &Statement) -> Result<(), Refusal> {
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
-        | Statement::Declare { .. }
         | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::Discard { .. } => Ok(()),
+        | Statement::Close { .. } => Ok(()),
+        // A cursor would keep its query running (and its memory held) between statements,
+        // beyond the time limit.
+        Statement::Declare { .. } => Err(Refusal {
+            sqlstate: FEATURE_NOT_SUPPORTED,
+            message: "cursors are not supported: run the query itself (the time limit covers fetching its rows)".into(),
+        }),
         Statement::Copy { .. } => Err(read_only("COPY (reading or writing files)")),
         Statement::Insert(_) => Err(read_only("INSERT")),
         Statement::Update { .. } => Err(read_only("UPDATE")),
@@ -296,6 +347,15 @@ mod tests {
             "syntax errors are the planner's to report"
         );
         assert!(check_sql("INSERT INTO orders SELEKT 1").is_err());
+        for sql in [
+            "RESET datafusion.runtime.memory_limit",
+            "RESET \"datafusion\".\"execution\".\"target_partitions\"",
+        ] {
+            let refusal = check_sql(sql).expect_err(sql);
+            assert_eq!(refusal.sqlstate, PRIVILEGE, "{sql}");
+        }
+        assert_eq!(check_sql("RESET statement_timeout"), Ok(()));
+        assert_eq!(check_sql("SET TIME ZONE 'UTC'"), Ok(()));
     }
 
     #[test]
@@ -356,6 +416,21 @@ mod tests {
                 "fixed by the server",
             ),
             ("EXPLAIN DELETE FROM orders", READ_ONLY, "DELETE"),
+            (
+                "SET \"datafusion\".\"runtime\".\"memory_limit\" = '1T'",
+                PRIVILEGE,
+                "fixed by the server",
+            ),
+            (
+                "SET datafusion.runtime.temp_directory = '/tmp'",
+                PRIVILEGE,
+                "fixed by the server",
+            ),
+            (
+                "DECLARE c CURSOR FOR SELECT 1",
+                FEATURE_NOT_SUPPORTED,
+                "cursors",
+            ),
         ] {
             let refusal = verdict(sql).expect_err(sql);
             assert_eq!(refusal.sqlstate, code, "{sql}");
