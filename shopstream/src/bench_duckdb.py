@@ -1,6 +1,6 @@
 # DuckDB's side of `shopstream bench lake-queries`: the same queries over the same Parquet
 # files (views over read_parquet with Hive partitions), two threads, median of N runs.
-# Arguments: lake directory, runs, JSON list of queries. Prints [[median_ms, rows], ...].
+# Arguments: lake directory, runs, JSON list of queries. Prints [{"ms": median, "rows": n}, ...].
 import json
 import statistics
 import sys
@@ -11,6 +11,7 @@ import duckdb
 lake, runs, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
 import os
 
@@ -27,5 +28,5 @@ for sql in queries:
         started = time.perf_counter()
         rows = len(con.execute(sql).fetchall())
         samples.append((time.perf_counter() - started) * 1000)
-    results.append([statistics.median(samples), rows])
+    results.append({"ms": statistics.median(samples), "rows": rows})
 print(json.dumps(results))

@@ -344,9 +344,18 @@ fn duckdb_times(python: &Path, dir: &Path, runs: usize) -> Result<Vec<(f64, usiz
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let results: Vec<(f64, usize)> =
-        serde_json::from_slice(&output.stdout).context("reading DuckDB's timings")?;
-    Ok(results)
+    #[derive(serde::Deserialize)]
+    struct Timed {
+        ms: f64,
+        rows: usize,
+    }
+    let results: Vec<Timed> = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "reading DuckDB's timings from {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
+    Ok(results.into_iter().map(|t| (t.ms, t.rows)).collect())
 }
 
 /// The venv the tests make (`testkit::tools::python`), which has DuckDB.

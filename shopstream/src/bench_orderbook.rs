@@ -2,7 +2,7 @@
 //! days, with their payments, cancellations and refunds, shipments with delivery times, and
 //! the searches of the sessions they came from (plus as many sessions that searched and did
 //! not buy), written through the lakehouse's own row encoder and manifest as the sink would
-//! write them, in files of up to 100 K rows.
+//! write them, in files of up to 20 K rows.
 //!
 //! Why not the traffic generator: its orders are about 2 % of its events, so 10 M order lines
 //! would mean some 430 M events, most of them clicks the queries never read. The shapes follow
@@ -30,7 +30,9 @@ const HOUR_MS: i64 = 3_600_000;
 const MERCHANTS: usize = 40;
 const PRODUCTS_PER_MERCHANT: usize = 50;
 const CUSTOMERS: u64 = 200_000;
-const FILE_ROWS: usize = 100_000;
+/// Rows per file before compaction: about what the sink commits every 10 s at a few thousand
+/// events per second.
+const FILE_ROWS: usize = 20_000;
 
 /// Picks index `i` with weight `1 / (i + 1)^s`.
 struct Zipf {
@@ -132,7 +134,8 @@ pub async fn write(storage: &Storage, lines: usize, seed: u64) -> Result<usize> 
         "tea",
     ];
 
-    let orders_per_day = (lines as f64 / 2.5 / DAYS as f64).ceil() as i64;
+    // A little over 2.5 lines per order on average, so the last day reaches `lines`.
+    let orders_per_day = (lines as f64 / 2.4 / DAYS as f64).ceil() as i64;
     let mut written = 0;
     let mut order = 0u64;
     let mut session = 0u64;

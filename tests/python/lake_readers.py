@@ -125,6 +125,7 @@ for sql, sqlstate in [
     ('SET "datafusion"."runtime"."memory_limit" = \'1T\'', "42501"),
     ("RESET datafusion.runtime.memory_limit", "42501"),
     ("DECLARE c CURSOR FOR SELECT * FROM orders", "0A000"),
+    ("EXPLAIN ANALYZE SELECT count(*) FROM orders", "42501"),
 ]:
     try:
         merchant.execute(sql)

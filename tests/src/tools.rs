@@ -12,6 +12,8 @@ const PYTHON_PACKAGES: &[&str] = &[
     "duckdb==2.0.0",
     "polars==2.1.0",
     "pyarrow==26.0.1",
+    // DuckDB's Python API needs it to return timestamps with a time zone.
+    "pytz==2026.6",
     // An S3-compatible server for the lakehouse's object-store path.
     "moto[server]==5.2.5",
 ];

@@ -108,6 +108,21 @@ impl Session {
             .await
     }
 
+    /// The statement checks for this connection's user: everyone's, and the merchant-scoped
+    /// users' own.
+    fn check<C: ClientInfo + ?Sized>(&self, client: &C, sql: &str) -> PgWireResult<()> {
+        let refuse = |refusal: guard::Refusal| user_error(refusal.sqlstate, refusal.message);
+        guard::check_sql(sql).map_err(refuse)?;
+        let user = client.metadata().get(METADATA_USER);
+        let scoped = user
+            .and_then(|user| self.shared.logins.get(user))
+            .is_none_or(|login| login.scope != crate::query::Scope::All);
+        if scoped {
+            guard::check_scoped(sql).map_err(refuse)?;
+        }
+        Ok(())
+    }
+
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.shared.config.query_timeout_ms)
     }
@@ -221,7 +236,7 @@ impl QueryParser for GuardedParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        guard::check_sql(sql).map_err(|refusal| user_error(refusal.sqlstate, refusal.message))?;
+        self.session.check(client, sql)?;
         let service = self.session.service(client).await?;
         service.query_parser().parse_sql(client, sql, types).await
     }
@@ -263,7 +278,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        guard::check_sql(query).map_err(|refusal| user_error(refusal.sqlstate, refusal.message))?;
+        self.session.check(client, query)?;
         let service = Arc::clone(self.session.service(client).await?);
         let limit = self.session.timeout();
         let memory = self.session.shared.config.memory_limit_mb;
