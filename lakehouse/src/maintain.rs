@@ -130,11 +130,7 @@ async fn merge(
         .close()
         .map_err(|e| LakeError::Parquet(e.to_string()))?;
     let merged = DataFile {
-        path: format!(
-            "{}/event_date={event_date}/part-{}.parquet",
-            table.name(),
-            uuid::Uuid::now_v7()
-        ),
+        path: DataFile::fresh_path(table, event_date),
         event_date: event_date.to_owned(),
         rows: group.iter().map(|file| file.rows).sum(),
         bytes: out.len() as u64,

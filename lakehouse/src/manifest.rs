@@ -44,6 +44,18 @@ pub struct DataFile {
     pub max_event_time: i64,
 }
 
+impl DataFile {
+    /// A new file's path in `table`'s `event_date` partition. The name is a UUIDv7, so names
+    /// sort in the order files were written.
+    pub fn fresh_path(table: Table, event_date: &str) -> String {
+        format!(
+            "{}/event_date={event_date}/part-{}.parquet",
+            table.name(),
+            uuid::Uuid::now_v7()
+        )
+    }
+}
+
 /// Records `[from, to)` of one partition of a source topic (by its name on the cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -441,11 +441,7 @@ fn encode_all(
         let bytes = encoding.encode(&batches)?;
         let event_date = format_day(day);
         let file = DataFile {
-            path: format!(
-                "{}/event_date={event_date}/part-{}.parquet",
-                table.name(),
-                uuid::Uuid::now_v7()
-            ),
+            path: DataFile::fresh_path(table, &event_date),
             event_date,
             rows: row_count as u64,
             bytes: bytes.len() as u64,

@@ -39,11 +39,7 @@ async fn commit(storage: &Storage, table: Table, batch: RecordBatch, day: i32) -
         .unwrap();
     let event_date = format_day(day);
     let file = DataFile {
-        path: format!(
-            "{}/event_date={event_date}/part-{}.parquet",
-            table.name(),
-            uuid::Uuid::now_v7()
-        ),
+        path: DataFile::fresh_path(table, &event_date),
         event_date,
         rows: batch.num_rows() as u64,
         bytes: bytes.len() as u64,

@@ -395,11 +395,7 @@ pub(crate) async fn commit(
     .await??;
     let event_date = format_day(day);
     let file = DataFile {
-        path: format!(
-            "{}/event_date={event_date}/part-{}.parquet",
-            table.name(),
-            uuid::Uuid::now_v7()
-        ),
+        path: DataFile::fresh_path(table, &event_date),
         event_date,
         rows: row_count,
         bytes: bytes.len() as u64,

@@ -170,6 +170,47 @@ pub async fn produce_all(producer: &bus::Producer, events: &[model::Envelope]) -
     Ok(())
 }
 
+/// Produces `events` in order at about `per_second`, acknowledged one slice at a time, on a
+/// task of its own: steady load for the crash tests.
+pub fn produce_steadily(
+    bus: Arc<Bus>,
+    events: Vec<model::Envelope>,
+    per_second: usize,
+) -> tokio::task::JoinHandle<Result<()>> {
+    tokio::spawn(async move {
+        let producer = bus.producer()?;
+        let slice = (per_second / 20).max(1);
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        for chunk in events.chunks(slice) {
+            pace.tick().await;
+            produce_all(&producer, chunk).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Starts a child process with `spawn` `kills` times and SIGKILLs each at a random moment
+/// 0.3-1.5 s later (seeded); fails if one exits by itself. `what` names it in that error.
+pub async fn kill_at_random(
+    kills: usize,
+    seed: u64,
+    what: &str,
+    mut spawn: impl FnMut() -> std::io::Result<std::process::Child>,
+) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..kills {
+        let mut child = spawn()?;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        if let Some(status) = child.try_wait()? {
+            bail!("the {what} exited by itself ({status}) instead of being killed");
+        }
+        child.kill()?; // SIGKILL
+        child.wait()?;
+    }
+    Ok(())
+}
+
 /// Polls `probe` until it returns `Some`, failing after `deadline` with the last value seen
 /// described by `describe`.
 pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> Result<T>

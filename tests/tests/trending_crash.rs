@@ -14,28 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use model::{Envelope, Topic};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use testkit::trending::{all_idle, batch_panes, drain, first_difference, follow, generated};
 use tokio_util::sync::CancellationToken;
-
-/// Produces `events` in order at about `per_second`, acknowledged one slice at a time.
-fn produce_steadily(
-    bus: Arc<bus::Bus>,
-    events: Vec<Envelope>,
-    per_second: usize,
-) -> tokio::task::JoinHandle<Result<()>> {
-    tokio::spawn(async move {
-        let producer = bus.producer()?;
-        let slice = (per_second / 20).max(1);
-        let mut pace = tokio::time::interval(Duration::from_millis(50));
-        for chunk in events.chunks(slice) {
-            pace.tick().await;
-            testkit::produce_all(&producer, chunk).await?;
-        }
-        Ok(())
-    })
-}
 
 /// Waits until the job has published everything and it equals the batch recomputation.
 async fn assert_matches_batch(bus: &bus::Bus, events: &[Envelope]) -> Result<()> {
@@ -76,9 +56,8 @@ async fn a_job_killed_at_random_moments_counts_everything_exactly_once() -> Resu
     bus.ensure_topics(&Topic::ALL).await?;
     let checkpoints = tempfile::tempdir()?;
     let events = trending_events(21, 3_000 * kills / 4)?;
-    let load = produce_steadily(Arc::clone(&bus), events.clone(), 1_500);
+    let load = testkit::produce_steadily(Arc::clone(&bus), events.clone(), 1_500);
 
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_trending_child"))
             .arg(bus.bootstrap_servers())
@@ -89,15 +68,7 @@ async fn a_job_killed_at_random_moments_counts_everything_exactly_once() -> Resu
             .stderr(Stdio::inherit())
             .spawn()
     };
-    for _ in 0..kills {
-        let mut child = spawn()?;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
-        if let Some(status) = child.try_wait()? {
-            bail!("the job exited by itself ({status}) instead of being killed");
-        }
-        child.kill()?; // SIGKILL
-        child.wait()?;
-    }
+    testkit::kill_at_random(kills, 7, "job", spawn).await?;
     load.await??;
     let mut last = spawn()?;
     let outcome = assert_matches_batch(&bus, &events).await;
