@@ -101,6 +101,22 @@ pub async fn compact(
     Ok(report)
 }
 
+/// [`compact`] with the configured encoding, file count and target size.
+pub async fn compact_configured(
+    config: &LakeConfig,
+    storage: &Storage,
+    table: Table,
+) -> Result<Compacted, LakeError> {
+    compact(
+        storage,
+        table,
+        config.encoding(),
+        config.compact_min_files,
+        config.compact_target_bytes,
+    )
+    .await
+}
+
 /// Writes `group` (files of one partition) as one file and returns it, not yet committed.
 async fn merge(
     storage: &Storage,
@@ -261,14 +277,7 @@ async fn maintain_table(
     storage: &Storage,
     table: Table,
 ) -> Result<(), LakeError> {
-    let compacted = compact(
-        storage,
-        table,
-        config.encoding(),
-        config.compact_min_files,
-        config.compact_target_bytes,
-    )
-    .await?;
+    let compacted = compact_configured(config, storage, table).await?;
     if compacted.written > 0 {
         tracing::info!(%table, before = compacted.files_before, after = compacted.files_after, "compacted");
     }

@@ -199,10 +199,6 @@ impl Manifest {
         }
     }
 
-    pub fn table(&self) -> Table {
-        self.table
-    }
-
     /// Brings `snapshot` up to the newest version, reading only entries after its own.
     pub async fn refresh(&self, snapshot: &mut Snapshot) -> Result<(), LakeError> {
         let offset = self.dir.clone().join(entry_name(snapshot.version));

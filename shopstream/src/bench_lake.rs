@@ -247,14 +247,7 @@ pub async fn queries(
     let before = count_files(storage.clone()).await?;
     let started = Instant::now();
     for table in Table::ALL {
-        lakehouse::maintain::compact(
-            &storage,
-            table,
-            config.lakehouse.encoding(),
-            config.lakehouse.compact_min_files,
-            config.lakehouse.compact_target_bytes,
-        )
-        .await?;
+        lakehouse::maintain::compact_configured(&config.lakehouse, &storage, table).await?;
     }
     let after = count_files(storage.clone()).await?;
     println!(

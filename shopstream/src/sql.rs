@@ -226,14 +226,9 @@ pub async fn lake(config: Config, command: LakeCommand) -> Result<()> {
         }
         LakeCommand::Compact => {
             for table in model::Table::ALL {
-                let done = lakehouse::maintain::compact(
-                    &storage,
-                    table,
-                    config.lakehouse.encoding(),
-                    config.lakehouse.compact_min_files,
-                    config.lakehouse.compact_target_bytes,
-                )
-                .await?;
+                let done =
+                    lakehouse::maintain::compact_configured(&config.lakehouse, &storage, table)
+                        .await?;
                 println!(
                     "{table}: {} files -> {} ({} rewritten as {})",
                     done.files_before, done.files_after, done.rewritten, done.written
