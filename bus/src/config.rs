@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use model::Topic;
+use model::{Topic, TopicKind};
 use serde::Deserialize;
 
 use crate::{BusError, Result};
@@ -27,8 +27,13 @@ pub struct BusConfig {
     pub partitions: i32,
     /// Replication factor of each topic created at start-up (1 for a single broker).
     pub replication_factor: i32,
-    /// `retention.ms` of created topics; bounds the embedded broker's memory.
+    /// How long event topics keep their records, in milliseconds, unless
+    /// `topics.<name>.retention_ms` says otherwise. Reference topics (the catalog) never
+    /// expire; derived ones (trending) use this too.
     pub retention_ms: i64,
+    /// Settings of one topic, by its name without prefix, e.g.
+    /// `bus.topics.clicks.retention_ms = 86400000`.
+    pub topics: BTreeMap<String, TopicSettings>,
     /// librdkafka properties passed verbatim to every client, e.g. `security.protocol`,
     /// `sasl.mechanisms`, `ssl.ca.location`, `compression.type`. They override our defaults.
     pub properties: BTreeMap<String, String>,
@@ -45,12 +50,58 @@ impl Default for BusConfig {
             partitions: 3,
             replication_factor: 1,
             retention_ms: 60 * 60 * 1000,
+            topics: BTreeMap::new(),
             properties: BTreeMap::new(),
         }
     }
 }
 
+/// What one topic may override, under `bus.topics.<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    /// How long the topic keeps records, in milliseconds. Unset: `bus.retention_ms`.
+    pub retention_ms: Option<i64>,
+    /// How many bytes each partition keeps at most; older records go first. Unset: no limit.
+    pub retention_bytes: Option<i64>,
+}
+
+/// The longest a log segment stays open. Retention only ever deletes closed segments, so a
+/// segment must close well within the retention time for the retention to mean anything.
+const MAX_SEGMENT_MS: i64 = 24 * 60 * 60 * 1000;
+
 impl BusConfig {
+    /// The topic-level settings `topic` must have on the cluster, by Kafka config name: its
+    /// cleanup policy from [`Topic::kind`], retention from this config.
+    pub fn topic_settings(&self, topic: Topic) -> Vec<(&'static str, String)> {
+        let settings = self.topics.get(topic.name()).cloned().unwrap_or_default();
+        let retention_ms = settings.retention_ms.unwrap_or(self.retention_ms);
+        let retention_bytes = settings.retention_bytes.unwrap_or(-1);
+        let segment_ms = (retention_ms / 10).clamp(100, MAX_SEGMENT_MS);
+        match topic.kind() {
+            TopicKind::Event => vec![
+                ("cleanup.policy", "delete".to_owned()),
+                ("retention.ms", retention_ms.to_string()),
+                ("retention.bytes", retention_bytes.to_string()),
+                ("segment.ms", segment_ms.to_string()),
+            ],
+            // Never expired: compaction alone bounds it, to one record per key. Segments
+            // still close hourly so the cleaner can compact them.
+            TopicKind::Reference => vec![
+                ("cleanup.policy", "compact".to_owned()),
+                ("retention.ms", "-1".to_owned()),
+                ("retention.bytes", "-1".to_owned()),
+                ("segment.ms", (60 * 60 * 1000).to_string()),
+            ],
+            TopicKind::Derived => vec![
+                ("cleanup.policy", "compact,delete".to_owned()),
+                ("retention.ms", retention_ms.to_string()),
+                ("retention.bytes", retention_bytes.to_string()),
+                ("segment.ms", segment_ms.to_string()),
+            ],
+        }
+    }
+
     pub fn topic_name(&self, topic: Topic) -> String {
         format!("{}{}", self.topic_prefix, topic.name())
     }
@@ -81,6 +132,35 @@ impl BusConfig {
                 self.retention_ms
             ));
         }
+        for (name, settings) in &self.topics {
+            let Some(topic) = Topic::from_name(name) else {
+                let known: Vec<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
+                return fail(format!(
+                    "bus.topics.{name}: no such topic; topics are {}",
+                    known.join(", ")
+                ));
+            };
+            if topic.kind() == TopicKind::Reference && *settings != TopicSettings::default() {
+                return fail(format!(
+                    "bus.topics.{name}: {name} is a reference topic, compacted and never \
+                     expired so every stage can rebuild it; it takes no retention settings"
+                ));
+            }
+            if let Some(ms) = settings.retention_ms
+                && ms < 1
+            {
+                return fail(format!(
+                    "bus.topics.{name}.retention_ms must be positive, got {ms}"
+                ));
+            }
+            if let Some(bytes) = settings.retention_bytes
+                && bytes < 1
+            {
+                return fail(format!(
+                    "bus.topics.{name}.retention_bytes must be positive, got {bytes}"
+                ));
+            }
+        }
         if let Some(servers) = &self.bootstrap_servers
             && servers.trim().is_empty()
         {
@@ -104,5 +184,68 @@ impl BusConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting<'a>(settings: &'a [(&'static str, String)], key: &str) -> &'a str {
+        settings
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_kind_of_topic_gets_its_policy_and_retention() {
+        let mut config = BusConfig {
+            retention_ms: 3_600_000,
+            ..BusConfig::default()
+        };
+        config.topics.insert(
+            "clicks".into(),
+            TopicSettings {
+                retention_ms: Some(86_400_000),
+                retention_bytes: Some(1 << 30),
+            },
+        );
+        let catalog = config.topic_settings(Topic::Catalog);
+        assert_eq!(setting(&catalog, "cleanup.policy"), "compact");
+        assert_eq!(setting(&catalog, "retention.ms"), "-1");
+        let clicks = config.topic_settings(Topic::Clicks);
+        assert_eq!(setting(&clicks, "cleanup.policy"), "delete");
+        assert_eq!(setting(&clicks, "retention.ms"), "86400000");
+        assert_eq!(setting(&clicks, "retention.bytes"), "1073741824");
+        let orders = config.topic_settings(Topic::Orders);
+        assert_eq!(setting(&orders, "retention.ms"), "3600000");
+        assert_eq!(setting(&orders, "segment.ms"), "360000");
+        let trending = config.topic_settings(Topic::Trending);
+        assert_eq!(setting(&trending, "cleanup.policy"), "compact,delete");
+    }
+
+    #[test]
+    fn retention_of_a_reference_topic_or_an_unknown_topic_is_refused() {
+        let mut config = BusConfig::default();
+        config.topics.insert(
+            "catalog".into(),
+            TopicSettings {
+                retention_ms: Some(1000),
+                retention_bytes: None,
+            },
+        );
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("reference topic"), "{message}");
+        let mut config = BusConfig::default();
+        config
+            .topics
+            .insert("clickz".into(), TopicSettings::default());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("bus.topics.clickz: no such topic"),
+            "{message}"
+        );
     }
 }

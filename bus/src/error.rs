@@ -21,6 +21,9 @@ pub enum BusError {
     /// Creating or describing topics failed.
     #[error("topic administration failed for {topic}: {reason}")]
     Admin { topic: String, reason: String },
+    /// The broker did not deliver what was asked in time; a retry may help.
+    #[error("kafka timed out: {0}")]
+    Timeout(String),
     /// A record came from a topic this deployment does not know.
     #[error("record from unknown topic {0:?}")]
     UnknownTopic(String),
@@ -34,7 +37,7 @@ impl BusError {
     /// dead-letters the rest).
     pub fn is_retryable(&self) -> bool {
         match self {
-            BusError::QueueFull => true,
+            BusError::QueueFull | BusError::Timeout(_) => true,
             BusError::Kafka(error) => match error.rdkafka_error_code() {
                 Some(code) => !matches!(
                     code,

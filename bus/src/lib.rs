@@ -29,7 +29,8 @@ use std::collections::BTreeMap;
 use model::Topic;
 use rdkafka::ClientConfig;
 
-pub use config::BusConfig;
+pub use admin::Altered;
+pub use config::{BusConfig, TopicSettings};
 pub use consumer::{Consumer, InRecord, NoHook, RebalanceHook, TopicPartition};
 pub use error::BusError;
 pub use producer::{Delivered, OutRecord, Producer};

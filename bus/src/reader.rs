@@ -77,6 +77,78 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// The records of one partition at offsets `[from, to)` that are still on the topic
+    /// (retention or compaction may have removed some), read outside any group. A stage that
+    /// rebuilds state which follows from recent records (duplicate removal) reads them this
+    /// way when it takes a partition over.
+    pub async fn read_range(
+        &self,
+        topic: Topic,
+        partition: i32,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<InRecord>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        static RANGES: AtomicU64 = AtomicU64::new(0);
+        let group_id = format!(
+            "{}range-{}-{}",
+            self.config.topic_prefix,
+            std::process::id(),
+            RANGES.fetch_add(1, Ordering::Relaxed)
+        );
+        let inner: StreamConsumer = self
+            .client_config(&[
+                ("group.id", group_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ])
+            .create()?;
+        let inner = Arc::new(inner);
+        let name = self.topic_name(topic);
+        let watermarks_of = Arc::clone(&inner);
+        let (low, high) = {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || {
+                watermarks_of.fetch_watermarks(&name, partition, Duration::from_secs(10))
+            })
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))??
+        };
+        let (start, end) = (from.max(low), to.min(high));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&name, partition, Offset::Offset(start))?;
+        inner.assign(&list)?;
+        let mut records = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let message = tokio::time::timeout_at(deadline, inner.recv())
+                .await
+                .map_err(|_| {
+                    BusError::Timeout(format!(
+                        "reading {name}[{partition}] offsets {start}..{end} took over 60 s"
+                    ))
+                })??;
+            let record = owned(&self.config, &message)?;
+            if record.offset >= end {
+                break;
+            }
+            let last = record.offset + 1 >= end;
+            records.push(record);
+            if last {
+                break;
+            }
+        }
+        Ok(records)
+    }
+}
+
 impl Reader {
     /// The next record of any partition. Cancel-safe.
     pub async fn recv(&self) -> Result<InRecord> {

@@ -1,6 +1,7 @@
 //! Merchants, products and stock as the orders core keeps them. Every change writes its
 //! catalog or inventory event to the outbox in the same transaction.
 
+use model::api::ErrorCode;
 use model::payload::{ProductDeactivated, ProductUpserted, StockAdjusted};
 use model::{Event, MerchantId, Pincode, ProductId, WarehouseId};
 use sqlx::Row as _;
@@ -257,13 +258,13 @@ pub async fn stock_level(
 
 impl CatalogError {
     /// The stable machine code an HTTP shell answers with.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            CatalogError::Store(_) => "internal",
-            CatalogError::UnknownMerchant(_) => "unknown_merchant",
-            CatalogError::UnknownProduct(_) => "unknown_product",
-            CatalogError::NotYourProduct { .. } => "product_of_another_merchant",
-            CatalogError::Stock { .. } => "invalid_stock_change",
+            CatalogError::Store(_) => ErrorCode::Internal,
+            CatalogError::UnknownMerchant(_) => ErrorCode::UnknownMerchant,
+            CatalogError::UnknownProduct(_) => ErrorCode::UnknownProduct,
+            CatalogError::NotYourProduct { .. } => ErrorCode::ProductOfAnotherMerchant,
+            CatalogError::Stock { .. } => ErrorCode::InvalidStockChange,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! wishlists); anything else, malformed lines and events stamped far from now are rejected
 //! with a code and go to the DLQ.
 
-use model::{Envelope, Topic, codec};
+use model::api::ErrorCode;
+use model::{Envelope, MerchantId, Topic, codec};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,22 +37,39 @@ impl Default for CollectorConfig {
 /// Why a line was refused: a stable code and a message for the developer who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 /// The topics the collector writes; everything else is the transactional core's to emit.
 pub const COLLECTED: [Topic; 2] = [Topic::Searches, Topic::Clicks];
 
-/// Checks one line at server time `now` (UTC ms).
-pub fn validate(line: &[u8], now: i64, config: &CollectorConfig) -> Result<Envelope, Rejection> {
+/// Checks one line at server time `now` (UTC ms), posted by a key bound to `only` (a
+/// merchant's storefront or collector key), if any.
+pub fn validate(
+    line: &[u8],
+    now: i64,
+    config: &CollectorConfig,
+    only: Option<&MerchantId>,
+) -> Result<Envelope, Rejection> {
     let envelope = codec::decode(line).map_err(|error| Rejection {
-        code: error.code(),
+        code: error.error_code(),
         message: error.to_string(),
     })?;
+    if let Some(merchant) = only
+        && envelope.merchant_id != *merchant
+    {
+        return Err(Rejection {
+            code: ErrorCode::Forbidden,
+            message: format!(
+                "this key posts events for merchant {merchant} only, not {}",
+                envelope.merchant_id
+            ),
+        });
+    }
     if !COLLECTED.contains(&envelope.topic()) {
         return Err(Rejection {
-            code: "not_collectable",
+            code: ErrorCode::NotCollectable,
             message: format!(
                 "{} events come from the orders core, not the collector; post searches and clicks",
                 envelope.event_type()
@@ -61,7 +79,7 @@ pub fn validate(line: &[u8], now: i64, config: &CollectorConfig) -> Result<Envel
     let ahead = envelope.event_time - now;
     if ahead > config.max_future_ms {
         return Err(Rejection {
-            code: "event_time_in_future",
+            code: ErrorCode::EventTimeInFuture,
             message: format!(
                 "event_time is {} s ahead of the server clock; at most {} s is allowed",
                 ahead / 1000,
@@ -71,7 +89,7 @@ pub fn validate(line: &[u8], now: i64, config: &CollectorConfig) -> Result<Envel
     }
     if -ahead > config.max_past_ms {
         return Err(Rejection {
-            code: "event_time_too_old",
+            code: ErrorCode::EventTimeTooOld,
             message: format!(
                 "event_time is {} s in the past; at most {} s is accepted",
                 -ahead / 1000,
@@ -120,16 +138,26 @@ mod tests {
     #[test]
     fn a_click_near_now_is_accepted() {
         let config = CollectorConfig::default();
-        assert!(validate(&line(view(), NOW - 1_000), NOW, &config).is_ok());
+        assert!(validate(&line(view(), NOW - 1_000), NOW, &config, None).is_ok());
     }
 
     #[test]
     fn far_future_and_far_past_are_rejected_with_codes() {
         let config = CollectorConfig::default();
-        let future = validate(&line(view(), NOW + 3_600_000), NOW, &config).unwrap_err();
-        assert_eq!(future.code, "event_time_in_future");
-        let past = validate(&line(view(), NOW - 30 * 86_400_000), NOW, &config).unwrap_err();
-        assert_eq!(past.code, "event_time_too_old");
+        let future = validate(&line(view(), NOW + 3_600_000), NOW, &config, None).unwrap_err();
+        assert_eq!(future.code.as_str(), "event_time_in_future");
+        let past = validate(&line(view(), NOW - 30 * 86_400_000), NOW, &config, None).unwrap_err();
+        assert_eq!(past.code.as_str(), "event_time_too_old");
+    }
+
+    #[test]
+    fn a_bound_key_posts_for_its_own_merchant_only() {
+        let config = CollectorConfig::default();
+        let own = MerchantId::new("m-1");
+        assert!(validate(&line(view(), NOW), NOW, &config, Some(&own)).is_ok());
+        let other = MerchantId::new("m-other");
+        let rejection = validate(&line(view(), NOW), NOW, &config, Some(&other)).unwrap_err();
+        assert_eq!(rejection.code.as_str(), "forbidden");
     }
 
     #[test]
@@ -138,14 +166,16 @@ mod tests {
             order_id: "o-1".into(),
             reason: "x".into(),
         });
-        let rejection = validate(&line(failed, NOW), NOW, &CollectorConfig::default()).unwrap_err();
-        assert_eq!(rejection.code, "not_collectable");
+        let rejection =
+            validate(&line(failed, NOW), NOW, &CollectorConfig::default(), None).unwrap_err();
+        assert_eq!(rejection.code.as_str(), "not_collectable");
     }
 
     #[test]
     fn malformed_lines_carry_the_decoder_code() {
-        let rejection = validate(b"not json at all", NOW, &CollectorConfig::default()).unwrap_err();
-        assert_eq!(rejection.code, "malformed_json");
+        let rejection =
+            validate(b"not json at all", NOW, &CollectorConfig::default(), None).unwrap_err();
+        assert_eq!(rejection.code.as_str(), "malformed_json");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! prices the order, reserves stock with an expiry and appends `order.placed` and
 //! `inventory.stock_reserved` to the outbox. Either all of it commits or none of it does.
 
+use model::api::ErrorCode;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -114,19 +115,19 @@ impl From<sqlx::Error> for OrderError {
 
 impl OrderError {
     /// The stable machine code an HTTP shell answers with.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            OrderError::Store(_) => "internal",
-            OrderError::UnknownMerchant(_) => "unknown_merchant",
-            OrderError::UnknownProduct { .. } => "unknown_product",
-            OrderError::OtherMerchantsProduct { .. } => "product_of_another_merchant",
-            OrderError::ProductInactive { .. } => "product_inactive",
-            OrderError::DuplicateProduct { .. } => "duplicate_product",
-            OrderError::OutOfStock { .. } => "out_of_stock",
-            OrderError::Pricing(_) => "invalid_order",
-            OrderError::Radius(RadiusError::OutOfRadius { .. }) => "outside_delivery_radius",
-            OrderError::Radius(RadiusError::UnknownPincode(_)) => "unknown_pincode",
-            OrderError::IdempotencyConflict(_) => "idempotency_conflict",
+            OrderError::Store(_) => ErrorCode::Internal,
+            OrderError::UnknownMerchant(_) => ErrorCode::UnknownMerchant,
+            OrderError::UnknownProduct { .. } => ErrorCode::UnknownProduct,
+            OrderError::OtherMerchantsProduct { .. } => ErrorCode::ProductOfAnotherMerchant,
+            OrderError::ProductInactive { .. } => ErrorCode::ProductInactive,
+            OrderError::DuplicateProduct { .. } => ErrorCode::DuplicateProduct,
+            OrderError::OutOfStock { .. } => ErrorCode::OutOfStock,
+            OrderError::Pricing(_) => ErrorCode::InvalidOrder,
+            OrderError::Radius(RadiusError::OutOfRadius { .. }) => ErrorCode::OutsideDeliveryRadius,
+            OrderError::Radius(RadiusError::UnknownPincode(_)) => ErrorCode::UnknownPincode,
+            OrderError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! and is final. Every call carries the order id as the provider's idempotency key, so a retry
 //! after a lost answer cannot charge twice at the same provider.
 
+use model::api::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,11 +110,11 @@ pub enum PaymentError {
 }
 
 impl PaymentError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             PaymentError::Lifecycle(error) => error.code(),
             PaymentError::AllProvidersUnavailable { .. } | PaymentError::NoProviders => {
-                "payment_unavailable"
+                ErrorCode::PaymentUnavailable
             }
         }
     }
@@ -414,7 +415,7 @@ mod tests {
             .charge(&request())
             .await
             .unwrap_err();
-        assert_eq!(error.code(), "payment_unavailable");
+        assert_eq!(error.code().as_str(), "payment_unavailable");
         assert!(
             error.to_string().contains("no answer within 20 ms"),
             "{error}"

@@ -1,19 +1,21 @@
-//! The orders core as one service: the store, the `/v1` HTTP API with the collector, the
-//! outbox relay, the reservation sweeper and the customer notifier, started by `run(config, ...)` and stopped by
-//! the shutdown token. The binary and the tests start it the same way.
+//! The orders core as one stage: the store, the `/v1` routes with the collector (mounted on
+//! the front door by the binary), and its work: the outbox relay, the reservation sweeper and
+//! the customer notifier, started by [`stage`] and stopped by the shutdown token. The binary
+//! and the tests start it the same way.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::Bus;
+use futures::{FutureExt as _, TryFutureExt as _};
+use runtime::{Readiness, Stage};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::collector::CollectorConfig;
 use crate::domain::{FxRate, GstRates};
-use crate::http::auth::{self, Limiter, RateLimit, Role};
+use crate::http::auth::{self, Limiter, Origin, RateLimit, Role};
 use crate::http::{Collector, CoreState};
 use crate::lifecycle::{self, AddressRules};
 use crate::notify::{self, NotifyConfig};
@@ -25,8 +27,6 @@ use crate::store::{Store, StoreConfig, StoreError, now_ms};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoreConfig {
-    /// Where the `/v1` API listens.
-    pub listen: String,
     pub store: StoreConfig,
     pub relay: RelayConfig,
     /// The admin API key. Unset: one is generated on first start and kept in
@@ -48,7 +48,6 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8081".to_owned(),
             store: StoreConfig::default(),
             relay: RelayConfig::default(),
             admin_key: None,
@@ -120,35 +119,25 @@ pub enum ServiceError {
         path: String,
         source: std::io::Error,
     },
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
     #[error("{0} task panicked")]
     Panicked(&'static str),
 }
 
-/// What a started core tells its caller.
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub admin_key_file: Option<PathBuf>,
-}
-
-/// Runs the core until `shutdown`: serves `listener`, relays the outbox, sweeps expired
-/// reservations. `ready` hears where the admin key is once the store is open.
-pub async fn run(
+/// The orders core as a stage: opens the store (creating the admin key on first start) and
+/// returns its routes and its work: the outbox relay, the reservation sweeper and the
+/// notifier. The work runs until `shutdown`; the relay stops last, so it drains every event
+/// the other tasks committed. The front door stops taking requests before the supervisor
+/// cancels `shutdown`, so nothing is written after the relay's last round.
+pub async fn stage(
     config: CoreConfig,
     data_dir: PathBuf,
     bus: Arc<Bus>,
-    listener: TcpListener,
     shutdown: CancellationToken,
-    ready: Option<tokio::sync::oneshot::Sender<Started>>,
-) -> Result<(), ServiceError> {
+) -> Result<(Stage, Started), ServiceError> {
     let store = Store::open(&config.store, &data_dir).await?;
     let admin_key_file = admin_key(&store, &config, &data_dir).await?;
-    if let Some(ready) = ready {
-        let _ = ready.send(Started { admin_key_file });
-    }
     let providers: Vec<Arc<dyn PaymentProvider>> = config
         .payments
         .simulated
@@ -168,60 +157,72 @@ pub async fn run(
         }),
     };
     let notifiers = config.notify.notifiers()?;
-    let http = tokio::spawn(
-        axum::serve(listener, crate::http::router(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
-    let sweeper = tokio::spawn(sweep(
-        store.clone(),
-        config.sweep_interval_ms,
-        shutdown.clone(),
-    ));
-    let notifier = (config.notify.enabled && !notifiers.is_empty()).then(|| {
-        tokio::spawn(notify::run(
-            config.notify.clone(),
+    let work = async move {
+        let sweeper = tokio::spawn(sweep(
             store.clone(),
-            Arc::clone(&bus),
-            notifiers,
+            config.sweep_interval_ms,
             shutdown.clone(),
-        ))
-    });
-    // The relay stops last, so it drains every event the other tasks committed, the
-    // notifier's included.
-    let relay_stop = CancellationToken::new();
-    let mut relay = tokio::spawn({
-        let (config, stop) = (config.relay.clone(), relay_stop.clone());
-        async move { relay::run(config, store, &bus, stop).await }
-    });
-    // The relay only ends early when it cannot start; then the rest stops too.
-    let ended_early = tokio::select! {
-        () = shutdown.cancelled() => None,
-        ended = &mut relay => {
-            shutdown.cancel();
-            Some(ended)
+        ));
+        let notifier = (config.notify.enabled && !notifiers.is_empty()).then(|| {
+            tokio::spawn(notify::run(
+                config.notify.clone(),
+                store.clone(),
+                Arc::clone(&bus),
+                notifiers,
+                shutdown.clone(),
+            ))
+        });
+        let relay_stop = CancellationToken::new();
+        let mut relay = tokio::spawn({
+            let (config, stop) = (config.relay.clone(), relay_stop.clone());
+            async move { relay::run(config, store, &bus, stop).await }
+        });
+        // The relay only ends early when it cannot go on; then the core has failed.
+        let ended_early = tokio::select! {
+            () = shutdown.cancelled() => None,
+            ended = &mut relay => Some(ended),
+        };
+        if ended_early.is_some() {
+            sweeper.abort();
+            if let Some(notifier) = &notifier {
+                notifier.abort();
+            }
         }
+        let _ = sweeper.await;
+        let notified = match notifier {
+            Some(task) if ended_early.is_none() => {
+                task.await.map_err(|_| ServiceError::Panicked("notifier"))?
+            }
+            _ => Ok(()),
+        };
+        relay_stop.cancel();
+        let relayed = match ended_early {
+            Some(ended) => ended,
+            None => relay.await,
+        }
+        .map_err(|_| ServiceError::Panicked("outbox relay"))?;
+        relayed?;
+        notified?;
+        Ok::<(), ServiceError>(())
     };
-    let served = http
-        .await
-        .map_err(|_| ServiceError::Panicked("HTTP server"))?;
-    sweeper
-        .await
-        .map_err(|_| ServiceError::Panicked("reservation sweeper"))?;
-    let notified = match notifier {
-        Some(task) => task.await.map_err(|_| ServiceError::Panicked("notifier"))?,
-        None => Ok(()),
+    let readiness = Readiness::new();
+    // The store is open: the core can take orders.
+    readiness.set_ready();
+    let stage = Stage {
+        name: "core",
+        routes: crate::http::router(state),
+        api: crate::http::openapi::api(),
+        metrics: None,
+        readiness,
+        work: work.map_err(|e| e.into()).boxed(),
     };
-    relay_stop.cancel();
-    let relayed = match ended_early {
-        Some(ended) => ended,
-        None => relay.await,
-    }
-    .map_err(|_| ServiceError::Panicked("outbox relay"))?;
-    relayed?;
-    served.map_err(ServiceError::Http)?;
-    notified?;
-    Ok(())
+    Ok((stage, Started { admin_key_file }))
+}
+
+/// What a started core tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub admin_key_file: Option<PathBuf>,
 }
 
 async fn sweep(store: Store, interval_ms: u64, shutdown: CancellationToken) {
@@ -241,8 +242,9 @@ async fn sweep(store: Store, interval_ms: u64, shutdown: CancellationToken) {
     }
 }
 
-/// Registers the configured admin key, or creates one in `<data_dir>/admin.key` on first
-/// start; returns the file when there is one.
+/// Installs the configured admin key, or the one in `<data_dir>/admin.key` (created on first
+/// start); the admin key it replaces, configured or generated, stops working. Returns the
+/// file when there is one.
 async fn admin_key(
     store: &Store,
     config: &CoreConfig,
@@ -250,7 +252,7 @@ async fn admin_key(
 ) -> Result<Option<PathBuf>, ServiceError> {
     let now = now_ms();
     if let Some(key) = &config.admin_key {
-        auth::ensure_key(store, key, Role::Admin, now).await?;
+        auth::install_admin_key(store, key, Origin::Config, now).await?;
         return Ok(None);
     }
     let path = data_dir.join("admin.key");
@@ -261,13 +263,13 @@ async fn admin_key(
     let key = match std::fs::read_to_string(&path) {
         Ok(key) => key.trim().to_owned(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = auth::create_key(store, Role::Admin, None, now).await?;
+            let key = auth::create_key(store, Role::Admin, None, Origin::File, now).await?;
             write_private(&path, &key).map_err(io)?;
             key
         }
         Err(error) => return Err(io(error)),
     };
-    auth::ensure_key(store, &key, Role::Admin, now).await?;
+    auth::install_admin_key(store, &key, Origin::File, now).await?;
     Ok(Some(path))
 }
 

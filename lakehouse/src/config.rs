@@ -21,6 +21,10 @@ pub struct LakeConfig {
     pub commit_interval_ms: u64,
     /// Commit early once this many rows are buffered, to bound memory.
     pub max_buffered_rows: usize,
+    /// How many offsets back each partition remembers event ids, so a re-published event
+    /// (same id, same partition, a little later) becomes one row. A member taking a partition
+    /// over reads this many records before the tables' position again to rebuild the set.
+    pub dedup_horizon: i64,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
     /// zstd level for the files (1 is fast; 3 to 9 trade encode time for size).
@@ -49,6 +53,7 @@ impl Default for LakeConfig {
             group_id: "lakehouse".into(),
             commit_interval_ms: 10_000,
             max_buffered_rows: 500_000,
+            dedup_horizon: 20_000,
             row_group_rows: encoding.row_group_rows,
             zstd_level: encoding.zstd_level,
             orphan_grace_ms: 60 * 60_000,
@@ -70,6 +75,11 @@ impl LakeConfig {
         if self.commit_interval_ms == 0 {
             return Err(LakeError::Config(
                 "lakehouse.commit_interval_ms must be positive".into(),
+            ));
+        }
+        if self.dedup_horizon < 1 {
+            return Err(LakeError::Config(
+                "lakehouse.dedup_horizon must be at least 1".into(),
             ));
         }
         if self.max_buffered_rows == 0 || self.row_group_rows == 0 {

@@ -133,7 +133,7 @@ async fn merge(
     for file in group {
         let bytes = storage.get(&storage.path(&file.path)).await?;
         let schema = Arc::clone(&schema);
-        let batches = tokio::task::spawn_blocking(move || read_as(bytes, &schema))
+        let batches = runtime::cpu::run(move || read_as(bytes, &schema))
             .await
             .map_err(|e| LakeError::Parquet(format!("compaction reader failed: {e}")))??;
         for batch in &batches {

@@ -1,7 +1,7 @@
 //! The sink: a consumer-group member that turns the topics into the lakehouse tables, each
 //! record exactly once.
 //!
-//! It keeps the streaming runtime's discipline (see `streams::runtime::checkpoint`): state
+//! It keeps the streaming runtime's discipline (see `runtime::checkpoint`): state
 //! first, Kafka offsets after and only as a hint, replays below the durable position skipped.
 //! Here the durable state is each table's manifest, so there is no separate checkpoint file:
 //! - records are buffered per input partition, table and `event_date`;
@@ -14,7 +14,12 @@
 //! - the first record of a partition after an assignment re-reads the manifests, so a member
 //!   taking over starts from what the previous owner committed, wherever Kafka's offset is;
 //! - on revocation the partition's uncommitted rows are dropped: no offset past the manifest
-//!   was ever stored, so the next owner reads them again.
+//!   was ever stored, so the next owner reads them again;
+//! - a re-published event (same `event_id`, same partition, within `dedup_horizon` offsets;
+//!   see `runtime::dedup`) becomes no row. The set of recent ids is not committed: a member
+//!   taking a partition over reads the `dedup_horizon` records before the lowest of the
+//!   partition's table positions again, which rebuilds exactly the set an uninterrupted run
+//!   would hold there.
 //!
 //! A member that lost its partitions without noticing (a long pause) would commit records the
 //! new owner also commits; the manifest refuses that entry ([`LakeError::Fenced`]) and the sink
@@ -28,6 +33,7 @@ use std::time::Duration;
 use bus::{Bus, InRecord, RebalanceHook, TopicPartition};
 use model::dlq::Reason;
 use model::{Table, Topic, codec};
+use runtime::dedup::Dedup;
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{DataFile, Entry, Manifest, OffsetRange, Operation, Snapshot};
@@ -50,7 +56,54 @@ pub struct SinkStats {
     pub files_committed: AtomicU64,
     pub commits: AtomicU64,
     pub replays_skipped: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
     pub dead_letters: AtomicU64,
+}
+
+impl SinkStats {
+    /// The sink's series in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, help, value) in [
+            ("records", "Records consumed.", &self.records),
+            (
+                "rows_committed",
+                "Rows committed to the tables.",
+                &self.rows_committed,
+            ),
+            (
+                "files_committed",
+                "Data files committed.",
+                &self.files_committed,
+            ),
+            (
+                "commits",
+                "Commits (one manifest entry per table).",
+                &self.commits,
+            ),
+            (
+                "replays_skipped",
+                "Redelivered records the tables already hold.",
+                &self.replays_skipped,
+            ),
+            (
+                "duplicates_dropped",
+                "Re-published records (an event id already written) dropped.",
+                &self.duplicates_dropped,
+            ),
+            (
+                "dead_letters",
+                "Records sent to the DLQ.",
+                &self.dead_letters,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP shopstream_lake_{name}_total {help}\n# TYPE shopstream_lake_{name}_total counter\nshopstream_lake_{name}_total {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 /// Where one table stands for one input partition.
@@ -64,12 +117,14 @@ struct Cursor {
     upto: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartitionState {
     cursors: BTreeMap<Table, Cursor>,
     /// Buffered rows per table and event day.
     rows: BTreeMap<(Table, i32), Rows>,
     buffered: usize,
+    /// Event ids first seen within the horizon.
+    dedup: Dedup,
 }
 
 /// What the loop and the rebalance hook share.
@@ -180,7 +235,7 @@ pub async fn run(
                     }
                     Err(error) => return Err(error.into()),
                 };
-                if let Some(reason) = sink.apply(&record).await? {
+                if let Some(reason) = sink.apply(&record, bus).await? {
                     dlq.dead_letter(&record, &sink.config.group_id, &reason).await?;
                     sink.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                 }
@@ -201,7 +256,7 @@ impl Sink {
     }
 
     /// Buffers one record's rows; returns why it cannot be used, for the DLQ.
-    async fn apply(&mut self, record: &InRecord) -> Result<Option<Reason>, LakeError> {
+    async fn apply(&mut self, record: &InRecord, bus: &Bus) -> Result<Option<Reason>, LakeError> {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         let partition = TopicPartition {
             topic: record.topic_name.clone(),
@@ -209,7 +264,7 @@ impl Sink {
         };
         let known = self.owned.lock().contains_key(&partition);
         if !known {
-            self.take_over(&partition, record.topic).await?;
+            self.take_over(&partition, record.topic, bus).await?;
         }
         let decoded = match &record.payload {
             Some(payload) => codec::decode(payload).map_err(|error| Reason::from(&error)),
@@ -219,13 +274,27 @@ impl Sink {
         let Some(state) = owned.get_mut(&partition) else {
             return Ok(None);
         };
-        let mut wanted = false;
-        for table in Table::fed_by(record.topic) {
+        let wanted: Vec<Table> = Table::fed_by(record.topic)
+            .filter(|table| {
+                let cursor = state.cursors.get(table).copied().unwrap_or_default();
+                cursor.committed.is_none_or(|next| record.offset >= next)
+            })
+            .collect();
+        if wanted.is_empty() {
+            self.stats.replays_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        // Past the lowest table position: the same set of ids an uninterrupted run had here.
+        let duplicate = decoded
+            .as_ref()
+            .is_ok_and(|envelope| !state.dedup.first_seen(envelope.event_id, record.offset));
+        if duplicate {
+            self.stats
+                .duplicates_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        for table in wanted {
             let cursor = state.cursors.entry(table).or_default();
-            if cursor.committed.is_some_and(|next| record.offset < next) {
-                continue;
-            }
-            wanted = true;
             if cursor.from.is_none()
                 && let Some(next) = cursor.committed
                 && record.offset > next
@@ -240,7 +309,9 @@ impl Sink {
             }
             cursor.from.get_or_insert(record.offset);
             cursor.upto = record.offset + 1;
-            if let Ok(envelope) = &decoded {
+            if let Ok(envelope) = &decoded
+                && !duplicate
+            {
                 let day = event_day(envelope.event_time);
                 let rows = match state.rows.entry((table, day)) {
                     std::collections::btree_map::Entry::Occupied(rows) => rows.into_mut(),
@@ -253,20 +324,24 @@ impl Sink {
                 state.buffered += rows.len() - before;
             }
         }
-        if !wanted {
-            self.stats.replays_skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
-        }
         Ok(decoded.err())
     }
 
-    /// The first record of a partition since it was assigned: read where its tables stand.
+    /// The first record of a partition since it was assigned: read where its tables stand,
+    /// and the records before the lowest of those positions that the duplicate check
+    /// remembers.
     async fn take_over(
         &mut self,
         partition: &TopicPartition,
         topic: Topic,
+        bus: &Bus,
     ) -> Result<(), LakeError> {
-        let mut state = PartitionState::default();
+        let mut state = PartitionState {
+            cursors: BTreeMap::new(),
+            rows: BTreeMap::new(),
+            buffered: 0,
+            dedup: Dedup::new(self.config.dedup_horizon),
+        };
         for table in Table::fed_by(topic) {
             let snapshot = self.snapshots.entry(table).or_default();
             self.manifests[&table].refresh(snapshot).await?;
@@ -283,10 +358,26 @@ impl Sink {
                 },
             );
         }
+        let lowest = state
+            .cursors
+            .values()
+            .map(|c| c.committed.unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        let window = state.dedup.window_start(lowest);
+        let recent = bus
+            .read_range(topic, partition.partition, window, lowest)
+            .await?;
+        for record in &recent {
+            if let Some(Ok(envelope)) = record.payload.as_deref().map(codec::decode) {
+                state.dedup.first_seen(envelope.event_id, record.offset);
+            }
+        }
         tracing::info!(
             topic = partition.topic,
             partition = partition.partition,
             positions = ?state.cursors.iter().map(|(t, c)| (t.name(), c.committed)).collect::<Vec<_>>(),
+            remembered_ids = state.dedup.len(),
             "partition taken over"
         );
         self.owned.lock().insert(partition.clone(), state);
@@ -301,7 +392,7 @@ impl Sink {
             return Ok(());
         }
         let encoding = self.encoding;
-        let files = tokio::task::spawn_blocking(move || encode_all(pending, encoding))
+        let files = runtime::cpu::run(move || encode_all(pending, encoding))
             .await
             .map_err(|e| LakeError::Parquet(format!("encoder task failed: {e}")))??;
         let written_at = std::time::Instant::now();

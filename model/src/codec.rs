@@ -44,6 +44,18 @@ impl DecodeError {
         }
     }
 
+    /// The same code as an HTTP answer's, for shells that refuse a posted event.
+    pub fn error_code(&self) -> crate::api::ErrorCode {
+        use crate::api::ErrorCode;
+        match self {
+            DecodeError::Malformed(_) => ErrorCode::MalformedJson,
+            DecodeError::UnknownEventType(_) => ErrorCode::UnknownEventType,
+            DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedSchemaVersion,
+            DecodeError::MissingField { .. } => ErrorCode::MissingField,
+            DecodeError::InvalidField { .. } => ErrorCode::InvalidField,
+        }
+    }
+
     pub(crate) fn from_serde(context: &str, error: serde_json::Error) -> Self {
         use serde_json::error::Category;
         let detail = error.to_string();

@@ -52,7 +52,8 @@ macro_rules! events {
                 }
             }
 
-            /// The Kafka key: the id named by the topic's [`crate::PartitionKey`].
+            /// The Kafka key: the id this event type's row in the table names, so everything about
+            /// one order (or product, session, payout) lands on one partition in order.
             pub fn partition_key(&self) -> &str {
                 match self {
                     $(Event::$variant($p) => $key.as_str(),)*

@@ -39,4 +39,4 @@ pub use ids::{
 };
 pub use money::{Currency, Money};
 pub use table::Table;
-pub use topic::{PartitionKey, Topic};
+pub use topic::{Topic, TopicKind};

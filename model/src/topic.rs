@@ -1,4 +1,4 @@
-//! Topic names and what keys their partitions.
+//! Topic names and how each keeps its records.
 
 use std::fmt;
 
@@ -22,18 +22,18 @@ pub enum Topic {
     Dlq,
 }
 
-/// Which id an event's Kafka key holds, so that everything about one order (or product, or
-/// session) lands on one partition and is read in order.
+/// How a topic keeps its records, which decides its cleanup policy and retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionKey {
-    OrderId,
-    ProductId,
-    SessionId,
-    /// Dead letters keep the key of the record they carry.
-    Original,
-    /// A derived output is keyed by what it is about (e.g. pane and input partition), so a
-    /// replay overwrites it.
-    Output,
+pub enum TopicKind {
+    /// A history of what happened (orders, clicks, dead letters): kept for a configured time
+    /// (and size), then deleted.
+    Event,
+    /// The current state of each key (the catalog; later warehouses, couriers, API keys):
+    /// compacted and never expired, so any stage started at any time rebuilds it whole.
+    Reference,
+    /// A stage's output that a replay rewrites key by key (trending panes): compacted so a
+    /// rewrite replaces, and expired by time because old windows serve nobody.
+    Derived,
 }
 
 impl Topic {
@@ -70,24 +70,21 @@ impl Topic {
         Topic::ALL.into_iter().find(|topic| topic.name() == name)
     }
 
-    /// Payments are keyed by order so a payment follows its order; payouts, which belong to no
-    /// order, are keyed by payout id.
-    pub fn partition_key(self) -> PartitionKey {
+    /// How the topic keeps its records. (Which id keys a record is said per event type, in
+    /// [`crate::EventType`]'s table: one topic carries events keyed by different ids.)
+    pub fn kind(self) -> TopicKind {
         match self {
-            Topic::Orders | Topic::Payments | Topic::Shipments | Topic::Notifications => {
-                PartitionKey::OrderId
-            }
-            Topic::Inventory | Topic::Catalog => PartitionKey::ProductId,
-            Topic::Searches | Topic::Clicks => PartitionKey::SessionId,
-            Topic::Trending => PartitionKey::Output,
-            Topic::Dlq => PartitionKey::Original,
+            Topic::Catalog => TopicKind::Reference,
+            Topic::Trending => TopicKind::Derived,
+            Topic::Orders
+            | Topic::Payments
+            | Topic::Shipments
+            | Topic::Inventory
+            | Topic::Searches
+            | Topic::Clicks
+            | Topic::Notifications
+            | Topic::Dlq => TopicKind::Event,
         }
-    }
-
-    /// Whether the topic holds the latest value per key (log compaction) rather than a
-    /// history: derived outputs whose replays rewrite a key.
-    pub fn is_compacted(self) -> bool {
-        matches!(self, Topic::Trending)
     }
 }
 

@@ -67,6 +67,16 @@ pub enum Target {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Requests through the front door with concurrent clients, alone and then while
+    /// `--slow` connections hold half a request each (slow-loris).
+    FrontDoor {
+        #[arg(long, default_value_t = 10_000)]
+        slow: usize,
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -102,6 +112,11 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
             batch,
             concurrency,
         } => crate::bench_core::collector(&config, events, batch, concurrency).await,
+        Target::FrontDoor {
+            slow,
+            requests,
+            concurrency,
+        } => crate::bench_front::front_door(&config, slow, requests, concurrency).await,
     }
 }
 

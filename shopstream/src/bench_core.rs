@@ -18,23 +18,32 @@ const PRODUCTS: usize = 200;
 struct Running {
     base: String,
     storefront: String,
-    shutdown: CancellationToken,
-    core: crate::CoreHandle,
+    core: runtime::supervisor::Running,
+    /// The core's scratch store, removed at the end of the run.
+    _store: tempfile::TempDir,
 }
 
 async fn start(config: &Config) -> Result<Running> {
-    let bus = crate::connect(config).await?;
+    let bus = crate::app::connect(config).await?;
     let mut config = config.clone();
     // A scratch store and a free port every run, so runs never see each other's orders.
-    config.data_dir = None;
-    config.core.listen = "127.0.0.1:0".to_owned();
+    let store = tempfile::tempdir()?;
     config.core.admin_key = Some(ADMIN_KEY.to_owned());
     config.core.rate_limit = ingest::http::auth::RateLimit {
         per_second: 1e9,
         burst: 1e9,
     };
-    let shutdown = CancellationToken::new();
-    let core = crate::start_core(&config, bus, shutdown.clone()).await?;
+    let token = CancellationToken::new();
+    let (stage, _) = ingest::service::stage(
+        config.core.clone(),
+        store.path().to_owned(),
+        bus,
+        token.clone(),
+    )
+    .await?;
+    let mut list = runtime::supervisor::StageList::default();
+    list.push(stage, token);
+    let core = runtime::supervisor::spawn_local(list).await?;
     let base = format!("http://{}/v1", core.addr);
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {
@@ -81,8 +90,8 @@ async fn start(config: &Config) -> Result<Running> {
     Ok(Running {
         base,
         storefront: storefront["api_key"].as_str().context("no key")?.to_owned(),
-        shutdown,
         core,
+        _store: store,
     })
 }
 
@@ -138,8 +147,7 @@ pub async fn orders(config: &Config, orders: usize, concurrency: usize) -> Resul
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
-    running.shutdown.cancel();
-    running.core.task.await?.context("orders core failed")?;
+    running.core.stop().await.context("orders core failed")?;
     Ok(())
 }
 
@@ -213,7 +221,6 @@ pub async fn collector(
         accepted,
         started,
     );
-    running.shutdown.cancel();
-    running.core.task.await?.context("orders core failed")?;
+    running.core.stop().await.context("orders core failed")?;
     Ok(())
 }

@@ -11,8 +11,8 @@ use indicatif::ProgressBar;
 use model::{Envelope, Topic, codec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use runtime::window::Hopping;
 use streams::nexmark::Query5;
-use streams::runtime::window::Hopping;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -89,25 +89,19 @@ async fn start_job(
     config: &Config,
     bus: &Arc<Bus>,
     checkpoints: &std::path::Path,
-) -> Result<(
-    String,
-    tokio::task::JoinHandle<Result<(), streams::StreamError>>,
-    CancellationToken,
-)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
+) -> Result<(String, runtime::supervisor::Running)> {
     let trending = streams::trending::TrendingConfig {
         checkpoint_dir: Some(checkpoints.to_owned()),
         ..config.trending.clone()
     };
-    let task = tokio::spawn(streams::trending::run(
-        trending,
-        Arc::clone(bus),
-        listener,
-        shutdown.clone(),
-    ));
-    Ok((base, task, shutdown))
+    let bus = Arc::clone(bus);
+    let mut list = runtime::supervisor::StageList::default();
+    list.add("trending", |token| async move {
+        streams::trending::stage(trending, bus, token)
+    })
+    .await?;
+    let running = runtime::supervisor::spawn_local(list).await?;
+    Ok((format!("http://{}", running.addr), running))
 }
 
 async fn fresh_bus(config: &Config, label: &str) -> Result<Arc<Bus>> {
@@ -146,7 +140,7 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
     )
     .await?;
     let checkpoints = tempfile::tempdir()?;
-    let (base, task, shutdown) = start_job(&config, &bus, checkpoints.path()).await?;
+    let (base, job) = start_job(&config, &bus, checkpoints.path()).await?;
     let mut first_seen: Option<Instant> = None;
     let mut done = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -168,13 +162,12 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
     println!(
         "trending job through the broker: {done:.0} events in {seconds_taken:.2} s = {max_rate:.0} events/s (backlog, one instance)"
     );
-    shutdown.cancel();
-    task.await??;
+    job.stop().await?;
 
     let rate = (max_rate / 2.0).max(1.0);
     let bus = fresh_bus(&config, "trending-fresh").await?;
     let checkpoints = tempfile::tempdir()?;
-    let (base, task, shutdown) = start_job(&config, &bus, checkpoints.path()).await?;
+    let (base, job) = start_job(&config, &bus, checkpoints.path()).await?;
     // Let the job join its group before the clock starts.
     let start_ms = crate::pump::now_ms() + 5_000;
     let count = (rate * seconds as f64) as usize;
@@ -187,7 +180,7 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
     let poll_url = format!("{base}/v1/trending?window={}s&limit=1", window / 1_000);
     let polls = Arc::new(std::sync::Mutex::new(Vec::<(i64, i64)>::new()));
     let poller = {
-        let (polls, client, stop) = (Arc::clone(&polls), client.clone(), shutdown.clone());
+        let (polls, client, stop) = (Arc::clone(&polls), client.clone(), job.shutdown.clone());
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if let Ok(response) = client.get(&poll_url).send().await
@@ -218,9 +211,9 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
         .unwrap_or(15_000),
     ))
     .await;
-    shutdown.cancel();
+    job.shutdown.cancel();
     poller.await?;
-    task.await??;
+    job.stop().await?;
     let polls = polls
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,5 +1,5 @@
 //! The binary's configuration, layered: built-in defaults, then a TOML file (`--config` or
-//! `SHOPSTREAM_CONFIG`), then `SHOPSTREAM_<SECTION>__<KEY>` environment variables, then
+//! `SHOPSTREAM_CONFIG`), then `SHOPSTREAM__<SECTION>__<KEY>` environment variables, then
 //! command-line flags. Every layer is merged into one TOML tree and deserialised once, so an
 //! unknown or mistyped key from any layer is refused at start-up with its full path.
 
@@ -16,7 +16,8 @@ pub struct Config {
     /// Where state that must survive a restart lives (the embedded broker's log). Unset:
     /// memory only.
     pub data_dir: Option<PathBuf>,
-    pub http: HttpConfig,
+    /// The front door every HTTP API is served from.
+    pub http: runtime::http::FrontConfig,
     pub bus: bus::BusConfig,
     pub generator: traffic::GeneratorConfig,
     pub trending: streams::trending::TrendingConfig,
@@ -28,27 +29,24 @@ pub struct Config {
     pub sql: lakehouse::pg::SqlConfig,
 }
 
-/// The storefront-facing HTTP API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address the API listens on; keep it on 127.0.0.1 unless a proxy fronts it.
-    pub listen: String,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-        }
-    }
-}
-
-const ENV_PREFIX: &str = "SHOPSTREAM_";
+/// Settings from the environment start with this, e.g. `SHOPSTREAM__BUS__PARTITIONS=6`. The
+/// double underscore keeps them apart from the variables that are not settings
+/// (`SHOPSTREAM_CONFIG`, `SHOPSTREAM_LOG`, the tests' `SHOPSTREAM_TEST_*`, `SHOPSTREAM_SOAK`),
+/// which a single underscore would have read as unknown settings.
+const ENV_PREFIX: &str = "SHOPSTREAM__";
 
 impl Config {
     /// Loads the layers. `overrides` are `dotted.path=value` pairs from flags, applied last.
     pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config> {
+        Self::load_layers(file, std::env::vars(), overrides)
+    }
+
+    /// [`Config::load`] with the environment given, so tests need not change the process's.
+    fn load_layers(
+        file: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<Config> {
         let mut tree = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -58,11 +56,10 @@ impl Config {
             }
             None => Table::new(),
         };
-        let mut env: Vec<(String, String)> = std::env::vars()
+        let mut env: Vec<(String, String)> = vars
             .filter_map(|(name, value)| {
                 let rest = name.strip_prefix(ENV_PREFIX)?;
-                (rest != "CONFIG" && rest != "LOG")
-                    .then(|| (rest.to_ascii_lowercase().replace("__", "."), value))
+                Some((rest.to_ascii_lowercase().replace("__", "."), value))
             })
             .collect();
         env.sort();
@@ -94,6 +91,10 @@ impl Config {
         {
             config.lakehouse.dir = Some(dir.join("lake"));
         }
+        config
+            .http
+            .validate()
+            .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
         config.generator.validate()?;
         config.trending.validate()?;
         config.lakehouse.validate()?;
@@ -218,6 +219,24 @@ mod tests {
             format!("{error:#}").contains("trending.windows"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn only_prefixed_variables_are_settings() {
+        let vars = [
+            ("SHOPSTREAM_TEST_POSTGRES_URL", "postgres://localhost/x"),
+            ("SHOPSTREAM_SOAK", "1"),
+            ("SHOPSTREAM_LOG", "debug"),
+            ("SHOPSTREAM__BUS__PARTITIONS", "6"),
+            ("SHOPSTREAM__HTTP__LISTEN", "127.0.0.1:9999"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = Config::load_layers(None, vars.into_iter(), &[]).unwrap();
+        assert_eq!(config.bus.partitions, 6);
+        assert_eq!(config.http.listen, "127.0.0.1:9999");
+        let typo = [("SHOPSTREAM__BUS__PARTITONS".to_owned(), "6".to_owned())];
+        let error = Config::load_layers(None, typo.into_iter(), &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("bus.partitons"), "{error:#}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub async fn run(config: Config, source: Source) -> Result<()> {
     let file =
         std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or_default();
-    let bus = crate::connect(&config).await?;
+    let bus = crate::app::connect(&config).await?;
     let store = Store::open(&config.core.store, &data_dir.join("core"))
         .await
         .context("cannot open the orders store")?;

@@ -1,13 +1,12 @@
 //! Stream jobs: consumer-group members that turn topics into serving state.
 //!
-//! [`runtime`] is what every job shares: watermarks, pane-based hopping windows, session
-//! windows, per-partition checkpoints, metrics. [`trending`] is the first job on it. Each job
+//! The `runtime` crate is what every job shares: watermarks, pane-based hopping windows,
+//! session windows, per-partition checkpoints, metrics. [`trending`] is the first job on it. Each job
 //! is split the same way: a pure operator over [`model::Envelope`]s (tested without Kafka), a
 //! thin consumer loop over [`bus::Consumer`] that checkpoints, and an axum shell over serving
 //! state.
 
 pub mod nexmark;
-pub mod runtime;
 pub mod trending;
 
 /// Why a stream job stopped.
@@ -28,4 +27,7 @@ pub enum StreamError {
     /// Handing partitions over or taking them on failed inside the rebalance callback.
     #[error("rebalance: {0}")]
     Rebalance(String),
+    /// Work on the CPU pool panicked: a bug.
+    #[error(transparent)]
+    Cpu(#[from] runtime::cpu::CpuError),
 }

@@ -4,7 +4,7 @@
 //! Each bid updates one pane counter; when the watermark passes a window end the window's
 //! panes are merged and the top auctions taken, then panes no later window needs are dropped.
 
-use crate::runtime::window::{Hopping, Panes};
+use runtime::window::{Hopping, Panes};
 
 /// The auctions with the most bids in one window.
 #[derive(Debug, Clone, PartialEq, Eq)]

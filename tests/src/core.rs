@@ -148,20 +148,19 @@ macro_rules! on_both_databases {
     };
 }
 
-/// The orders core running in-process on port 0 against `bus`, with a known admin key.
+/// The orders core running in-process behind a front door on port 0 against `bus`.
 #[derive(Debug)]
 pub struct RunningCore {
     pub base: String,
     pub admin_key: String,
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub task: tokio::task::JoinHandle<Result<(), ingest::service::ServiceError>>,
+    pub running: runtime::supervisor::Running,
     pub dir: tempfile::TempDir,
 }
 
 pub const ADMIN_KEY: &str = "sk_test_admin_key";
 
-/// Creates the topics, then starts the core with `config` (its listen address, data dir and
-/// admin key are set here).
+/// Creates the topics, then starts the core with `config` (its data dir and admin key are
+/// set here).
 pub async fn start_core(
     bus: Arc<bus::Bus>,
     config: ingest::service::CoreConfig,
@@ -177,37 +176,24 @@ pub async fn launch_core(
 ) -> Result<RunningCore> {
     let dir = tempfile::tempdir()?;
     config.admin_key = Some(ADMIN_KEY.to_owned());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (ready, started) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(ingest::service::run(
-        config,
-        dir.path().to_owned(),
-        bus,
-        listener,
-        shutdown.clone(),
-        Some(ready),
-    ));
-    if started.await.is_err() {
-        // The core stopped before it was ready: its own error says why.
-        task.await??;
-        anyhow::bail!("the core stopped before it was ready");
-    }
+    let token = tokio_util::sync::CancellationToken::new();
+    let (stage, _) =
+        ingest::service::stage(config, dir.path().to_owned(), bus, token.clone()).await?;
+    let mut list = runtime::supervisor::StageList::default();
+    list.push(stage, token);
+    let running = runtime::supervisor::spawn_local(list).await?;
     Ok(RunningCore {
-        base,
+        base: format!("http://{}", running.addr),
         admin_key: ADMIN_KEY.to_owned(),
-        shutdown,
-        task,
+        running,
         dir,
     })
 }
 
 impl RunningCore {
-    /// Stops the core and returns how it ended.
+    /// Stops the core (front door first, then its relay drains) and returns how it ended.
     pub async fn stop(self) -> Result<()> {
-        self.shutdown.cancel();
-        self.task.await??;
+        self.running.stop().await?;
         Ok(())
     }
 }

@@ -133,6 +133,9 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// Blocking: run it with `spawn_blocking`. It polls the port with a deadline, which is the
+    /// one condition there is to wait on.
+    #[allow(clippy::disallowed_methods)]
     pub fn start() -> Result<S3Server> {
         let python = python()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -236,6 +236,47 @@ pub fn job_config(checkpoint_dir: std::path::PathBuf) -> streams::trending::Tren
     }
 }
 
+/// Waits until the newest pane records on the `trending` topic, with every partition idle,
+/// equal DataFusion's per-pane sums of `events` (1 s panes, as in [`job_config`]).
+pub async fn wait_matches_batch(bus: &bus::Bus, events: &[Envelope]) -> Result<()> {
+    let want = batch_panes(events, 1_000).await?;
+    let shards = 2 * bus.config().partitions as usize;
+    let (reader, mut published) = follow(bus).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut last = "nothing published".to_owned();
+    while std::time::Instant::now() < deadline {
+        drain(
+            &reader,
+            &mut published,
+            std::time::Duration::from_millis(200),
+        )
+        .await?;
+        if !all_idle(&published, shards) {
+            last = "the job has not published idle watermarks for every partition".into();
+            continue;
+        }
+        match first_difference(&published.panes(), &want) {
+            None => return Ok(()),
+            Some(difference) => last = difference,
+        }
+    }
+    anyhow::bail!("streamed panes never matched the batch recomputation; last: {last}")
+}
+
+/// Starts the trending stage in-process behind a front door on a free port, as the binary
+/// would.
+pub async fn start(
+    config: streams::trending::TrendingConfig,
+    bus: Arc<bus::Bus>,
+) -> Result<runtime::supervisor::Running> {
+    let mut list = runtime::supervisor::StageList::default();
+    list.add("trending", |token| async move {
+        streams::trending::stage(config, bus, token)
+    })
+    .await?;
+    Ok(runtime::supervisor::spawn_local(list).await?)
+}
+
 /// Generated traffic for the trending tests: `count` events of every kind, in event-time
 /// order, starting at a fixed time.
 pub fn generated(seed: u64, count: usize) -> Result<Vec<Envelope>> {

@@ -528,8 +528,7 @@ async fn the_collector_answers_503_when_the_broker_is_down() -> Result<()> {
     let value: Value = response.json().await?;
     ensure!(code(&value) == "unavailable", "{value}");
     // The relay cannot drain to a dead broker; stopping must still end, with its error.
-    core.shutdown.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(30), core.task).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), core.stop()).await;
     ensure!(
         stopped.is_ok(),
         "the core did not stop within 30 s with its broker down"
@@ -559,6 +558,7 @@ async fn the_api_documents_itself_and_serves_swagger_ui_from_the_binary() -> Res
     let operations = [
         ("post", "/v1/merchants"),
         ("post", "/v1/api-keys"),
+        ("delete", "/v1/api-keys/{key_id}"),
         ("put", "/v1/products/{product_id}"),
         ("delete", "/v1/products/{product_id}"),
         ("get", "/v1/products/{product_id}/stock"),

@@ -12,32 +12,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use model::{Envelope, Topic};
-use testkit::trending::{all_idle, batch_panes, drain, first_difference, follow, generated};
-use tokio_util::sync::CancellationToken;
+use testkit::trending::generated;
 
 /// Waits until the job has published everything and it equals the batch recomputation.
-async fn assert_matches_batch(bus: &bus::Bus, events: &[Envelope]) -> Result<()> {
-    let want = batch_panes(events, 1_000).await?;
-    let shards = 2 * bus.config().partitions as usize;
-    let (reader, mut published) = follow(bus).await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut last = "nothing published".to_owned();
-    while std::time::Instant::now() < deadline {
-        drain(&reader, &mut published, Duration::from_millis(200)).await?;
-        if !all_idle(&published, shards) {
-            last = "the job has not published idle watermarks for every partition".into();
-            continue;
-        }
-        match first_difference(&published.panes(), &want) {
-            None => return Ok(()),
-            Some(difference) => last = difference,
-        }
-    }
-    bail!("streamed panes never matched the batch recomputation; last: {last}")
-}
-
 fn trending_events(seed: u64, count: usize) -> Result<Vec<Envelope>> {
     Ok(generated(seed, count)?
         .into_iter()
@@ -71,7 +50,7 @@ async fn a_job_killed_at_random_moments_counts_everything_exactly_once() -> Resu
     testkit::kill_at_random(kills, 7, "job", spawn).await?;
     load.await??;
     let mut last = spawn()?;
-    let outcome = assert_matches_batch(&bus, &events).await;
+    let outcome = testkit::trending::wait_matches_batch(&bus, &events).await;
     last.kill()?;
     last.wait()?;
     outcome
@@ -93,27 +72,24 @@ async fn a_second_instance_joining_and_leaving_changes_nothing() -> Result<()> {
     bus.ensure_topics(&Topic::ALL).await?;
     let checkpoints = tempfile::tempdir()?;
     let events = trending_events(22, 30_000)?;
-    let start = |shutdown: CancellationToken| {
+    let start = || {
         let bus = Arc::clone(&bus);
         let config = testkit::trending::job_config(checkpoints.path().to_owned());
         async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let metrics = format!("http://{}/metrics", listener.local_addr()?);
-            let task = tokio::spawn(streams::trending::run(config, bus, listener, shutdown));
-            Ok::<_, anyhow::Error>((task, metrics))
+            let running = testkit::trending::start(config, bus).await?;
+            let metrics = format!("http://{}/metrics", running.addr);
+            Ok::<_, anyhow::Error>((running, metrics))
         }
     };
     let producer = bus.producer()?;
     let mut slices = events.chunks(200);
-    let first_stop = CancellationToken::new();
-    let (first, _) = start(first_stop.clone()).await?;
+    let (first, _) = start().await?;
     for slice in slices.by_ref().take(15) {
         testkit::produce_all(&producer, slice).await?;
     }
     // The second instance joins mid-stream and keeps taking records until it has applied some
     // of its own, then leaves; the first takes its partitions back from their checkpoints.
-    let second_stop = CancellationToken::new();
-    let (second, metrics) = start(second_stop.clone()).await?;
+    let (second, metrics) = start().await?;
     let client = reqwest::Client::new();
     let mut second_counted = false;
     let mut pace = tokio::time::interval(Duration::from_millis(100));
@@ -127,13 +103,11 @@ async fn a_second_instance_joining_and_leaving_changes_nothing() -> Result<()> {
         }
     }
     assert!(second_counted, "the second instance never got a partition");
-    second_stop.cancel();
-    second.await??;
+    second.stop().await?;
     for slice in slices {
         testkit::produce_all(&producer, slice).await?;
     }
-    assert_matches_batch(&bus, &events).await?;
-    first_stop.cancel();
-    first.await??;
+    testkit::trending::wait_matches_batch(&bus, &events).await?;
+    first.stop().await?;
     Ok(())
 }

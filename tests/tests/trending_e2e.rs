@@ -12,7 +12,6 @@ use anyhow::Result;
 use bus::NoHook;
 use model::{Event, Topic};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// The expected top ten over the newest complete 10 s window, from DataFusion's batch sums of
 /// the same events: weighted counts of views, cart adds and ordered products.
@@ -94,17 +93,10 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         })
         .await?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
     let checkpoints = tempfile::tempdir()?;
     let config = testkit::trending::job_config(checkpoints.path().to_owned());
-    let job = tokio::spawn(streams::trending::run(
-        config,
-        Arc::clone(&bus),
-        listener,
-        shutdown.clone(),
-    ));
+    let job = testkit::trending::start(config, Arc::clone(&bus)).await?;
+    let base = format!("http://{}", job.addr);
 
     let (end, want) = expected(&events, None).await?;
     assert_eq!(want.len(), 10);
@@ -186,8 +178,7 @@ async fn generated_events_in_exact_trending_answer_out() -> Result<()> {
         Some(bus.topic_name(Topic::Clicks).as_bytes())
     );
 
-    shutdown.cancel();
-    job.await??;
+    job.stop().await?;
     // A clean stop committed everything the job consumed.
     let clicks = bus.topic_name(Topic::Clicks);
     let checker = bus.consumer("trending", &[Topic::Clicks], Arc::new(NoHook), &[])?;

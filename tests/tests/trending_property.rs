@@ -16,7 +16,7 @@ use model::trending::{Shard, ShardWatermark, TrendingRecord};
 use model::{Envelope, Event, ProductId, SessionId, Topic};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use streams::runtime::window::Hopping;
+use runtime::window::Hopping;
 use streams::trending::counter::{ShardCounter, ShardSnapshot, Timing, Verdict};
 use streams::trending::{Audience, TrendingView, Weights};
 use testkit::trending::{Published, batch_panes, batch_windows, first_difference};
@@ -98,8 +98,26 @@ async fn case(seed: u64) -> Result<()> {
             newest = Some(newest.map_or(envelope.event_time, |n| n.max(envelope.event_time)));
             log.push(envelope);
         }
+        // Re-published events: a copy of about one in ten, same id, up to 200 records later (as
+        // the relay re-sends after a crash, or a client after a 503). Each must count once.
+        let mut copies: BTreeMap<usize, Vec<Envelope>> = BTreeMap::new();
+        for (index, envelope) in log.iter().enumerate() {
+            if rng.random_ratio(1, 10) {
+                copies
+                    .entry(index + rng.random_range(1..200))
+                    .or_default()
+                    .push(envelope.clone());
+            }
+        }
+        let mut with_copies = Vec::with_capacity(log.len() * 11 / 10);
+        for (index, envelope) in log.into_iter().enumerate() {
+            with_copies.push(envelope);
+            with_copies.extend(copies.remove(&index).unwrap_or_default());
+        }
+        with_copies.extend(copies.into_values().flatten());
+        let log = with_copies;
         let shard = Shard { topic, partition };
-        let counter = ShardCounter::new(shard.clone());
+        let counter = ShardCounter::new(shard.clone(), 20_000);
         partitions.push(Partition {
             checkpoint: counter.snapshot(),
             shard,
@@ -141,7 +159,7 @@ async fn case(seed: u64) -> Result<()> {
                 // A crash: the state comes back from the checkpoint, and the broker redelivers
                 // from a commit that may be older than the checkpoint (earlier outputs stay
                 // published).
-                p.counter = ShardCounter::restore(p.checkpoint.clone());
+                p.counter = ShardCounter::restore(p.checkpoint.clone(), 20_000);
                 let checkpointed = usize::try_from(p.counter.next_offset())?;
                 p.read = checkpointed.saturating_sub(rng.random_range(0..50));
             }
@@ -171,10 +189,11 @@ async fn case(seed: u64) -> Result<()> {
         refused.len(),
         late.len()
     );
+    let mut counted = BTreeSet::new();
     let on_time: Vec<Envelope> = partitions
         .iter()
         .flat_map(|p| p.log.iter())
-        .filter(|e| !late.contains(&e.event_id))
+        .filter(|e| !late.contains(&e.event_id) && counted.insert(e.event_id))
         .cloned()
         .collect();
     let want = batch_panes(&on_time, TIMING.pane_ms).await?;

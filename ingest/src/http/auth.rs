@@ -1,6 +1,15 @@
 //! API keys and the per-key token bucket. A key is `sk_` plus 32 random bytes in hex; the
 //! store keeps only its SHA-256, so a leaked database leaks no usable key. Each key has a role
-//! (admin, merchant, storefront) and a merchant key is bound to one merchant.
+//! and may be bound to one merchant:
+//! - admin: creates merchants and keys, acts for any merchant; never bound;
+//! - merchant: one merchant's catalog, stock, fulfilment and refunds; always bound;
+//! - storefront: places and reads orders and posts events; bound to one merchant for a
+//!   single shop's front (Dukaan-style), unbound for a marketplace front end;
+//! - collector: a publishable key shipped inside a shop's app or page: posts click and search
+//!   events for its own merchant and nothing else; always bound.
+//!
+//! A key's id is the first 16 hex digits of its hash: enough to name it for revocation,
+//! useless for calling.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,8 +31,10 @@ pub enum Role {
     Admin,
     /// Manages one merchant's catalog, stock and fulfilment.
     Merchant,
-    /// The shop front: places, pays, cancels and reads orders for buyers.
+    /// The shop front: places, pays, cancels and reads orders for buyers, and posts events.
     Storefront,
+    /// Publishable: posts click and search events for its own merchant only.
+    Collector,
 }
 
 impl Role {
@@ -32,13 +43,19 @@ impl Role {
             Role::Admin => "admin",
             Role::Merchant => "merchant",
             Role::Storefront => "storefront",
+            Role::Collector => "collector",
         }
     }
 
     fn parse(text: &str) -> Option<Role> {
-        [Role::Admin, Role::Merchant, Role::Storefront]
-            .into_iter()
-            .find(|role| role.as_str() == text)
+        [
+            Role::Admin,
+            Role::Merchant,
+            Role::Storefront,
+            Role::Collector,
+        ]
+        .into_iter()
+        .find(|role| role.as_str() == text)
     }
 }
 
@@ -52,11 +69,49 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Which orders this caller may see and change.
+    /// Which orders this caller may see and change: a bound key only its merchant's.
     pub fn scope(&self) -> Scope {
-        match (&self.role, &self.merchant_id) {
-            (Role::Merchant, Some(merchant_id)) => Scope::Merchant(merchant_id.clone()),
-            _ => Scope::Any,
+        match self.bound_merchant() {
+            Some(merchant_id) => Scope::Merchant(merchant_id.clone()),
+            None => Scope::Any,
+        }
+    }
+
+    /// The one merchant this key acts for, if it is bound to one.
+    pub fn bound_merchant(&self) -> Option<&MerchantId> {
+        match self.role {
+            Role::Admin => None,
+            Role::Merchant | Role::Storefront | Role::Collector => self.merchant_id.as_ref(),
+        }
+    }
+
+    /// The key's public id.
+    pub fn key_id(&self) -> &str {
+        key_id(&self.key_hash)
+    }
+}
+
+/// The public id of the key with this hash.
+pub fn key_id(key_hash: &str) -> &str {
+    key_hash.get(..16).unwrap_or(key_hash)
+}
+
+/// Where a key came from; see the `origin` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Api,
+    /// `core.admin_key`.
+    Config,
+    /// The admin key generated into `<data_dir>/admin.key`.
+    File,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Api => "api",
+            Origin::Config => "config",
+            Origin::File => "file",
         }
     }
 }
@@ -75,6 +130,7 @@ pub async fn create_key(
     store: &Store,
     role: Role,
     merchant_id: Option<&MerchantId>,
+    origin: Origin,
     now: i64,
 ) -> Result<String, StoreError> {
     let mut secret = [0u8; 32];
@@ -82,32 +138,92 @@ pub async fn create_key(
         .map_err(|e| StoreError::Corrupt(format!("no randomness for an API key: {e}")))?;
     let key = format!("sk_{}", hex(&secret));
     sqlx::query(
-        "INSERT INTO api_keys (key_hash, key_prefix, role, merchant_id, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys (key_hash, key_prefix, role, merchant_id, created_at, origin)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(hash_key(&key))
     .bind(&key[..11])
     .bind(role.as_str())
     .bind(merchant_id.map(MerchantId::as_str))
     .bind(now)
+    .bind(origin.as_str())
     .execute(store.pool())
     .await?;
     Ok(key)
 }
 
-/// Registers a key the operator chose (the configured admin key) if it is not known yet.
-pub async fn ensure_key(store: &Store, key: &str, role: Role, now: i64) -> Result<(), StoreError> {
+/// Makes `key` the operator's admin key (from `origin`): registered if new, working again if
+/// it was revoked, and every other admin key the operator configured or had generated is
+/// revoked, so a replaced `core.admin_key` stops working. Keys made through the API stay.
+pub async fn install_admin_key(
+    store: &Store,
+    key: &str,
+    origin: Origin,
+    now: i64,
+) -> Result<(), StoreError> {
+    let key_hash = hash_key(key);
+    let mut tx = store.write().await?;
     sqlx::query(
-        "INSERT INTO api_keys (key_hash, key_prefix, role, merchant_id, created_at)
-         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (key_hash) DO NOTHING",
+        "UPDATE api_keys SET revoked_at = $1
+         WHERE role = 'admin' AND origin IN ('config', 'file')
+           AND key_hash <> $2 AND revoked_at IS NULL",
     )
-    .bind(hash_key(key))
-    .bind(key.chars().take(11).collect::<String>())
-    .bind(role.as_str())
     .bind(now)
-    .execute(store.pool())
+    .bind(&key_hash)
+    .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO api_keys (key_hash, key_prefix, role, merchant_id, created_at, origin)
+         VALUES ($1, $2, 'admin', NULL, $3, $4)
+         ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL, origin = $4",
+    )
+    .bind(&key_hash)
+    .bind(key.chars().take(11).collect::<String>())
+    .bind(now)
+    .bind(origin.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Revokes the key `key_id` (admin: any key; otherwise only keys bound to the caller's own
+/// merchant). False when there is no such key the caller may revoke.
+pub async fn revoke(
+    store: &Store,
+    key_id: &str,
+    caller: &Caller,
+    now: i64,
+) -> Result<bool, StoreError> {
+    if key_id.len() != 16 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let pattern = format!("{}%", key_id.to_ascii_lowercase());
+    let revoked = match caller.bound_merchant() {
+        None if caller.role == Role::Admin => {
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1
+                 WHERE key_hash LIKE $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&pattern)
+            .execute(store.pool())
+            .await?
+        }
+        Some(merchant_id) => {
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1
+                 WHERE key_hash LIKE $2 AND revoked_at IS NULL AND merchant_id = $3",
+            )
+            .bind(now)
+            .bind(&pattern)
+            .bind(merchant_id.as_str())
+            .execute(store.pool())
+            .await?
+        }
+        None => return Ok(false),
+    };
+    Ok(revoked.rows_affected() > 0)
 }
 
 /// The caller owning `key`, or None for an unknown or revoked key.
@@ -174,6 +290,13 @@ impl Limiter {
 
     /// Takes a token for `key_hash` at `now`; when none is left, how many seconds until one is.
     pub fn take(&self, key_hash: &str, now: Instant) -> Result<(), u64> {
+        self.take_n(key_hash, 1, now)
+    }
+
+    /// Takes `n` tokens at once (a collector batch counts its lines); none are taken when
+    /// fewer are left.
+    pub fn take_n(&self, key_hash: &str, n: usize, now: Instant) -> Result<(), u64> {
+        let n = n as f64;
         let RateLimit { per_second, burst } = self.limit;
         let mut buckets = self
             .buckets
@@ -186,12 +309,12 @@ impl Limiter {
         let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
         bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= n {
+            bucket.tokens -= n;
             return Ok(());
         }
         let wait = if per_second > 0.0 {
-            (1.0 - bucket.tokens) / per_second
+            (n.min(burst) - bucket.tokens) / per_second
         } else {
             f64::from(u32::MAX)
         };

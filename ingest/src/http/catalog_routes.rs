@@ -1,5 +1,6 @@
 //! Merchants, API keys, products and stock.
 
+use model::api::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -7,7 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use model::payload::ProductUpserted;
 use model::{MerchantId, Money, Pincode, ProductId, WarehouseId};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub(super) fn routes() -> Router<CoreState> {
     Router::new()
         .route("/v1/merchants", post(create_merchant))
         .route("/v1/api-keys", post(create_api_key))
+        .route("/v1/api-keys/{key_id}", delete(revoke_api_key))
         .route(
             "/v1/products/{product_id}",
             put(upsert_product).delete(deactivate_product),
@@ -83,7 +85,10 @@ pub(super) async fn create_merchant(
     require(&caller, &[Role::Admin])?;
     let request: MerchantRequest = parse_json(&body)?;
     if request.name.trim().is_empty() {
-        return Err(ApiError::new("invalid_parameter", "name must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "name must not be empty",
+        ));
     }
     let hyperlocal = match request.hyperlocal {
         Some(Hyperlocal {
@@ -93,13 +98,13 @@ pub(super) async fn create_merchant(
             let radius = radius_km.unwrap_or(DEFAULT_RADIUS_KM);
             if !(radius.is_finite() && radius > 0.0) {
                 return Err(ApiError::new(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("hyperlocal.radius_km must be a positive number, got {radius}"),
                 ));
             }
             if state.rules.pincodes.get(store_pincode).is_none() {
                 return Err(ApiError::new(
-                    "unknown_pincode",
+                    ErrorCode::UnknownPincode,
                     format!("store pincode {store_pincode} is not in the India Post directory"),
                 ));
             }
@@ -115,7 +120,7 @@ pub(super) async fn create_merchant(
         .is_some();
     if exists {
         return Err(ApiError::new(
-            "already_exists",
+            ErrorCode::AlreadyExists,
             format!("merchant {} already exists", request.merchant_id),
         ));
     }
@@ -131,6 +136,7 @@ pub(super) async fn create_merchant(
         &state.store,
         Role::Merchant,
         Some(&merchant.merchant_id),
+        auth::Origin::Api,
         now,
     )
     .await?;
@@ -148,11 +154,15 @@ pub(super) async fn create_merchant(
 #[derive(utoipa::ToSchema)]
 pub(super) struct KeyRequest {
     role: Role,
+    /// Required for merchant and collector keys; optional for storefront keys (bound to one
+    /// shop, or unbound for a marketplace front end); never for admin keys.
     merchant_id: Option<MerchantId>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct KeyCreated {
+    /// Names the key for `DELETE /v1/api-keys/{key_id}`; cannot be used to call.
+    key_id: String,
     role: Role,
     merchant_id: Option<MerchantId>,
     /// Shown once: only its hash is stored.
@@ -182,16 +192,16 @@ pub(super) async fn create_api_key(
     require(&caller, &[Role::Admin])?;
     let request: KeyRequest = parse_json(&body)?;
     match (request.role, &request.merchant_id) {
-        (Role::Merchant, None) => {
+        (Role::Merchant | Role::Collector, None) => {
             return Err(ApiError::new(
-                "invalid_parameter",
-                "a merchant key needs merchant_id",
+                ErrorCode::InvalidParameter,
+                "a merchant or collector key needs merchant_id",
             ));
         }
-        (Role::Admin | Role::Storefront, Some(_)) => {
+        (Role::Admin, Some(_)) => {
             return Err(ApiError::new(
-                "invalid_parameter",
-                "only merchant keys belong to a merchant; drop merchant_id",
+                ErrorCode::InvalidParameter,
+                "admin keys belong to no merchant; drop merchant_id",
             ));
         }
         _ => {}
@@ -205,7 +215,7 @@ pub(super) async fn create_api_key(
             .is_some();
         if !known {
             return Err(ApiError::new(
-                "unknown_merchant",
+                ErrorCode::UnknownMerchant,
                 format!("merchant {merchant_id} does not exist"),
             ));
         }
@@ -214,17 +224,51 @@ pub(super) async fn create_api_key(
         &state.store,
         request.role,
         request.merchant_id.as_ref(),
+        auth::Origin::Api,
         state.now(),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyCreated {
+            key_id: auth::key_id(&auth::hash_key(&api_key)).to_owned(),
             role: request.role,
             merchant_id: request.merchant_id,
             api_key,
         }),
     ))
+}
+
+/// Revokes an API key by its id: it stops working at once. An admin key may revoke any key; a
+/// merchant key only keys bound to its own merchant.
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{key_id}",
+    tag = "catalog",
+    params(("key_id" = String, Path, description = "the `key_id` returned when the key was made")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 404, description = "no such key that this caller may revoke (`unknown_key`)", body = model::api::ErrorBody),
+        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
+    )
+)]
+pub(super) async fn revoke_api_key(
+    State(state): State<CoreState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require(&caller, &[Role::Admin, Role::Merchant])?;
+    if auth::revoke(&state.store, &key_id, &caller, state.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnknownKey,
+            format!("no key {key_id:?} that this key may revoke"),
+        ))
+    }
 }
 
 fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
@@ -290,14 +334,14 @@ pub(super) async fn upsert_product(
     ] {
         if value.trim().is_empty() {
             return Err(ApiError::new(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("{field} must not be empty"),
             ));
         }
     }
     if request.price.amount_minor < 0 {
         return Err(ApiError::new(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             "price.amount_minor must not be negative",
         ));
     }
@@ -416,7 +460,10 @@ pub(super) async fn adjust_stock(
     let merchant_id = own_merchant(&caller)?;
     let request: StockRequest = parse_json(&body)?;
     if request.delta == 0 {
-        return Err(ApiError::new("invalid_parameter", "delta must not be 0"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "delta must not be 0",
+        ));
     }
     let product_id = ProductId::new(product_id);
     let level = catalog::adjust_stock(
@@ -436,7 +483,7 @@ pub(super) async fn adjust_stock(
     }))
 }
 
-/// Stock on hand, reserved and available.
+/// Stock on hand, reserved and available. A key bound to one merchant sees its own products only.
 #[utoipa::path(
     get,
     path = "/v1/products/{product_id}/stock",
@@ -456,8 +503,10 @@ pub(super) async fn stock(
     caller: Caller,
     Path(product_id): Path<String>,
 ) -> Result<Json<StockAnswer>, ApiError> {
+    require(&caller, &[Role::Admin, Role::Merchant, Role::Storefront])?;
     let product_id = ProductId::new(product_id);
-    if caller.role == Role::Merchant {
+    // A key bound to one shop sees that shop's products only.
+    if let Some(bound) = caller.bound_merchant() {
         let owner: Option<String> =
             sqlx::query("SELECT merchant_id FROM products WHERE product_id = $1")
                 .bind(product_id.as_str())
@@ -467,9 +516,9 @@ pub(super) async fn stock(
                 .map(|row| row.try_get(0))
                 .transpose()
                 .map_err(crate::store::StoreError::from)?;
-        if owner.as_deref() != caller.merchant_id.as_ref().map(MerchantId::as_str) {
+        if owner.as_deref() != Some(bound.as_str()) {
             return Err(ApiError::new(
-                "unknown_product",
+                ErrorCode::UnknownProduct,
                 format!("product {product_id} does not exist"),
             ));
         }

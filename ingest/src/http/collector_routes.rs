@@ -3,6 +3,7 @@
 //! waits until the broker acknowledged every one of them; if it does not in time, 503 with
 //! Retry-After and the client sends the batch again (event ids make the resend harmless).
 
+use model::api::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,17 +84,17 @@ pub(super) async fn collect(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require(&caller, &[Role::Storefront, Role::Admin])?;
+    require(&caller, &[Role::Storefront, Role::Collector, Role::Admin])?;
     let collector = state
         .collector
         .clone()
-        .ok_or_else(|| ApiError::new("unavailable", "this server runs no collector"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "this server runs no collector"))?;
     let config = &collector.config;
     let bytes = axum::body::to_bytes(body, config.max_body_bytes)
         .await
         .map_err(|_| {
             ApiError::new(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "the body exceeds {} bytes; split the batch",
                     config.max_body_bytes
@@ -111,13 +112,13 @@ pub(super) async fn collect(
     };
     if items.is_empty() {
         return Err(ApiError::new(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             "the body holds no events",
         ));
     }
     if items.len() > config.max_lines {
         return Err(ApiError::new(
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "{} lines; at most {} per request",
                 items.len(),
@@ -126,11 +127,27 @@ pub(super) async fn collect(
         ));
     }
 
+    // The rate limit counts events, not requests: the call itself took one token.
+    if items.len() > 1 {
+        state
+            .limiter
+            .take_n(&caller.key_hash, items.len() - 1, std::time::Instant::now())
+            .map_err(|wait| {
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} events are over this key's rate; retry in {wait} s",
+                        items.len()
+                    ),
+                )
+                .retry_after(wait)
+            })?;
+    }
+    let only = caller.bound_merchant();
     let now = state.now();
     let unavailable = |detail: String| {
         tracing::warn!(%detail, "collector cannot reach the broker");
-        ApiError::new(
-            "unavailable",
+        ApiError::new(ErrorCode::Unavailable,
             format!("the event bus did not acknowledge the batch ({detail}); nothing was accepted, send it again"),
         )
         .retry_after(5)
@@ -138,7 +155,7 @@ pub(super) async fn collect(
     let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
     let mut results = Vec::with_capacity(items.len());
     for (line, bytes) in items {
-        match collector::validate(bytes, now, config) {
+        match collector::validate(bytes, now, config, only) {
             Ok(envelope) => {
                 let payload = model::codec::encode(&envelope);
                 let ack = collector
@@ -160,7 +177,7 @@ pub(super) async fn collect(
                 });
             }
             Err(rejection) => {
-                let reason = Reason::new(rejection.code, rejection.message.clone());
+                let reason = Reason::new(rejection.code.as_str(), rejection.message.clone());
                 let ack = collector
                     .producer
                     .enqueue_dead_letter(b"", bytes, "collector", "http:/v1/events", &reason)
@@ -170,7 +187,7 @@ pub(super) async fn collect(
                     line,
                     status: "rejected",
                     event_id: None,
-                    code: Some(rejection.code),
+                    code: Some(rejection.code.as_str()),
                     message: Some(format!("line {line}: {}", rejection.message)),
                 });
             }
@@ -193,7 +210,9 @@ pub(super) async fn collect(
     if single && rejected == 1 {
         let only = &results[0];
         return Err(ApiError::new(
-            only.code.unwrap_or("invalid_event"),
+            only.code
+                .and_then(ErrorCode::parse)
+                .unwrap_or(ErrorCode::InvalidEvent),
             only.message.clone().unwrap_or_default(),
         ));
     }

@@ -1,7 +1,7 @@
 //! The `/v1` HTTP API of the orders core (axum): thin handlers that authenticate the caller,
 //! parse the body strictly and call [`crate::catalog`], [`crate::orders`],
-//! [`crate::lifecycle`] and [`crate::payments`]. Every error is
-//! `{"error": {"code", "message"}}` with a stable code; see [`ApiError::status_for`].
+//! [`crate::lifecycle`] and [`crate::payments`]. Every error is the front door's
+//! [`ApiError`], its code from [`model::api::ErrorCode`].
 
 pub mod auth;
 mod catalog_routes;
@@ -12,12 +12,13 @@ mod order_routes;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
-use model::api::ErrorBody;
+use model::api::ErrorCode;
+pub use runtime::http::ApiError;
+use runtime::http::{AddressLimiter, ClientAddress};
 use serde::de::DeserializeOwned;
 
 use crate::catalog::CatalogError;
@@ -58,98 +59,13 @@ impl CoreState {
     }
 }
 
-/// The orders core's routes.
+/// The orders core's routes, for the front door.
 pub fn router(state: CoreState) -> Router {
     Router::new()
         .merge(catalog_routes::routes())
         .merge(order_routes::routes())
         .merge(collector_routes::routes())
-        .merge(openapi::routes())
-        .fallback(|| async {
-            ApiError::new(
-                "not_found",
-                "no such endpoint; see GET /v1/openapi.json or /docs",
-            )
-        })
         .with_state(state)
-}
-
-/// An error answer: HTTP status, stable machine code, a message for a person.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub retry_after_s: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: Self::status_for(code),
-            code,
-            message: message.into(),
-            retry_after_s: None,
-        }
-    }
-
-    /// The status of each code: 400 malformed request, 401/403 who may call, 404 unknown
-    /// thing, 409 the state does not allow it now, 422 a business rule refuses the content,
-    /// 429/503 come back later.
-    pub fn status_for(code: &str) -> StatusCode {
-        match code {
-            "invalid_json" | "invalid_parameter" | "missing_idempotency_key" => {
-                StatusCode::BAD_REQUEST
-            }
-            "unauthorized" => StatusCode::UNAUTHORIZED,
-            "forbidden" => StatusCode::FORBIDDEN,
-            "not_found" | "unknown_order" | "unknown_product" | "unknown_merchant" => {
-                StatusCode::NOT_FOUND
-            }
-            "out_of_stock"
-            | "illegal_transition"
-            | "idempotency_conflict"
-            | "cancellation_window_closed"
-            | "already_paid"
-            | "reservation_expired"
-            | "address_change_closed"
-            | "refund_exceeds_captured"
-            | "nothing_captured"
-            | "product_inactive"
-            | "already_exists" => StatusCode::CONFLICT,
-            "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-            "payment_unavailable" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        }
-    }
-
-    fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "internal error answering a request");
-        Self::new(
-            "internal",
-            "internal error; the details are in the server log",
-        )
-    }
-
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after_s = Some(seconds);
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response =
-            (self.status, Json(ErrorBody::coded(self.code, self.message))).into_response();
-        if let Some(seconds) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
 }
 
 impl From<StoreError> for ApiError {
@@ -206,12 +122,12 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             } else {
                 format!("request body at `{path}`: {inner}")
             };
-            ApiError::new("invalid_json", message)
+            ApiError::new(ErrorCode::InvalidJson, message)
         })
         .and_then(|value| {
             deserializer
                 .end()
-                .map_err(|e| ApiError::new("invalid_json", format!("request body: {e}")))?;
+                .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
             Ok(value)
         })
 }
@@ -219,7 +135,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 impl FromRequestParts<CoreState> for Caller {
     type Rejection = ApiError;
 
-    /// `Authorization: Bearer <key>`; each call takes a token from the key's bucket.
+    /// `Authorization: Bearer <key>`; each call takes a token from the key's bucket. An
+    /// address that keeps sending unknown keys is refused before any lookup (the front
+    /// door's per-address bucket, charged per failed check).
     async fn from_request_parts(parts: &mut Parts, state: &CoreState) -> Result<Self, ApiError> {
         let key = parts
             .headers
@@ -229,19 +147,35 @@ impl FromRequestParts<CoreState> for Caller {
             .map(str::trim)
             .ok_or_else(|| {
                 ApiError::new(
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "send your API key as `Authorization: Bearer sk_...`",
                 )
             })?;
-        let caller = auth::lookup(&state.store, key)
-            .await?
-            .ok_or_else(|| ApiError::new("unauthorized", "unknown or revoked API key"))?;
+        let guard = match (
+            parts.extensions.get::<AddressLimiter>(),
+            parts.extensions.get::<ClientAddress>(),
+        ) {
+            (Some(limiter), Some(address)) => Some((limiter.clone(), address.0.ip())),
+            _ => None,
+        };
+        if let Some((limiter, address)) = &guard {
+            limiter.refuse_if_blocked(*address)?;
+        }
+        let Some(caller) = auth::lookup(&state.store, key).await? else {
+            if let Some((limiter, address)) = &guard {
+                limiter.charge_failure(*address)?;
+            }
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "unknown or revoked API key",
+            ));
+        };
         state
             .limiter
             .take(&caller.key_hash, Instant::now())
             .map_err(|wait| {
                 ApiError::new(
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!("too many requests; retry in {wait} s"),
                 )
                 .retry_after(wait)
@@ -260,7 +194,7 @@ pub(crate) fn require(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
         .map(|r| format!("{r:?}").to_lowercase())
         .collect();
     Err(ApiError::new(
-        "forbidden",
+        ErrorCode::Forbidden,
         format!("this call needs a {} key", allowed.join(" or ")),
     ))
 }

@@ -1,13 +1,10 @@
-//! The `/v1` API described as OpenAPI 3.1, generated from the handlers' annotations and the
-//! request and answer types, served at `/v1/openapi.json`, with Swagger UI at `/docs`. The UI
-//! is compiled in (utoipa-swagger-ui's `vendored` feature): nothing is fetched at build or
-//! run time.
+//! The orders core's part of the OpenAPI 3.1 document, generated from the handlers'
+//! annotations and the request and answer types. The front door merges it with every other
+//! stage's part and serves it at `/v1/openapi.json`, with Swagger UI at `/docs`.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa::OpenApi;
 
-use super::{CoreState, catalog_routes, collector_routes, order_routes};
+use super::{catalog_routes, collector_routes, order_routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +15,7 @@ use super::{CoreState, catalog_routes, collector_routes, order_routes};
     paths(
         catalog_routes::create_merchant,
         catalog_routes::create_api_key,
+        catalog_routes::revoke_api_key,
         catalog_routes::upsert_product,
         catalog_routes::deactivate_product,
         catalog_routes::stock,
@@ -34,7 +32,6 @@ use super::{CoreState, catalog_routes, collector_routes, order_routes};
         order_routes::history,
         collector_routes::collect,
     ),
-    modifiers(&ApiKeyAuth),
     tags(
         (name = "catalog", description = "merchants, keys, products, stock"),
         (name = "orders", description = "placement and everything after"),
@@ -44,28 +41,7 @@ use super::{CoreState, catalog_routes, collector_routes, order_routes};
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// Every route takes `Authorization: Bearer <API key>`.
-#[derive(Debug)]
-struct ApiKeyAuth;
-
-impl Modify for ApiKeyAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "An API key from POST /v1/merchants or POST /v1/api-keys; the admin key is in <data_dir>/core/admin.key.",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// `/v1/openapi.json` and the Swagger UI at `/docs`; neither needs a key.
-pub(super) fn routes() -> axum::Router<CoreState> {
-    axum::Router::new().merge(SwaggerUi::new("/docs").url("/v1/openapi.json", ApiDoc::openapi()))
+/// The core's part of the document.
+pub fn api() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use model::api::ErrorCode;
 use model::payload::RefundIssued;
 use model::{CustomerId, Money, OrderId, Pincode, ShipmentId};
 use serde::{Deserialize, Serialize};
@@ -69,12 +70,20 @@ pub(super) async fn place(
         .filter(|key| !key.is_empty() && key.len() <= 255)
         .ok_or_else(|| {
             ApiError::new(
-                "missing_idempotency_key",
+                ErrorCode::MissingIdempotencyKey,
                 "send an Idempotency-Key header (1-255 characters, e.g. a UUID) so a retry \
                  cannot place the order twice",
             )
         })?;
     let request: PlaceOrder = parse_json(&body)?;
+    if let Some(bound) = caller.bound_merchant()
+        && *bound != request.merchant_id
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this key places orders for merchant {bound} only"),
+        ));
+    }
     // The hash of the parsed request, so a retry that only reformats the JSON is the same.
     let canonical = serde_json::to_vec(&request).map_err(ApiError::internal)?;
     let idempotency = Idempotency {
@@ -439,7 +448,7 @@ pub(super) async fn history(
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("limit must be 1..=500, got {limit}"),
         ));
     }

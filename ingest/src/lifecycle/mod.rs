@@ -10,6 +10,7 @@
 pub mod fulfilment;
 pub mod money;
 
+use model::api::ErrorCode;
 use model::payload::ReleaseReason;
 use model::payload::StockReleased;
 use model::{
@@ -82,23 +83,25 @@ impl From<sqlx::Error> for LifecycleError {
 
 impl LifecycleError {
     /// The stable machine code an HTTP shell answers with.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            LifecycleError::Store(_) => "internal",
-            LifecycleError::UnknownOrder(_) => "unknown_order",
-            LifecycleError::Illegal(_) => "illegal_transition",
-            LifecycleError::CancellationRefused(_) => "cancellation_window_closed",
+            LifecycleError::Store(_) => ErrorCode::Internal,
+            LifecycleError::UnknownOrder(_) => ErrorCode::UnknownOrder,
+            LifecycleError::Illegal(_) => ErrorCode::IllegalTransition,
+            LifecycleError::CancellationRefused(_) => ErrorCode::CancellationWindowClosed,
             LifecycleError::Settlement(SettlementError::RefundExceedsCaptured { .. }) => {
-                "refund_exceeds_captured"
+                ErrorCode::RefundExceedsCaptured
             }
-            LifecycleError::Settlement(_) => "invalid_amount",
-            LifecycleError::NothingCaptured(_) => "nothing_captured",
-            LifecycleError::AddressChangeClosed(_) => "address_change_closed",
-            LifecycleError::Radius(RadiusError::OutOfRadius { .. }) => "outside_delivery_radius",
-            LifecycleError::Radius(RadiusError::UnknownPincode(_)) => "unknown_pincode",
-            LifecycleError::AlreadyPaid(_) => "already_paid",
-            LifecycleError::ReservationExpired(_) => "reservation_expired",
-            LifecycleError::Invalid(_) => "invalid_parameter",
+            LifecycleError::Settlement(_) => ErrorCode::InvalidAmount,
+            LifecycleError::NothingCaptured(_) => ErrorCode::NothingCaptured,
+            LifecycleError::AddressChangeClosed(_) => ErrorCode::AddressChangeClosed,
+            LifecycleError::Radius(RadiusError::OutOfRadius { .. }) => {
+                ErrorCode::OutsideDeliveryRadius
+            }
+            LifecycleError::Radius(RadiusError::UnknownPincode(_)) => ErrorCode::UnknownPincode,
+            LifecycleError::AlreadyPaid(_) => ErrorCode::AlreadyPaid,
+            LifecycleError::ReservationExpired(_) => ErrorCode::ReservationExpired,
+            LifecycleError::Invalid(_) => ErrorCode::InvalidParameter,
         }
     }
 }

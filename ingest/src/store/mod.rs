@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lifecycle",
         include_str!("migrations/0002_lifecycle.sql"),
     ),
+    (3, "keys", include_str!("migrations/0003_keys.sql")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

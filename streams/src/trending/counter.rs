@@ -13,7 +13,8 @@ use model::trending::{Counts, PaneRecord, ProductCounts, Scope, ScopedCounts, Sh
 use model::{Envelope, Event, ProductId};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::window::{floor_to, is_late};
+use runtime::dedup::{Dedup, DedupSnapshot};
+use runtime::window::{floor_to, is_late};
 
 /// Event-time settings of the counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub enum Verdict {
     Ignored,
     /// Already in the state: the record is below the checkpointed offset.
     Replayed,
+    /// Its `event_id` was applied before, within the dedup horizon: a re-publish.
+    Duplicate,
     /// Its pane was final: the shard's watermark minus the lateness had passed it.
     Late {
         watermark_ms: i64,
@@ -54,6 +57,9 @@ pub struct ShardCounter {
     newest_event_ms: Option<i64>,
     panes: BTreeMap<i64, Pane>,
     late_events: u64,
+    /// The ids of the shard's recent records: a re-published event counts once.
+    dedup: Dedup,
+    duplicates: u64,
 }
 
 /// The serialised form of a [`ShardCounter`], written by the checkpoint store.
@@ -65,6 +71,11 @@ pub struct ShardSnapshot {
     pub newest_event_ms: Option<i64>,
     pub late_events: u64,
     pub panes: Vec<PaneSnapshot>,
+    /// Absent in checkpoints written before duplicates were removed.
+    #[serde(default)]
+    pub duplicates: u64,
+    #[serde(default)]
+    pub dedup: DedupSnapshot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,13 +87,16 @@ pub struct PaneSnapshot {
 }
 
 impl ShardCounter {
-    pub fn new(shard: Shard) -> Self {
+    /// A fresh shard that remembers the ids of its last `dedup_horizon` offsets.
+    pub fn new(shard: Shard, dedup_horizon: i64) -> Self {
         Self {
             shard,
             next_offset: 0,
             newest_event_ms: None,
             panes: BTreeMap::new(),
             late_events: 0,
+            dedup: Dedup::new(dedup_horizon),
+            duplicates: 0,
         }
     }
 
@@ -101,6 +115,16 @@ impl ShardCounter {
 
     pub fn late_events(&self) -> u64 {
         self.late_events
+    }
+
+    /// Re-published records dropped so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// How many event ids the shard remembers.
+    pub fn remembered(&self) -> usize {
+        self.dedup.len()
     }
 
     /// The shard's watermark: newest event time minus the out-of-orderness bound.
@@ -130,6 +154,10 @@ impl ShardCounter {
             return Verdict::Replayed;
         }
         self.next_offset = offset + 1;
+        if !self.dedup.first_seen(envelope.event_id, offset) {
+            self.duplicates += 1;
+            return Verdict::Duplicate;
+        }
         let merchant = Scope::Merchant(envelope.merchant_id.clone());
         let (products, counts, city): (Vec<&ProductId>, Counts, Option<Scope>) =
             match &envelope.event {
@@ -267,15 +295,19 @@ impl ShardCounter {
                     counts: sorted_counts(pane),
                 })
                 .collect(),
+            duplicates: self.duplicates,
+            dedup: self.dedup.snapshot(),
         }
     }
 
-    pub fn restore(snapshot: ShardSnapshot) -> Self {
+    pub fn restore(snapshot: ShardSnapshot, dedup_horizon: i64) -> Self {
         Self {
             shard: snapshot.shard,
             next_offset: snapshot.next_offset,
             newest_event_ms: snapshot.newest_event_ms,
             late_events: snapshot.late_events,
+            duplicates: snapshot.duplicates,
+            dedup: Dedup::restore(dedup_horizon, snapshot.dedup),
             panes: snapshot
                 .panes
                 .into_iter()
@@ -351,8 +383,8 @@ mod tests {
     use model::{Currency, CustomerId, MerchantId, Money, OrderId, Pincode, SessionId, Topic};
 
     use super::*;
-    use crate::runtime::window::Hopping;
     use crate::trending::view::{Audience, TrendingView, Weights};
+    use runtime::window::Hopping;
 
     const TIMING: Timing = Timing {
         pane_ms: 10,
@@ -360,9 +392,13 @@ mod tests {
         allowed_lateness_ms: 20,
     };
 
+    /// An event with an id of its own, as every real event has.
     fn envelope(time: i64, event: Event) -> Envelope {
-        let id =
-            uuid::Builder::from_unix_timestamp_millis(time.max(0) as u64, &[1; 10]).into_uuid();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut random = [0u8; 10];
+        random[2..].copy_from_slice(&n.to_be_bytes());
+        let id = uuid::Builder::from_unix_timestamp_millis(time.max(0) as u64, &random).into_uuid();
         Envelope::new(id, time, MerchantId::new("m-1"), event)
     }
 
@@ -409,7 +445,7 @@ mod tests {
     #[test]
     fn late_events_are_refused_once_their_pane_is_final_and_replays_are_skipped() {
         let places = Directory::load();
-        let mut counter = ShardCounter::new(shard());
+        let mut counter = ShardCounter::new(shard(), 1_000);
         assert_eq!(
             counter.apply(&TIMING, &places, 0, &view(12, "a")),
             Verdict::Counted
@@ -436,6 +472,39 @@ mod tests {
     }
 
     #[test]
+    fn a_republished_event_counts_once_even_across_a_restore() {
+        let places = Directory::load();
+        let mut counter = ShardCounter::new(shard(), 1_000);
+        let first = view(12, "a");
+        let second = view(13, "a");
+        assert_eq!(counter.apply(&TIMING, &places, 0, &first), Verdict::Counted);
+        assert_eq!(
+            counter.apply(&TIMING, &places, 1, &second),
+            Verdict::Counted
+        );
+        // The relay re-publishes both at later offsets (same ids).
+        assert_eq!(
+            counter.apply(&TIMING, &places, 2, &first),
+            Verdict::Duplicate
+        );
+        let mut restored = ShardCounter::restore(counter.snapshot(), 1_000);
+        assert_eq!(
+            restored.apply(&TIMING, &places, 3, &second),
+            Verdict::Duplicate
+        );
+        assert_eq!(restored.duplicates(), 2);
+        let records = restored.flush(&TIMING, true);
+        let views: u64 = records
+            .iter()
+            .filter(|r| r.scope == Scope::Global)
+            .flat_map(|r| r.products.iter())
+            .filter(|p| p.product_id().as_str() == "a")
+            .map(|p| p.counts().views)
+            .sum();
+        assert_eq!(views, 2, "two distinct views, each once: {records:?}");
+    }
+
+    #[test]
     fn a_restored_counter_continues_exactly_where_the_snapshot_ends() {
         let places = Directory::load();
         let events: Vec<Envelope> = (0..40)
@@ -448,13 +517,15 @@ mod tests {
             })
             .collect();
         let run = |split: Option<usize>| {
-            let mut counter = ShardCounter::new(shard());
+            let mut counter = ShardCounter::new(shard(), 1_000);
             let mut records = Vec::new();
             for (offset, event) in events.iter().enumerate() {
                 if Some(offset) == split {
                     let snapshot = serde_json::to_string(&counter.snapshot()).expect("encode");
-                    counter =
-                        ShardCounter::restore(serde_json::from_str(&snapshot).expect("decode"));
+                    counter = ShardCounter::restore(
+                        serde_json::from_str(&snapshot).expect("decode"),
+                        1_000,
+                    );
                     // The broker redelivers from an older commit.
                     for (old, again) in events[..offset].iter().enumerate().skip(offset / 2) {
                         assert_eq!(
@@ -481,11 +552,14 @@ mod tests {
         let places = Directory::load();
         let window = Hopping::new(20, 10).expect("valid");
         let mut view_state = TrendingView::new(&[window], Weights::default());
-        let mut left = ShardCounter::new(shard());
-        let mut right = ShardCounter::new(Shard {
-            topic: Topic::Orders,
-            partition: 1,
-        });
+        let mut left = ShardCounter::new(shard(), 1_000);
+        let mut right = ShardCounter::new(
+            Shard {
+                topic: Topic::Orders,
+                partition: 1,
+            },
+            1_000,
+        );
         left.apply(&TIMING, &places, 0, &view(1, "a"));
         left.apply(&TIMING, &places, 1, &view(11, "b"));
         right.apply(&TIMING, &places, 0, &order(12, &["b"], "110001"));

@@ -1,50 +1,23 @@
-//! `GET /v1/trending?scope=&key=&window=&limit=` and `GET /metrics`.
+//! `GET /v1/trending?scope=&key=&window=&limit=`.
 
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use model::MerchantId;
-use model::api::{ErrorBody, ErrorCode};
+use runtime::http::ApiError;
+use runtime::window::Hopping;
 use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
 
 use super::view::{Audience, TrendingAnswer, TrendingView};
-use crate::runtime::metrics::Metrics;
-use crate::runtime::window::Hopping;
 
 #[derive(Clone)]
 struct AppState {
     view: Arc<RwLock<TrendingView>>,
-    metrics: Arc<Metrics>,
     max_limit: usize,
-}
-
-/// An error answer from the stable table in [`model::api`].
-#[derive(Debug)]
-struct ApiError {
-    code: ErrorCode,
-    message: String,
-}
-
-impl ApiError {
-    fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            code: ErrorCode::InvalidParameter,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody::new(self.code, self.message))).into_response()
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,31 +39,23 @@ struct TrendingResponse {
     answer: TrendingAnswer,
 }
 
-/// The trending routes and `/metrics`, with a JSON 404 for every other path.
-pub fn router(view: Arc<RwLock<TrendingView>>, metrics: Arc<Metrics>, max_limit: usize) -> Router {
-    let state = AppState {
-        view,
-        metrics,
-        max_limit,
-    };
+/// `GET /v1/trending`, for the front door.
+pub(super) fn routes(view: Arc<RwLock<TrendingView>>, max_limit: usize) -> Router {
     Router::new()
         .route("/v1/trending", get(trending))
-        .route("/metrics", get(metrics_text))
-        .fallback(|| async {
-            ApiError {
-                code: ErrorCode::NotFound,
-                message: "no such endpoint; try GET /v1/trending or GET /metrics".into(),
-            }
-        })
-        .with_state(state)
+        .with_state(AppState { view, max_limit })
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render("trending"),
-    )
-        .into_response()
+#[derive(OpenApi)]
+#[openapi(
+    paths(trending),
+    tags((name = "trending", description = "top products per window and audience"))
+)]
+struct ApiDoc;
+
+/// The OpenAPI description of [`routes`].
+pub(super) fn api() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 fn audience(
@@ -120,6 +85,23 @@ fn audience(
     }
 }
 
+/// The top products of the newest whole window for an audience, with how fast each rises
+/// against the window before. Needs no API key.
+#[utoipa::path(
+    get,
+    path = "/v1/trending",
+    tag = "trending",
+    params(
+        ("scope" = Option<String>, Query, description = "global (default), merchant, city or category"),
+        ("key" = Option<String>, Query, description = "the merchant id, city (India Post district) or category; not with global"),
+        ("window" = Option<String>, Query, description = "a configured window, e.g. 5m (default: the first), 1h, 24h"),
+        ("limit" = Option<u32>, Query, description = "how many products, 1 to trending.max_limit (default 10)"),
+    ),
+    responses(
+        (status = 200, description = "the window's top products, best first", content_type = "application/json"),
+        (status = 400, description = "a parameter is missing or out of range (`invalid_parameter`)", body = model::api::ErrorBody),
+    )
+)]
 async fn trending(
     State(state): State<AppState>,
     query: Result<Query<TrendingQuery>, QueryRejection>,

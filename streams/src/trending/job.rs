@@ -2,7 +2,7 @@
 //! partition into its [`ShardCounter`], publishes pane records and shard watermarks to the
 //! `trending` topic, dead-letters late and undecodable records, and checkpoints.
 //!
-//! Exactly-once protocol (see [`crate::runtime::checkpoint`] for the file side):
+//! Exactly-once protocol (see [`runtime::checkpoint`] for the file side):
 //! - every `checkpoint_interval_ms`, on revocation and on shutdown: produce what the shards
 //!   owe, wait for every acknowledgement, write each shard's snapshot (state plus next offset),
 //!   then store exactly those offsets and commit them to Kafka. Offsets are stored nowhere
@@ -33,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::counter::{ShardCounter, Timing, Verdict};
 use crate::StreamError;
-use crate::runtime::checkpoint::Checkpoints;
-use crate::runtime::metrics::Metrics;
-use crate::runtime::watermark::Watermarks;
+use runtime::checkpoint::Checkpoints;
+use runtime::metrics::Metrics;
+use runtime::watermark::Watermarks;
 
 /// One window size the API serves, and how often it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -74,6 +74,12 @@ pub struct TrendingConfig {
     pub max_limit: usize,
     /// Points per view, cart add and order.
     pub weights: super::Weights,
+    /// The stage is ready (`/readyz`) once every partition it owns is at most this many
+    /// records behind its log end.
+    pub ready_max_lag: i64,
+    /// How many offsets back each partition remembers event ids, so a re-published event
+    /// (same id, same partition, a little later) counts once. Checkpointed with the counts.
+    pub dedup_horizon: i64,
 }
 
 impl Default for TrendingConfig {
@@ -103,6 +109,8 @@ impl Default for TrendingConfig {
             checkpoint_interval_ms: 5_000,
             max_limit: 100,
             weights: super::Weights::default(),
+            ready_max_lag: 10_000,
+            dedup_horizon: 20_000,
         }
     }
 }
@@ -120,9 +128,7 @@ impl TrendingConfig {
             return fail("trending.windows must name at least one window".into());
         }
         for window in &self.windows {
-            if let Err(error) =
-                crate::runtime::window::Hopping::new(window.size_ms, window.slide_ms)
-            {
+            if let Err(error) = runtime::window::Hopping::new(window.size_ms, window.slide_ms) {
                 return fail(format!("trending.windows: {error}"));
             }
             if window.slide_ms % self.pane_ms != 0 {
@@ -140,6 +146,9 @@ impl TrendingConfig {
             if value < 0 {
                 return fail(format!("trending.{name} must not be negative, got {value}"));
             }
+        }
+        if self.dedup_horizon < 1 {
+            return fail("trending.dedup_horizon must be at least 1".into());
         }
         if self.max_limit == 0 {
             return fail("trending.max_limit must be at least 1".into());
@@ -185,6 +194,8 @@ pub(super) struct Job {
     /// Records behind the log end per shard, as last measured; a shard is only idle when it
     /// has been quiet *and* has nothing left to read.
     lag: Mutex<HashMap<Shard, i64>>,
+    /// Ready once every owned shard is within `ready_max_lag` of its log end.
+    pub(super) readiness: runtime::Readiness,
 }
 
 impl std::fmt::Debug for Job {
@@ -224,6 +235,7 @@ impl Job {
             }),
             failed: Mutex::new(None),
             lag: Mutex::new(HashMap::new()),
+            readiness: runtime::Readiness::new(),
             config,
         })
     }
@@ -253,8 +265,8 @@ impl Job {
                 continue;
             };
             let counter = match self.checkpoints.load(&Self::checkpoint_name(&shard))? {
-                Some(snapshot) => ShardCounter::restore(snapshot),
-                None => ShardCounter::new(shard.clone()),
+                Some(snapshot) => ShardCounter::restore(snapshot, self.config.dedup_horizon),
+                None => ShardCounter::new(shard.clone(), self.config.dedup_horizon),
             };
             tracing::info!(%shard, next_offset = counter.next_offset(), "partition assigned");
             let mut owned = self.owned();
@@ -380,6 +392,10 @@ impl Job {
         let started = Instant::now();
         let snapshots: Vec<_> = {
             let owned = self.owned();
+            let remembered: usize = owned.counters.values().map(|c| c.remembered()).sum();
+            self.metrics
+                .dedup_remembered
+                .store(remembered as u64, Ordering::Relaxed);
             owned
                 .counters
                 .iter()
@@ -433,6 +449,12 @@ impl Job {
             (Verdict::Replayed, _) => {
                 self.metrics
                     .replayed_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            (Verdict::Duplicate, _) => {
+                self.metrics
+                    .duplicates_dropped
                     .fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -495,6 +517,20 @@ impl Job {
                 })
                 .collect(),
         );
+        let behind = by_shard
+            .iter()
+            .filter(|(_, lag)| **lag > self.config.ready_max_lag)
+            .max_by_key(|(_, lag)| **lag);
+        match behind {
+            _ if by_shard.is_empty() => self
+                .readiness
+                .set_not_ready("no partition of clicks or orders assigned yet"),
+            Some((shard, lag)) => self.readiness.set_not_ready(format!(
+                "{}[{}] is {lag} records behind (trending.ready_max_lag = {})",
+                shard.topic, shard.partition, self.config.ready_max_lag
+            )),
+            None => self.readiness.set_ready(),
+        }
         *self
             .lag
             .lock()
@@ -605,13 +641,16 @@ pub(super) async fn consume(
 
 /// Outputs acknowledged, then state and offsets saved, then offsets committed to Kafka.
 async fn checkpoint(
-    job: &Job,
+    job: &Arc<Job>,
     consumer: &bus::Consumer,
     mut pending: Pending,
 ) -> Result<(), StreamError> {
     pending.extend(job.emit(None)?);
     await_all(pending).await?;
-    job.save(None)?;
+    // Serialising and fsyncing the checkpoint files is disk work: the CPU pool's, not the
+    // I/O runtime's.
+    let saving = Arc::clone(job);
+    runtime::cpu::run(move || saving.save(None)).await??;
     // Offsets are stored only here, as checkpointed, so no commit (ours, or the bus's before a
     // revocation) can run ahead of a checkpoint.
     for (topic, partition, next_offset) in job.positions() {

@@ -5,7 +5,8 @@
 //! - [`counter`]: the job's pure operator, per input partition: counts per pane and scope.
 //! - `job`: the Kafka edge (consumer group, checkpoints, DLQ, `trending` topic).
 //! - [`view`]: the pure serving state rebuilt from the `trending` topic and the catalog.
-//! - `http`: `GET /v1/trending` and `GET /metrics`.
+//! - `http`: `GET /v1/trending` for the front door.
+//! - `service`: the stage: job, view and routes.
 
 pub mod counter;
 mod http;
@@ -13,7 +14,6 @@ mod job;
 mod service;
 pub mod view;
 
-pub use http::router;
 pub use job::{TrendingConfig, WindowConfig};
-pub use service::{run, serve_view};
+pub use service::{serve_view, stage};
 pub use view::{Audience, Entry, TrendingAnswer, TrendingView, Weights};

@@ -1,28 +1,31 @@
-//! Trending as one service: the job, the serving state that follows the `trending` topic,
-//! and the HTTP API, until shutdown.
+//! Trending as one stage: the job, the serving state that follows the `trending` topic, and
+//! its routes for the front door.
 
 use std::sync::{Arc, RwLock};
 
 use bus::Bus;
+use futures::{FutureExt as _, TryFutureExt as _};
 use model::trending::TrendingRecord;
 use model::{Topic, codec};
-use tokio::net::TcpListener;
+use runtime::Stage;
+use runtime::metrics::Metrics;
+use runtime::window::Hopping;
 use tokio_util::sync::CancellationToken;
 
+use super::http::{api, routes};
 use super::job::{Job, consume};
-use super::{TrendingConfig, TrendingView, router};
+use super::{TrendingConfig, TrendingView};
 use crate::StreamError;
-use crate::runtime::metrics::Metrics;
-use crate::runtime::window::Hopping;
 
-/// Runs the trending job and its HTTP API on `listener` until `shutdown`; then publishes and
-/// checkpoints what it holds, commits and leaves the group.
-pub async fn run(
+/// Starts trending as a stage: the job (a consumer group over clicks and orders), the
+/// serving view that follows the `trending` and `catalog` topics, and `GET /v1/trending`. Its
+/// work runs until `shutdown`; then it publishes and checkpoints what it holds, commits and
+/// leaves the group.
+pub fn stage(
     config: TrendingConfig,
     bus: Arc<Bus>,
-    listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), StreamError> {
+) -> Result<Stage, StreamError> {
     let metrics = Arc::new(Metrics::default());
     let job = Arc::new(Job::new(config.clone(), &bus, Arc::clone(&metrics))?);
     let windows: Vec<Hopping> = config
@@ -31,26 +34,32 @@ pub async fn run(
         .filter_map(|w| Hopping::new(w.size_ms, w.slide_ms).ok())
         .collect();
     let view = Arc::new(RwLock::new(TrendingView::new(&windows, config.weights)));
-    let app = router(Arc::clone(&view), metrics, config.max_limit);
-    let http = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
-    let serving = tokio::spawn(serve_view(Arc::clone(&bus), view, shutdown.clone()));
-    let consumed = consume(job, &bus, &shutdown).await;
-    // Whatever ended consumption, stop serving too, so the caller sees one outcome.
-    shutdown.cancel();
-    let served = http
-        .await
-        .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
-    let followed = serving
-        .await
-        .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
-    consumed?;
-    served?;
-    followed?;
-    Ok(())
+    let readiness = job.readiness.clone();
+    let served = Arc::clone(&view);
+    let work = async move {
+        // The view stops with the job, on a token of our own: the one we were given is the
+        // supervisor's to cancel.
+        let stop_view = shutdown.child_token();
+        let serving = tokio::spawn(serve_view(Arc::clone(&bus), served, stop_view.clone()));
+        let consumed = consume(job, &bus, &shutdown).await;
+        stop_view.cancel();
+        let followed = serving
+            .await
+            .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
+        consumed?;
+        followed?;
+        Ok(())
+    };
+    Ok(Stage {
+        name: "trending",
+        routes: routes(Arc::clone(&view), config.max_limit),
+        api: api(),
+        metrics: Some(Arc::new(move |out: &mut String| {
+            out.push_str(&metrics.render("trending"));
+        })),
+        readiness,
+        work: work.map_err(|e: StreamError| e.into()).boxed(),
+    })
 }
 
 /// Keeps `view` up to date with the whole `trending` and `catalog` topics until `shutdown`.

@@ -15,7 +15,7 @@ use model::trending::{
 use model::{Envelope, Event, MerchantId, ProductId};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::window::{Hopping, floor_to};
+use runtime::window::{Hopping, floor_to};
 
 /// Points each interaction adds to a product's score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,8 +39,8 @@ async fn main() -> Result<()> {
         ..bus::BusConfig::default()
     })?;
     let config = testkit::trending::job_config(checkpoints.into());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    streams::trending::run(config, Arc::new(bus), listener, shutdown).await?;
+    let running = testkit::trending::start(config, Arc::new(bus)).await?;
+    // Runs until it is killed; a stage failure ends the child with its error.
+    running.task.await??;
     Ok(())
 }

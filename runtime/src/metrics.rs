@@ -14,6 +14,10 @@ pub struct Metrics {
     pub events_in: AtomicU64,
     pub events_out: AtomicU64,
     pub replayed_skipped: AtomicU64,
+    /// Records dropped because their event id was applied before (a re-publish).
+    pub duplicates_dropped: AtomicU64,
+    /// Event ids remembered for duplicate removal, over the partitions this instance owns.
+    pub dedup_remembered: AtomicU64,
     pub late_events: AtomicU64,
     pub dead_letters: AtomicU64,
     pub checkpoints: AtomicU64,
@@ -80,6 +84,18 @@ impl Metrics {
             "shopstream_replayed_skipped_total",
             "Redelivered records already covered by the restored checkpoint.",
             &self.replayed_skipped,
+        );
+        counter(
+            &mut out,
+            "shopstream_duplicates_dropped_total",
+            "Records dropped because their event id was already applied (re-published).",
+            &self.duplicates_dropped,
+        );
+        gauge(
+            &mut out,
+            "shopstream_dedup_remembered_ids",
+            "Event ids remembered for duplicate removal over the owned partitions.",
+            self.dedup_remembered.load(Ordering::Relaxed).to_string(),
         );
         counter(
             &mut out,

@@ -1,0 +1,476 @@
+//! The front door: one listener for every stage's routes, plus `/healthz`, `/readyz`,
+//! `/metrics`, `/v1/openapi.json` and `/docs`, behind one set of protections.
+//!
+//! Protections, outermost first:
+//! - at accept: a cap on open connections in total and per client address (a connection over
+//!   either is closed at once), and a deadline for each request's headers, so slow clients
+//!   (slow-loris) hold a bounded number of sockets for a bounded time;
+//! - per request: a cap on requests in flight (over it: 503 `overloaded` with Retry-After, no
+//!   queue), a request deadline (503 `timeout`), a default body limit (routes may set their
+//!   own), and a token bucket per client address for calls that carry no API key. Calls with
+//!   a key are limited per key by the stage that checks the key; a key that fails the check is
+//!   charged to the address's bucket, so guessing keys costs one bucket, not a lookup per try.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use model::api::ErrorCode;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use utoipa::openapi::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::ApiError;
+use crate::stage::{MetricsRender, Readiness};
+
+/// The front door's settings: the `http` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrontConfig {
+    /// Address every HTTP API listens on; keep it on 127.0.0.1 unless a proxy fronts it.
+    pub listen: String,
+    /// A client must send a request's headers within this many milliseconds, or the
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request must be answered within this many milliseconds, or it gets 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once over all connections; more get 503 `overloaded` at once.
+    pub max_in_flight: usize,
+    /// Connections open at once; further ones are closed at accept.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
+    /// Largest request body in bytes, unless a route sets its own.
+    pub max_body_bytes: usize,
+    /// Requests per second one client address may make without an API key (and failed key
+    /// checks it may cause).
+    pub per_address_per_second: u32,
+    /// How many such requests an address may make at once after being idle.
+    pub per_address_burst: u32,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            max_in_flight: 1_024,
+            max_connections: 16_384,
+            max_connections_per_address: 1_024,
+            max_body_bytes: 1 << 20,
+            per_address_per_second: 100,
+            per_address_burst: 200,
+        }
+    }
+}
+
+impl FrontConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            (
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms as usize,
+            ),
+            ("request_timeout_ms", self.request_timeout_ms as usize),
+            ("max_in_flight", self.max_in_flight),
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            ("max_body_bytes", self.max_body_bytes),
+            (
+                "per_address_per_second",
+                self.per_address_per_second as usize,
+            ),
+            ("per_address_burst", self.per_address_burst as usize),
+        ];
+        match positive.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(format!("http.{name} must be positive")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the front door mounts for one stage.
+#[derive(Clone)]
+pub struct Mounted {
+    pub name: &'static str,
+    pub readiness: Readiness,
+    pub metrics: Option<MetricsRender>,
+}
+
+impl std::fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mounted")
+            .field("name", &self.name)
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token bucket per client address, for calls without an API key and for failed key
+/// checks. Handlers that check keys find it in the request's extensions: they ask
+/// [`AddressLimiter::refuse_if_blocked`] before looking a key up and charge a failed check with
+/// [`AddressLimiter::charge_failure`], so a key-guessing loop is refused before any lookup once
+/// its address's bucket is empty.
+#[derive(Clone)]
+pub struct AddressLimiter {
+    buckets: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses whose bucket ran dry on failed key checks, until when.
+    blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
+}
+
+impl std::fmt::Debug for AddressLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressLimiter")
+    }
+}
+
+impl AddressLimiter {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            buckets: Arc::new(RateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            )),
+            blocked: Arc::default(),
+        }
+    }
+
+    /// Takes a token for `address`; when none is left, 429 `rate_limited` with Retry-After.
+    pub fn take(&self, address: IpAddr) -> Result<(), ApiError> {
+        self.buckets.check_key(&address).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            refusal(wait)
+        })
+    }
+
+    /// 429 while `address` is blocked for failed key checks.
+    pub fn refuse_if_blocked(&self, address: IpAddr) -> Result<(), ApiError> {
+        let blocked = self.lock_blocked();
+        match blocked.get(&address) {
+            Some(until) => match until.checked_duration_since(Instant::now()) {
+                Some(wait) => Err(refusal(wait)),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Charges a failed key check to `address`; when its bucket is empty, blocks it until a
+    /// token is back and answers 429 instead of the caller's 401.
+    pub fn charge_failure(&self, address: IpAddr) -> Result<(), ApiError> {
+        self.buckets.check_key(&address).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.lock_blocked().insert(address, Instant::now() + wait);
+            refusal(wait)
+        })
+    }
+
+    fn lock_blocked(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the state of addresses that have been quiet, so memory follows the active ones.
+    fn forget_idle(&self) {
+        self.buckets.retain_recent();
+        self.buckets.shrink_to_fit();
+        let now = Instant::now();
+        self.lock_blocked().retain(|_, until| *until > now);
+    }
+}
+
+fn refusal(wait: Duration) -> ApiError {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many requests from this address; retry in {seconds} s"),
+    )
+    .retry_after(seconds)
+}
+
+/// The client's address, put into every request's extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub SocketAddr);
+
+#[derive(Clone)]
+struct Limits {
+    in_flight: Arc<Semaphore>,
+    request_timeout: Duration,
+    addresses: AddressLimiter,
+}
+
+/// Builds the front door's router from every stage's routes and OpenAPI part.
+pub fn router(
+    config: &FrontConfig,
+    stages: Vec<(Mounted, Router, OpenApi)>,
+    addresses: AddressLimiter,
+) -> Router {
+    let mut document = base_document();
+    let mut routes = Router::new();
+    let mut mounted = Vec::new();
+    for (stage, stage_routes, api) in stages {
+        document.merge(api);
+        routes = routes.merge(stage_routes);
+        mounted.push(stage);
+    }
+    let mounted = Arc::new(mounted);
+    let limits = Limits {
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        addresses,
+    };
+    routes
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(Arc::clone(&mounted)))
+        .route("/metrics", get(metrics).with_state(mounted))
+        .merge(SwaggerUi::new("/docs").url("/v1/openapi.json", document))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such endpoint; see GET /v1/openapi.json or /docs",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not take that method; see GET /v1/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(limits, guard))
+}
+
+fn base_document() -> OpenApi {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    let mut document = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("shopstream")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Every shopstream API on one port. Errors answer `{\"error\": {\"code\", \"message\"}}` with a stable `code`; 401 `unauthorized`, 403 `forbidden`, 429 `rate_limited` (per key, or per address without one) and 503 `overloaded`/`timeout` can come from any route.",
+                ))
+                .build(),
+        )
+        .build();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API key from POST /v1/merchants or POST /v1/api-keys; the admin key is in <data_dir>/core/admin.key.",
+                ))
+                .build(),
+        ),
+    );
+    document
+}
+
+async fn readyz(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
+    let waiting: Vec<String> = stages
+        .iter()
+        .filter_map(|stage| {
+            stage
+                .readiness
+                .get()
+                .err()
+                .map(|why| format!("{}: {why}", stage.name))
+        })
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("not ready: {}", waiting.join("; ")),
+        )
+        .retry_after(1)
+        .into_response()
+    }
+}
+
+async fn metrics(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
+    let mut out = String::new();
+    for stage in stages.iter() {
+        if let Some(render) = &stage.metrics {
+            render(&mut out);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Admission for every request: the in-flight cap, the per-address bucket for calls
+/// without a key, and the request deadline.
+async fn guard(
+    State(limits): State<Limits>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = limits.in_flight.clone().try_acquire_owned() else {
+        return ApiError::new(
+            ErrorCode::Overloaded,
+            "the server is at its limit of requests in flight; retry shortly",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    let address = request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|a| a.0.ip());
+    if let Some(address) = address
+        && !request.headers().contains_key(header::AUTHORIZATION)
+        && let Err(refused) = limits.addresses.take(address)
+    {
+        return refused.into_response();
+    }
+    request.extensions_mut().insert(limits.addresses.clone());
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Timeout,
+            format!(
+                "the request took longer than {} ms; retry later",
+                limits.request_timeout.as_millis()
+            ),
+        )
+        .retry_after(1)
+        .into_response(),
+    }
+}
+
+/// Open connections per client address, and in total.
+#[derive(Debug, Default)]
+struct Connections {
+    per_address: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// Holds one connection's place until the connection ends.
+struct Place {
+    connections: Arc<Mutex<Connections>>,
+    address: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        connections.total -= 1;
+        if let Some(count) = connections.per_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                connections.per_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then stops accepting and lets requests in
+/// progress finish (for at most the request timeout).
+pub async fn serve(
+    config: &FrontConfig,
+    listener: TcpListener,
+    router: Router,
+    addresses: AddressLimiter,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .keep_alive(true);
+    let mut forget = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = forget.tick() => {
+                addresses.forget_idle();
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors or a connection reset before accept: the listener
+                // itself is fine, so keep serving.
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let place = {
+            let mut open = connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let from_address = open.per_address.get(&peer.ip()).copied().unwrap_or(0);
+            if open.total >= config.max_connections
+                || from_address >= config.max_connections_per_address
+            {
+                None
+            } else {
+                open.total += 1;
+                *open.per_address.entry(peer.ip()).or_default() += 1;
+                Some(Place {
+                    connections: Arc::clone(&connections),
+                    address: peer.ip(),
+                })
+            }
+        };
+        let Some(place) = place else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddress(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _place = place;
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_millis(config.request_timeout_ms);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the request timeout; closing them");
+    }
+    Ok(())
+}

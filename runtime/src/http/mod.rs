@@ -1,0 +1,8 @@
+//! The HTTP front door shared by every stage; see [`front`] for the protections and
+//! [`error`] for the one error answer.
+
+mod error;
+pub mod front;
+
+pub use error::ApiError;
+pub use front::{AddressLimiter, ClientAddress, FrontConfig};

@@ -1,0 +1,39 @@
+//! What every stage shares, so that a stage is "routes + work on the runtime + a line in the
+//! binary's stage list".
+//!
+//! - [`stage`]: the one shape of a stage ([`stage::Stage`]: routes, OpenAPI part, metrics,
+//!   readiness, background work) that the binary mounts and supervises.
+//! - [`supervisor`]: runs a process's stage list behind the front door and stops it in the
+//!   documented order; the binary, the tests and the benches start stages through it.
+//! - [`cpu`]: the CPU pool, where encodes, checkpoint writes and index builds run instead of
+//!   the I/O runtime.
+//! - [`http`]: the front door every route is served from: the one [`http::ApiError`] (codes
+//!   from [`model::api::ErrorCode`]), connection and request limits, the per-address bucket,
+//!   `/healthz`, `/readyz`, `/metrics`, and one OpenAPI document.
+//! - The stream runtime, pure except for checkpoint files: time comes in as arguments (event
+//!   time from envelopes, processing time from the caller's clock), so the pieces are tested
+//!   without Kafka, clocks or disks.
+//!   - each input partition is a *shard* with its own state and its own event-time progress;
+//!   - [`watermark::Watermarks`] turns per-shard progress into the job watermark, ignoring
+//!     idle shards;
+//!   - [`window::Hopping`] and [`window::Panes`] count into panes once per event and build
+//!     any sliding window from whole panes; [`session`] has gap-based session windows;
+//!   - [`checkpoint::Checkpoints`] stores each shard's state together with the offset it
+//!     covers, atomically, so a restarted or newly assigned owner resumes exactly where the
+//!     state ends;
+//!   - [`dedup::Dedup`] drops re-published events by `event_id` within a horizon of records,
+//!     saved with the partition's state;
+//!   - [`metrics::Metrics`] is a job's counters and gauges in the Prometheus text format.
+
+pub mod checkpoint;
+pub mod cpu;
+pub mod dedup;
+pub mod http;
+pub mod metrics;
+pub mod session;
+pub mod stage;
+pub mod supervisor;
+pub mod watermark;
+pub mod window;
+
+pub use stage::{Readiness, Stage, StageError};

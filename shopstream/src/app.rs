@@ -1,0 +1,309 @@
+//! The stage list of each role, built from the one config, and the roles that run it:
+//! `demo` (embedded broker + every stage + generator), `serve` (every stage, external
+//! broker), `core` and `stream <job>` (one stage each, for scale-out).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use bus::Bus;
+use futures::{FutureExt as _, TryFutureExt as _};
+use indicatif::ProgressBar;
+use model::Topic;
+use runtime::Stage;
+use runtime::supervisor::{self, StageList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::{cancel_on_signal, pump};
+
+/// Temporary directories of a run without `data_dir`, removed when the run ends.
+#[derive(Debug, Default)]
+struct Scratch(Vec<tempfile::TempDir>);
+
+impl Scratch {
+    /// `configured`, or a fresh temporary directory named after `what` that lives as long as
+    /// this run (like the embedded broker's in-memory log).
+    fn dir_or_temp(&mut self, configured: Option<PathBuf>, what: &str) -> Result<PathBuf> {
+        if let Some(dir) = configured {
+            return Ok(dir);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("shopstream-{what}-"))
+            .tempdir()?;
+        let path = dir.path().to_owned();
+        self.0.push(dir);
+        Ok(path)
+    }
+}
+
+/// Which stages a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Embedded broker, every stage and the generator.
+    Demo,
+    /// Every stage against the configured cluster.
+    Serve,
+    /// The orders core alone.
+    Core,
+    /// The trending job alone.
+    Trending,
+    /// The lakehouse sink and its maintenance alone.
+    Lakehouse,
+}
+
+impl Role {
+    fn has(self, stage: Role) -> bool {
+        matches!(self, Role::Demo | Role::Serve) || self == stage
+    }
+}
+
+/// Runs `role` until Ctrl-C/SIGTERM or the first stage failure.
+pub async fn run(config: Config, role: Role) -> Result<()> {
+    // The orders core alone may run on its own embedded broker, as the demo does; the other
+    // roles exist to join a shared cluster.
+    if !matches!(role, Role::Demo | Role::Core) && config.bus.bootstrap_servers.is_none() {
+        bail!(
+            "this command runs against a Kafka cluster: set bus.bootstrap_servers (a running \
+             `shopstream demo` serves one on 127.0.0.1:9092), or run `shopstream demo`"
+        );
+    }
+    if role == Role::Serve && config.data_dir.is_none() {
+        bail!(
+            "shopstream serve keeps checkpoints, the core's admin key and the lake under \
+             --data-dir DIR (or data_dir in the config); give it one"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let bus = connect(&config).await?;
+    let listener = supervisor::bind(&config.http).await?;
+    let http = listener.local_addr()?;
+    let mut scratch = Scratch::default();
+    let mut list = StageList::default();
+    let mut banner = Banner::default();
+
+    if role.has(Role::Core) {
+        let data_dir = match &config.data_dir {
+            Some(dir) => dir.join("core"),
+            None => scratch.dir_or_temp(None, "core")?,
+        };
+        let store = match &config.core.store.url {
+            Some(_) => "PostgreSQL (core.store.url)".to_owned(),
+            None => data_dir.join("orders.sqlite3").display().to_string(),
+        };
+        let token = CancellationToken::new();
+        let (stage, started) = ingest::service::stage(
+            config.core.clone(),
+            data_dir,
+            Arc::clone(&bus),
+            token.clone(),
+        )
+        .await
+        .context("orders core failed to start")?;
+        list.push(stage, token);
+        banner.line(
+            "orders API",
+            format!(
+                "http://{http}/v1  (admin key {})",
+                match started.admin_key_file {
+                    Some(file) => format!("in {}", file.display()),
+                    None => "core.admin_key from the configuration".to_owned(),
+                }
+            ),
+        );
+        banner.line("orders store", store);
+    }
+    if role.has(Role::Trending) {
+        let mut trending = config.trending.clone();
+        if trending.checkpoint_dir.is_none() && role != Role::Demo {
+            bail!(
+                "the trending job needs --data-dir DIR (or trending.checkpoint_dir) to keep its checkpoints; instances of one group must share it"
+            );
+        }
+        trending.checkpoint_dir =
+            Some(scratch.dir_or_temp(trending.checkpoint_dir.take(), "checkpoints")?);
+        let bus = Arc::clone(&bus);
+        list.add("trending", |token| async move {
+            streams::trending::stage(trending, bus, token)
+        })
+        .await?;
+        banner.line(
+            "trending API",
+            format!("http://{http}/v1/trending?window=5m&limit=5"),
+        );
+    }
+    if role.has(Role::Lakehouse) {
+        let mut lake = config.lakehouse.clone();
+        if lake.dir.is_none() && lake.s3.is_none() {
+            if role != Role::Demo {
+                bail!(
+                    "the lakehouse needs --data-dir DIR (or lakehouse.dir / lakehouse.s3); members of one group must share it"
+                );
+            }
+            lake.dir = Some(scratch.dir_or_temp(None, "lake")?);
+        }
+        let storage = lake.storage()?;
+        banner.line(
+            "lakehouse",
+            format!(
+                "{} (Parquet; committed every {} ms)",
+                match storage.location() {
+                    lakehouse::storage::Location::Directory(dir) => dir.display().to_string(),
+                    lakehouse::storage::Location::S3 { bucket, prefix } =>
+                        format!("s3://{bucket}/{prefix}"),
+                },
+                lake.commit_interval_ms
+            ),
+        );
+        let sink = {
+            let (lake, bus) = (lake.clone(), Arc::clone(&bus));
+            move |token: CancellationToken| async move {
+                Ok::<_, std::convert::Infallible>(Stage::background(
+                    "lakehouse sink",
+                    async move { lakehouse::sink::run(lake, &bus, Arc::default(), token).await }
+                        .map_err(Into::into)
+                        .boxed(),
+                ))
+            }
+        };
+        list.add("lakehouse sink", sink).await?;
+        let maintenance = {
+            let lake = lake.clone();
+            move |token: CancellationToken| async move {
+                Ok::<_, std::convert::Infallible>(Stage::background(
+                    "lakehouse maintenance",
+                    lakehouse::maintain::run(lake, token)
+                        .map_err(Into::into)
+                        .boxed(),
+                ))
+            }
+        };
+        list.add("lakehouse maintenance", maintenance).await?;
+        if matches!(role, Role::Demo | Role::Serve) {
+            let (sql_config, sql_password) = crate::config::sql_users(&config)?;
+            let sql_listener = tokio::net::TcpListener::bind(&sql_config.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} (set sql.listen, e.g. --set sql.listen=127.0.0.1:0)",
+                        sql_config.listen
+                    )
+                })?;
+            let sql_address = sql_listener.local_addr()?;
+            banner.line("SQL", sql_banner(sql_address, sql_password.as_deref()));
+            let serve = move |token: CancellationToken| async move {
+                Ok::<_, std::convert::Infallible>(Stage::background(
+                    "SQL endpoint",
+                    lakehouse::pg::serve(sql_config, storage, sql_listener, token)
+                        .map_err(Into::into)
+                        .boxed(),
+                ))
+            };
+            list.add("SQL endpoint", serve).await?;
+        }
+    }
+    if role == Role::Demo {
+        let generator_config = traffic::GeneratorConfig {
+            start_ms: pump::now_ms(),
+            ..config.generator.clone()
+        };
+        let producer = bus.producer()?;
+        let generate = move |token: CancellationToken| async move {
+            let events = traffic::Generator::new(generator_config)?;
+            Ok::<_, traffic::ConfigError>(Stage::background(
+                "generator",
+                async move {
+                    pump::pump(events, &producer, true, &token, &ProgressBar::hidden()).await?;
+                    // The generator is endless: it only ends because it was told to stop.
+                    Ok(())
+                }
+                .map_err(|e: anyhow::Error| e.into())
+                .boxed(),
+            ))
+        };
+        list.add("generator", generate).await?;
+        banner.line(
+            "generator",
+            format!(
+                "seed {} at {} events/s (mean)",
+                config.generator.seed, config.generator.rate
+            ),
+        );
+    }
+
+    let broker = bus.bootstrap_servers().to_owned();
+    let title = match role {
+        Role::Demo => "shopstream demo is running",
+        Role::Serve => "shopstream serve is running",
+        Role::Core => "orders core is running",
+        Role::Trending => "trending is running",
+        Role::Lakehouse => "lakehouse sink is running",
+    };
+    eprint!(
+        "{title}\n{}",
+        banner
+            .with(
+                "kafka broker",
+                format!(
+                    "{broker}{}",
+                    if bus.is_embedded() { " (embedded)" } else { "" }
+                ),
+            )
+            .with("stages", list.names().join(", "))
+            .with(
+                "every API",
+                format!("http://{http}  (/v1/openapi.json, /docs, /metrics, /readyz)"),
+            )
+            .with("stop", "Ctrl-C".to_owned())
+            .render()
+    );
+    let outcome = supervisor::run(&config.http, listener, list, shutdown).await;
+    bus.save();
+    drop(scratch);
+    outcome?;
+    eprintln!("stopped cleanly: intake stopped, jobs checkpointed and committed, outbox drained");
+    Ok(())
+}
+
+fn sql_banner(address: SocketAddr, password: Option<&str>) -> String {
+    match password {
+        Some(password) => {
+            format!("psql 'postgresql://analyst:{password}@{address}/shopstream'")
+        }
+        None => format!("{address} (Postgres wire; users from sql.users)"),
+    }
+}
+
+/// The lines printed at start-up: what runs where.
+#[derive(Debug, Default)]
+struct Banner(Vec<(&'static str, String)>);
+
+impl Banner {
+    fn line(&mut self, what: &'static str, value: String) {
+        self.0.push((what, value));
+    }
+
+    fn with(mut self, what: &'static str, value: String) -> Self {
+        self.0.push((what, value));
+        self
+    }
+
+    fn render(&self) -> String {
+        self.0
+            .iter()
+            .map(|(what, value)| format!("  {what:<15} {value}\n"))
+            .collect()
+    }
+}
+
+/// Connects to the configured cluster (or starts the embedded broker) and brings every topic
+/// to the settings its kind asks for.
+pub async fn connect(config: &Config) -> Result<Arc<Bus>> {
+    let bus = Bus::connect(config.bus.clone())?;
+    bus.ensure_topics(&Topic::ALL)
+        .await
+        .context("cannot create or align the topics")?;
+    Ok(Arc::new(bus))
+}
