@@ -123,6 +123,12 @@ pub enum ServiceError {
     Notify(#[from] notify::NotifyError),
     #[error("{0} task panicked")]
     Panicked(&'static str),
+    /// A part of the core stopped on its own before shutdown.
+    #[error("the {0} stopped before shutdown")]
+    Stopped(&'static str),
+    /// The admin key from the configuration or the key file is unusable.
+    #[error("{0}")]
+    InvalidAdminKey(String),
 }
 
 /// The orders core as a stage: opens the store (creating the admin key on first start) and
@@ -158,18 +164,17 @@ pub async fn stage(
     };
     let notifiers = config.notify.notifiers()?;
     let work = async move {
-        let sweeper = tokio::spawn(sweep(
-            store.clone(),
-            config.sweep_interval_ms,
-            shutdown.clone(),
-        ));
-        let notifier = (config.notify.enabled && !notifiers.is_empty()).then(|| {
+        // The sweeper and the notifier stop on a token of our own: `shutdown` is the
+        // supervisor's, and a failing notifier must stop them without cancelling it.
+        let stop = shutdown.child_token();
+        let sweeper = tokio::spawn(sweep(store.clone(), config.sweep_interval_ms, stop.clone()));
+        let mut notifier = (config.notify.enabled && !notifiers.is_empty()).then(|| {
             tokio::spawn(notify::run(
                 config.notify.clone(),
                 store.clone(),
                 Arc::clone(&bus),
                 notifiers,
-                shutdown.clone(),
+                stop.clone(),
             ))
         });
         let relay_stop = CancellationToken::new();
@@ -177,26 +182,35 @@ pub async fn stage(
             let (config, stop) = (config.relay.clone(), relay_stop.clone());
             async move { relay::run(config, store, &bus, stop).await }
         });
-        // The relay only ends early when it cannot go on; then the core has failed.
-        let ended_early = tokio::select! {
-            () = shutdown.cancelled() => None,
-            ended = &mut relay => Some(ended),
-        };
-        if ended_early.is_some() {
-            sweeper.abort();
-            if let Some(notifier) = &notifier {
-                notifier.abort();
+        // The relay and the notifier end on their own only when they cannot go on; then
+        // the core has failed, and says which part.
+        let notifier_ended = async {
+            match notifier.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
             }
-        }
+        };
+        let (relay_ended, notified) = tokio::select! {
+            () = shutdown.cancelled() => (None, None),
+            ended = &mut relay => (Some(ended), None),
+            ended = notifier_ended => (None, Some(ended)),
+        };
+        stop.cancel();
         let _ = sweeper.await;
-        let notified = match notifier {
-            Some(task) if ended_early.is_none() => {
-                task.await.map_err(|_| ServiceError::Panicked("notifier"))?
-            }
-            _ => Ok(()),
+        let notified = match (notified, notifier) {
+            (Some(ended), _) => ended
+                .map_err(|_| ServiceError::Panicked("notifier"))?
+                .map_err(ServiceError::from)
+                .and(Err(ServiceError::Stopped("notifier"))),
+            (None, Some(task)) => task
+                .await
+                .map_err(|_| ServiceError::Panicked("notifier"))?
+                .map_err(ServiceError::from),
+            (None, None) => Ok(()),
         };
+        // Whatever ended the core, the relay drains what the others committed, last.
         relay_stop.cancel();
-        let relayed = match ended_early {
+        let relayed = match relay_ended {
             Some(ended) => ended,
             None => relay.await,
         }
@@ -251,7 +265,13 @@ async fn admin_key(
     data_dir: &std::path::Path,
 ) -> Result<Option<PathBuf>, ServiceError> {
     let now = now_ms();
+    let usable = |key: &str| key.len() >= 8 && !key.chars().any(char::is_whitespace);
     if let Some(key) = &config.admin_key {
+        if !usable(key) {
+            return Err(ServiceError::InvalidAdminKey(
+                "core.admin_key must be at least 8 characters without spaces (or unset it to have one generated)".into(),
+            ));
+        }
         auth::install_admin_key(store, key, Origin::Config, now).await?;
         return Ok(None);
     }
@@ -269,6 +289,12 @@ async fn admin_key(
         }
         Err(error) => return Err(io(error)),
     };
+    if !usable(&key) {
+        return Err(ServiceError::InvalidAdminKey(format!(
+            "{} does not hold a usable key (empty after a crash?); delete it and a new key is generated",
+            path.display()
+        )));
+    }
     auth::install_admin_key(store, &key, Origin::File, now).await?;
     Ok(Some(path))
 }

@@ -7,6 +7,8 @@
 //!   [`evolution`] decides which schema changes it accepts;
 //! - [`maintain`] compacts small files, drops partitions past retention and deletes what no
 //!   commit names any more;
+//! - [`writer`] is the one path by which rows become committed files (the sink and the
+//!   benchmark's order book write through it; [`manifest`] commits are crate-private);
 //! - [`sink`] is the consumer-group member that fills the tables;
 //! - [`pg`] serves it all over the Postgres wire protocol, read-only, per user;
 //! - [`query`] registers the tables (as of their manifests) and the analyst views with
@@ -15,6 +17,8 @@
 pub mod config;
 pub mod evolution;
 pub mod maintain;
+#[cfg(test)]
+mod maintain_tests;
 pub mod manifest;
 pub mod parquet;
 pub mod pg;
@@ -22,6 +26,7 @@ pub mod query;
 pub mod rows;
 pub mod sink;
 pub mod storage;
+pub mod writer;
 
 pub use config::LakeConfig;
 pub use storage::Storage;

@@ -254,7 +254,7 @@ impl Manifest {
 
     /// Appends `entry` (its version is assigned here) after `snapshot`, which it brings up to
     /// date. Returns [`LakeError::Fenced`] when the entry no longer fits the log.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         snapshot: &mut Snapshot,
         mut entry: Entry,

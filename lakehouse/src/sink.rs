@@ -36,10 +36,10 @@ use model::{Table, Topic, codec};
 use runtime::dedup::Dedup;
 use tokio_util::sync::CancellationToken;
 
-use crate::manifest::{DataFile, Entry, Manifest, OffsetRange, Operation, Snapshot};
-use crate::parquet::Encoding;
-use crate::rows::{Rows, event_day, format_day};
-use crate::{LakeConfig, LakeError, Storage};
+use crate::manifest::OffsetRange;
+use crate::rows::{Rows, event_day};
+use crate::writer::{Pending, Writer};
+use crate::{LakeConfig, LakeError};
 
 /// The topics the sink reads: every topic a table is made from.
 pub fn source_topics() -> Vec<Topic> {
@@ -157,19 +157,9 @@ impl RebalanceHook for Owned {
     }
 }
 
-/// Rows of one table and day, taken out of the buffers for a commit.
-struct Pending {
-    table: Table,
-    day: i32,
-    rows: Vec<Rows>,
-}
-
 struct Sink {
     config: LakeConfig,
-    encoding: Encoding,
-    storage: Storage,
-    manifests: BTreeMap<Table, Manifest>,
-    snapshots: BTreeMap<Table, Snapshot>,
+    writer: Writer,
     owned: Arc<Owned>,
     stats: Arc<SinkStats>,
 }
@@ -183,11 +173,8 @@ pub async fn run(
 ) -> Result<(), LakeError> {
     config.validate()?;
     let storage = config.storage()?;
-    let mut manifests = BTreeMap::new();
-    let mut snapshots = BTreeMap::new();
+    let writer = Writer::open(storage.clone(), config.encoding(), config.orphan_grace_ms).await?;
     for table in Table::ALL {
-        let manifest = Manifest::new(storage.clone(), table);
-        let snapshot = manifest.snapshot().await?;
         let deleted = crate::maintain::vacuum(&storage, table, config.orphan_grace_ms).await?;
         if deleted > 0 {
             tracing::info!(%table, count = deleted, "deleted files no commit names");
@@ -196,11 +183,9 @@ pub async fn run(
         // a record.
         crate::evolution::check(
             table,
-            snapshot.schema.as_deref(),
+            writer.snapshot(table).and_then(|s| s.schema.as_deref()),
             &crate::evolution::columns(&model::schema::for_table(table)),
         )?;
-        manifests.insert(table, manifest);
-        snapshots.insert(table, snapshot);
     }
     let owned = Arc::new(Owned::default());
     let consumer = bus.consumer(
@@ -211,10 +196,7 @@ pub async fn run(
     )?;
     let dlq = bus.producer()?;
     let mut sink = Sink {
-        encoding: config.encoding(),
-        storage,
-        manifests,
-        snapshots,
+        writer,
         owned,
         stats,
         config,
@@ -343,12 +325,10 @@ impl Sink {
             dedup: Dedup::new(self.config.dedup_horizon),
         };
         for table in Table::fed_by(topic) {
-            let snapshot = self.snapshots.entry(table).or_default();
-            self.manifests[&table].refresh(snapshot).await?;
-            let committed = snapshot
-                .positions
-                .get(&(partition.topic.clone(), partition.partition))
-                .copied();
+            let committed = self
+                .writer
+                .position(table, &partition.topic, partition.partition)
+                .await?;
             state.cursors.insert(
                 table,
                 Cursor {
@@ -365,9 +345,7 @@ impl Sink {
             .min()
             .unwrap_or(0);
         let window = state.dedup.window_start(lowest);
-        let recent = bus
-            .read_range(topic, partition.partition, window, lowest)
-            .await?;
+        let recent = read_again(bus, topic, partition.partition, window, lowest).await?;
         for record in &recent {
             if let Some(Ok(envelope)) = record.payload.as_deref().map(codec::decode) {
                 state.dedup.first_seen(envelope.event_id, record.offset);
@@ -391,47 +369,13 @@ impl Sink {
         if ranges.is_empty() {
             return Ok(());
         }
-        let encoding = self.encoding;
-        let files = runtime::cpu::run(move || encode_all(pending, encoding))
-            .await
-            .map_err(|e| LakeError::Parquet(format!("encoder task failed: {e}")))??;
-        let written_at = std::time::Instant::now();
-        let mut by_table: BTreeMap<Table, Vec<DataFile>> = BTreeMap::new();
-        let mut rows = 0;
-        for (table, file, bytes) in files {
-            self.storage
-                .put(&self.storage.path(&file.path), bytes)
-                .await?;
-            rows += file.rows;
-            by_table.entry(table).or_default().push(file);
-        }
-        let mut tables: Vec<Table> = ranges.keys().copied().collect();
-        tables.dedup();
-        for table in tables {
-            let added = by_table.remove(&table).unwrap_or_default();
-            let file_count = added.len() as u64;
-            // Vacuum deletes files no entry names once they are orphan_grace_ms old; a commit
-            // stalled for half of that may be naming files already gone.
-            if written_at.elapsed().as_millis() as i64 > self.config.orphan_grace_ms / 2 {
-                return Err(LakeError::Manifest(format!(
-                    "{table}: the commit stalled for {} s after writing its files, half of lakehouse.orphan_grace_ms; they may have been vacuumed, so it is not committed (the records are read again from the manifest's position)",
-                    written_at.elapsed().as_secs()
-                )));
-            }
-            let snapshot = self.snapshots.entry(table).or_default();
-            let columns = crate::evolution::columns(&model::schema::for_table(table));
-            let entry = Entry {
-                added,
-                offsets: ranges[&table].clone(),
-                schema: (snapshot.schema.as_ref() != Some(&columns)).then_some(columns),
-                ..Entry::new(Operation::Append)
-            };
-            self.manifests[&table].commit(snapshot, entry).await?;
-            self.stats
-                .files_committed
-                .fetch_add(file_count, Ordering::Relaxed);
-        }
-        self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
+        let committed = self.writer.commit(pending, ranges.clone()).await?;
+        self.stats
+            .files_committed
+            .fetch_add(committed.files, Ordering::Relaxed);
+        self.stats
+            .rows_committed
+            .fetch_add(committed.rows, Ordering::Relaxed);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.store_positions(consumer, &ranges);
         // The manifest is the truth; the Kafka commit only saves the next owner records it
@@ -507,39 +451,25 @@ impl Sink {
     }
 }
 
-/// Encodes each table and day as one file.
-fn encode_all(
-    pending: Vec<Pending>,
-    encoding: Encoding,
-) -> Result<Vec<(Table, DataFile, Vec<u8>)>, LakeError> {
-    let mut files = Vec::new();
-    for Pending { table, day, rows } in pending {
-        let mut batches = Vec::new();
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for mut part in rows {
-            if let Some((lo, hi)) = part.event_time_range() {
-                min = min.min(lo);
-                max = max.max(hi);
+/// The records of `[from, to)` again, retrying what a retry can help (a slow or restarting
+/// broker) a few times before the sink gives up.
+async fn read_again(
+    bus: &Bus,
+    topic: Topic,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<Vec<InRecord>, LakeError> {
+    let mut attempt = 0u32;
+    loop {
+        match bus.read_range(topic, partition, from, to).await {
+            Ok(records) => return Ok(records),
+            Err(error) if error.is_retryable() && attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, "re-reading the dedup window failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
-            if !part.is_empty() {
-                batches.push(part.finish()?);
-            }
+            Err(error) => return Err(error.into()),
         }
-        let row_count: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if row_count == 0 {
-            continue;
-        }
-        let bytes = encoding.encode(&batches)?;
-        let event_date = format_day(day);
-        let file = DataFile {
-            path: DataFile::fresh_path(table, &event_date),
-            event_date,
-            rows: row_count as u64,
-            bytes: bytes.len() as u64,
-            min_event_time: min,
-            max_event_time: max,
-        };
-        files.push((table, file, bytes));
     }
-    Ok(files)
 }

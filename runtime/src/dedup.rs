@@ -53,8 +53,19 @@ impl Dedup {
     /// True when `id` does not occur in the `horizon` offsets before `offset`; false for a
     /// duplicate, which the caller drops. Either way the sighting is remembered.
     pub fn first_seen(&mut self, id: Uuid, offset: i64) -> bool {
+        self.forget_before(offset - self.horizon);
+        let first = self.seen.insert(id, offset).is_none();
+        self.order.push_back((id, offset));
+        // Keep exactly what the next position needs, so the state after a record is the same
+        // whether it was built record by record or read again from the window.
+        self.forget_before(offset + 1 - self.horizon);
+        first
+    }
+
+    /// Drops the sightings at offsets below `offset`.
+    fn forget_before(&mut self, offset: i64) {
         while let Some(&(old, at)) = self.order.front() {
-            if at > offset - self.horizon {
+            if at >= offset {
                 break;
             }
             self.order.pop_front();
@@ -62,9 +73,6 @@ impl Dedup {
                 self.seen.remove(&old);
             }
         }
-        let first = self.seen.insert(id, offset).is_none();
-        self.order.push_back((id, offset));
-        first
     }
 
     /// The first offset whose records a restarted owner must read again to rebuild the set
@@ -126,12 +134,22 @@ mod tests {
         assert!(dedup.first_seen(id(1), 0));
         assert!(!dedup.first_seen(id(1), 1));
         assert!(dedup.first_seen(id(2), 2));
-        // Id 1 was last seen at offset 1, which is not among the 3 offsets before 4.
-        assert!(dedup.first_seen(id(1), 4));
-        assert!(dedup.first_seen(id(2), 5));
-        assert!(!dedup.first_seen(id(2), 6));
-        assert_eq!(dedup.len(), 2, "ids 1 (offset 4) and 2 (offset 6)");
-        assert_eq!(dedup.window_start(7), 4);
+        // Offset 1 is among the 3 offsets before 4 (1, 2, 3): still a duplicate.
+        assert!(!dedup.first_seen(id(1), 4));
+        // Id 2 was last seen at 2, which is not among the 3 before 6 (3, 4, 5).
+        assert!(dedup.first_seen(id(2), 6));
+        assert!(!dedup.first_seen(id(2), 7));
+        assert_eq!(
+            dedup.len(),
+            1,
+            "only id 2 (offset 7): the next record looks at 5 to 7"
+        );
+        // A horizon of one offset catches a copy right after its original.
+        let mut tight = Dedup::new(1);
+        assert!(tight.first_seen(id(9), 0));
+        assert!(!tight.first_seen(id(9), 1));
+        assert!(tight.first_seen(id(9), 3));
+        assert_eq!(dedup.window_start(8), 5);
         assert_eq!(dedup.window_start(2), 0);
     }
 

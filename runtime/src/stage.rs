@@ -57,6 +57,14 @@ impl Stage {
     }
 }
 
+impl Stage {
+    /// The same stage, its series rendered by `render` onto `/metrics`.
+    pub fn with_metrics(mut self, render: impl Fn(&mut String) + Send + Sync + 'static) -> Stage {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+}
+
 /// Whether a stage can serve: set by the stage, read by `/readyz`. A new one is not ready and
 /// says why not.
 #[derive(Debug, Clone)]

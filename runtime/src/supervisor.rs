@@ -151,7 +151,7 @@ pub async fn run(
     list: StageList,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let addresses = AddressLimiter::new(config.per_address_per_second, config.per_address_burst);
+    let addresses = AddressLimiter::new(config);
     let mut mounts = Vec::new();
     let mut names = Vec::new();
     let mut tokens = Vec::new();

@@ -159,13 +159,18 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         );
         let sink = {
             let (lake, bus) = (lake.clone(), Arc::clone(&bus));
+            let stats = Arc::new(lakehouse::sink::SinkStats::default());
             move |token: CancellationToken| async move {
-                Ok::<_, std::convert::Infallible>(Stage::background(
-                    "lakehouse sink",
-                    async move { lakehouse::sink::run(lake, &bus, Arc::default(), token).await }
-                        .map_err(Into::into)
-                        .boxed(),
-                ))
+                let rendered = Arc::clone(&stats);
+                Ok::<_, std::convert::Infallible>(
+                    Stage::background(
+                        "lakehouse sink",
+                        async move { lakehouse::sink::run(lake, &bus, stats, token).await }
+                            .map_err(Into::into)
+                            .boxed(),
+                    )
+                    .with_metrics(move |out| rendered.render(out)),
+                )
             }
         };
         list.add("lakehouse sink", sink).await?;

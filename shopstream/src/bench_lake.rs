@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bus::Bus;
-use lakehouse::manifest::{DataFile, Entry, Manifest, Operation};
+use lakehouse::manifest::Manifest;
 use lakehouse::query::Scope;
-use lakehouse::rows::{Rows, format_day};
+use lakehouse::rows::Rows;
 use lakehouse::sink::SinkStats;
 use lakehouse::{LakeConfig, Storage};
 use model::{Envelope, Table};
@@ -365,45 +365,4 @@ fn default_python() -> Result<PathBuf> {
             python.display()
         )
     }
-}
-
-/// Commits a table's rows as one file of `day`, as the sink would; `snapshot` is the table's,
-/// kept by the caller so each commit reads only the entries since its last.
-pub(crate) async fn commit(
-    storage: &Storage,
-    snapshot: &mut lakehouse::manifest::Snapshot,
-    rows: &mut Rows,
-    day: i32,
-) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let table = rows.table();
-    let (min_event_time, max_event_time) = rows.event_time_range().unwrap_or_default();
-    let row_count = rows.len() as u64;
-    let batch = rows.finish()?;
-    let bytes = tokio::task::spawn_blocking(move || {
-        lakehouse::parquet::Encoding::default().encode(std::slice::from_ref(&batch))
-    })
-    .await??;
-    let event_date = format_day(day);
-    let file = DataFile {
-        path: DataFile::fresh_path(table, &event_date),
-        event_date,
-        rows: row_count,
-        bytes: bytes.len() as u64,
-        min_event_time,
-        max_event_time,
-    };
-    storage.put(&storage.path(&file.path), bytes).await?;
-    let entry = Entry {
-        added: vec![file],
-        schema: (snapshot.version == 0)
-            .then(|| lakehouse::evolution::columns(&model::schema::for_table(table))),
-        ..Entry::new(Operation::Append)
-    };
-    Manifest::new(storage.clone(), table)
-        .commit(snapshot, entry)
-        .await?;
-    Ok(())
 }

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use lakehouse::Storage;
-use lakehouse::manifest::Snapshot;
+use lakehouse::parquet::Encoding;
 use lakehouse::rows::{Rows, event_day};
+use lakehouse::writer::{Pending, Writer};
 use model::payload::*;
 use model::{
     CourierId, CustomerId, Envelope, Event, MerchantId, Money, OrderId, PaymentId, Pincode,
@@ -62,9 +63,8 @@ impl Zipf {
 
 struct Book {
     rng: ChaCha8Rng,
-    storage: Storage,
+    writer: Writer,
     open: BTreeMap<(Table, i32), Rows>,
-    snapshots: BTreeMap<Table, Snapshot>,
 }
 
 impl Book {
@@ -84,8 +84,8 @@ impl Book {
             };
             rows.push(&envelope);
             if rows.len() >= FILE_ROWS {
-                let snapshot = self.snapshots.entry(table).or_default();
-                crate::bench_lake::commit(&self.storage, snapshot, rows, day).await?;
+                let full = std::mem::replace(rows, Rows::new(table)?);
+                self.commit(table, day, full).await?;
             }
         }
         Ok(())
@@ -93,10 +93,23 @@ impl Book {
 
     async fn flush(&mut self) -> Result<()> {
         let open = std::mem::take(&mut self.open);
-        for ((table, day), mut rows) in open {
-            let snapshot = self.snapshots.entry(table).or_default();
-            crate::bench_lake::commit(&self.storage, snapshot, &mut rows, day).await?;
+        for ((table, day), rows) in open {
+            self.commit(table, day, rows).await?;
         }
+        Ok(())
+    }
+
+    /// One file of `rows`, committed as the sink commits (through the lakehouse's writer).
+    async fn commit(&mut self, table: Table, day: i32, rows: Rows) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let pending = Pending {
+            table,
+            day,
+            rows: vec![rows],
+        };
+        self.writer.commit(vec![pending], BTreeMap::new()).await?;
         Ok(())
     }
 }
@@ -105,9 +118,9 @@ impl Book {
 pub async fn write(storage: &Storage, lines: usize, seed: u64) -> Result<usize> {
     let mut book = Book {
         rng: ChaCha8Rng::seed_from_u64(seed),
-        storage: storage.clone(),
+        // No vacuum runs while the book is written, so no commit is ever too slow.
+        writer: Writer::open(storage.clone(), Encoding::default(), i64::MAX).await?,
         open: BTreeMap::new(),
-        snapshots: BTreeMap::new(),
     };
     let merchants: Vec<MerchantId> = (1..=MERCHANTS)
         .map(|m| MerchantId::new(format!("m-{m:04}")))

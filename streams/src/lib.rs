@@ -27,6 +27,9 @@ pub enum StreamError {
     /// Handing partitions over or taking them on failed inside the rebalance callback.
     #[error("rebalance: {0}")]
     Rebalance(String),
+    /// A part of the job stopped on its own before shutdown.
+    #[error("the {0} stopped before shutdown")]
+    Stopped(&'static str),
     /// Work on the CPU pool panicked: a bug.
     #[error(transparent)]
     Cpu(#[from] runtime::cpu::CpuError),

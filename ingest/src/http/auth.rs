@@ -198,25 +198,25 @@ pub async fn revoke(
     if key_id.len() != 16 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(false);
     }
-    let pattern = format!("{}%", key_id.to_ascii_lowercase());
+    let key_id = key_id.to_ascii_lowercase();
     let revoked = match caller.bound_merchant() {
         None if caller.role == Role::Admin => {
             sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1
-                 WHERE key_hash LIKE $2 AND revoked_at IS NULL",
+                 WHERE substr(key_hash, 1, 16) = $2 AND revoked_at IS NULL",
             )
             .bind(now)
-            .bind(&pattern)
+            .bind(&key_id)
             .execute(store.pool())
             .await?
         }
         Some(merchant_id) => {
             sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1
-                 WHERE key_hash LIKE $2 AND revoked_at IS NULL AND merchant_id = $3",
+                 WHERE substr(key_hash, 1, 16) = $2 AND revoked_at IS NULL AND merchant_id = $3",
             )
             .bind(now)
-            .bind(&pattern)
+            .bind(&key_id)
             .bind(merchant_id.as_str())
             .execute(store.pool())
             .await?
@@ -294,7 +294,8 @@ impl Limiter {
     }
 
     /// Takes `n` tokens at once (a collector batch counts its lines); none are taken when
-    /// fewer are left.
+    /// fewer are left. A batch larger than the burst is let through from a full bucket and
+    /// leaves it in debt, so the key then waits as long as the batch's size asks.
     pub fn take_n(&self, key_hash: &str, n: usize, now: Instant) -> Result<(), u64> {
         let n = n as f64;
         let RateLimit { per_second, burst } = self.limit;
@@ -309,7 +310,7 @@ impl Limiter {
         let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
         bucket.refilled = now;
-        if bucket.tokens >= n {
+        if bucket.tokens >= n.min(burst) {
             bucket.tokens -= n;
             return Ok(());
         }
@@ -347,6 +348,22 @@ mod tests {
         );
         assert_eq!(limiter.take("k", t0 + Duration::from_millis(500)), Ok(()));
         assert_eq!(limiter.take("k", t0 + Duration::from_millis(500)), Err(1));
+    }
+
+    #[test]
+    fn a_batch_over_the_burst_goes_through_once_and_leaves_the_key_in_debt() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 5.0,
+        });
+        let t0 = Instant::now();
+        assert_eq!(limiter.take_n("k", 25, t0), Ok(()));
+        // 20 tokens in debt: two seconds before one is back, and another batch waits.
+        assert_eq!(limiter.take_n("k", 1, t0), Err(3));
+        assert_eq!(
+            limiter.take_n("k", 1, t0 + Duration::from_millis(2_100)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -5,11 +5,17 @@
 //! - at accept: a cap on open connections in total and per client address (a connection over
 //!   either is closed at once), and a deadline for each request's headers, so slow clients
 //!   (slow-loris) hold a bounded number of sockets for a bounded time;
-//! - per request: a cap on requests in flight (over it: 503 `overloaded` with Retry-After, no
-//!   queue), a request deadline (503 `timeout`), a default body limit (routes may set their
-//!   own), and a token bucket per client address for calls that carry no API key. Calls with
-//!   a key are limited per key by the stage that checks the key; a key that fails the check is
-//!   charged to the address's bucket, so guessing keys costs one bucket, not a lookup per try.
+//! - per request: a token bucket per client address for every call, taken before anything
+//!   else (so before any API key is looked up), a cap on requests in flight (over it: 503
+//!   `overloaded` with Retry-After, no queue), a request deadline (503 `timeout`) and a default
+//!   body limit (routes may set their own; an oversized body gets the JSON 413). Calls with a
+//!   key are also limited per key by the stage that checks it; a key that fails the check is
+//!   charged to a much smaller per-address bucket of failures, and an address that has spent
+//!   it is refused before any lookup until a token is back.
+//!
+//! `/healthz` and `/readyz` sit outside these limits, so probes answer under load. Every limit
+//! is keyed on the peer address: behind a proxy, give each client its own path to the door or
+//! raise the per-address figures, since all the proxy's clients share one address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -55,15 +61,20 @@ pub struct FrontConfig {
     pub max_in_flight: usize,
     /// Connections open at once; further ones are closed at accept.
     pub max_connections: usize,
-    /// Connections open at once from one client address.
+    /// Connections open at once from one client address; keep it well below
+    /// `max_in_flight`, so one address cannot hold every request slot.
     pub max_connections_per_address: usize,
     /// Largest request body in bytes, unless a route sets its own.
     pub max_body_bytes: usize,
-    /// Requests per second one client address may make without an API key (and failed key
-    /// checks it may cause).
+    /// Requests per second one client address may make, with or without an API key.
     pub per_address_per_second: u32,
-    /// How many such requests an address may make at once after being idle.
+    /// How many requests an address may make at once after being idle.
     pub per_address_burst: u32,
+    /// Failed API-key checks per second one address may cause; past them it is refused
+    /// before any lookup.
+    pub failed_keys_per_second: u32,
+    /// How many failed key checks an address may cause at once.
+    pub failed_keys_burst: u32,
 }
 
 impl Default for FrontConfig {
@@ -74,10 +85,12 @@ impl Default for FrontConfig {
             request_timeout_ms: 30_000,
             max_in_flight: 1_024,
             max_connections: 16_384,
-            max_connections_per_address: 1_024,
+            max_connections_per_address: 256,
             max_body_bytes: 1 << 20,
-            per_address_per_second: 100,
-            per_address_burst: 200,
+            per_address_per_second: 2_000,
+            per_address_burst: 4_000,
+            failed_keys_per_second: 10,
+            failed_keys_burst: 20,
         }
     }
 }
@@ -102,6 +115,11 @@ impl FrontConfig {
                 self.per_address_per_second as usize,
             ),
             ("per_address_burst", self.per_address_burst as usize),
+            (
+                "failed_keys_per_second",
+                self.failed_keys_per_second as usize,
+            ),
+            ("failed_keys_burst", self.failed_keys_burst as usize),
         ];
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(format!("http.{name} must be positive")),
@@ -127,15 +145,16 @@ impl std::fmt::Debug for Mounted {
     }
 }
 
-/// The token bucket per client address, for calls without an API key and for failed key
-/// checks. Handlers that check keys find it in the request's extensions: they ask
+/// The token buckets per client address: one for every call, one for failed API-key checks.
+/// Handlers that check keys find it in the request's extensions: they ask
 /// [`AddressLimiter::refuse_if_blocked`] before looking a key up and charge a failed check with
-/// [`AddressLimiter::charge_failure`], so a key-guessing loop is refused before any lookup once
-/// its address's bucket is empty.
+/// [`AddressLimiter::charge_failure`], so once an address has spent its failures it is
+/// refused before any lookup.
 #[derive(Clone)]
 pub struct AddressLimiter {
-    buckets: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Addresses whose bucket ran dry on failed key checks, until when.
+    calls: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    failures: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses whose failure bucket ran dry, until when.
     blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
 
@@ -145,24 +164,28 @@ impl std::fmt::Debug for AddressLimiter {
     }
 }
 
+fn keyed(per_second: u32, burst: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+    let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
+}
+
 impl AddressLimiter {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    pub fn new(config: &FrontConfig) -> Self {
         Self {
-            buckets: Arc::new(RateLimiter::keyed(
-                Quota::per_second(per_second).allow_burst(burst),
-            )),
+            calls: keyed(config.per_address_per_second, config.per_address_burst),
+            failures: keyed(config.failed_keys_per_second, config.failed_keys_burst),
             blocked: Arc::default(),
         }
     }
 
-    /// Takes a token for `address`; when none is left, 429 `rate_limited` with Retry-After.
+    /// Takes a call's token for `address`; when none is left, 429 `rate_limited`.
     pub fn take(&self, address: IpAddr) -> Result<(), ApiError> {
-        self.buckets.check_key(&address).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            refusal(wait)
-        })
+        self.calls
+            .check_key(&address)
+            .map_err(|not_until| refusal(not_until.wait_time_from(DefaultClock::default().now())))
     }
 
     /// 429 while `address` is blocked for failed key checks.
@@ -177,10 +200,10 @@ impl AddressLimiter {
         }
     }
 
-    /// Charges a failed key check to `address`; when its bucket is empty, blocks it until a
-    /// token is back and answers 429 instead of the caller's 401.
+    /// Charges a failed key check to `address`; when its failures are spent, blocks it until
+    /// one is back and answers 429 instead of the caller's 401.
     pub fn charge_failure(&self, address: IpAddr) -> Result<(), ApiError> {
-        self.buckets.check_key(&address).map_err(|not_until| {
+        self.failures.check_key(&address).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             self.lock_blocked().insert(address, Instant::now() + wait);
             refusal(wait)
@@ -195,8 +218,10 @@ impl AddressLimiter {
 
     /// Drops the state of addresses that have been quiet, so memory follows the active ones.
     fn forget_idle(&self) {
-        self.buckets.retain_recent();
-        self.buckets.shrink_to_fit();
+        for buckets in [&self.calls, &self.failures] {
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        }
         let now = Instant::now();
         self.lock_blocked().retain(|_, until| *until > now);
     }
@@ -242,10 +267,8 @@ pub fn router(
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         addresses,
     };
-    routes
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz).with_state(Arc::clone(&mounted)))
-        .route("/metrics", get(metrics).with_state(mounted))
+    let guarded = routes
+        .route("/metrics", get(metrics).with_state(Arc::clone(&mounted)))
         .merge(SwaggerUi::new("/docs").url("/v1/openapi.json", document))
         .fallback(|| async {
             ApiError::new(
@@ -260,7 +283,12 @@ pub fn router(
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(limits, guard))
+        .layer(middleware::from_fn_with_state(limits, guard));
+    // Probes are answered outside every limit: a loaded process is still alive.
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(mounted))
+        .merge(guarded)
 }
 
 fn base_document() -> OpenApi {
@@ -271,7 +299,7 @@ fn base_document() -> OpenApi {
                 .title("shopstream")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Every shopstream API on one port. Errors answer `{\"error\": {\"code\", \"message\"}}` with a stable `code`; 401 `unauthorized`, 403 `forbidden`, 429 `rate_limited` (per key, or per address without one) and 503 `overloaded`/`timeout` can come from any route.",
+                    "Every shopstream API on one port. Errors answer `{\"error\": {\"code\", \"message\"}}` with a stable `code`; 401 `unauthorized`, 403 `forbidden`, 413 `payload_too_large`, 429 `rate_limited` (per key, per address, or after failed key checks) and 503 `overloaded`/`timeout` can come from any route.",
                 ))
                 .build(),
         )
@@ -324,13 +352,21 @@ async fn metrics(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Admission for every request: the in-flight cap, the per-address bucket for calls
-/// without a key, and the request deadline.
+/// Admission for every request: the per-address bucket, the in-flight cap, the request
+/// deadline; and the one error shape for an oversized body.
 async fn guard(
     State(limits): State<Limits>,
     mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
+    if let Some(address) = request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|a| a.0.ip())
+        && let Err(refused) = limits.addresses.take(address)
+    {
+        return refused.into_response();
+    }
     let Ok(_permit) = limits.in_flight.clone().try_acquire_owned() else {
         return ApiError::new(
             ErrorCode::Overloaded,
@@ -339,29 +375,34 @@ async fn guard(
         .retry_after(1)
         .into_response();
     };
-    let address = request
-        .extensions()
-        .get::<ClientAddress>()
-        .map(|a| a.0.ip());
-    if let Some(address) = address
-        && !request.headers().contains_key(header::AUTHORIZATION)
-        && let Err(refused) = limits.addresses.take(address)
-    {
-        return refused.into_response();
-    }
     request.extensions_mut().insert(limits.addresses.clone());
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            ErrorCode::Timeout,
-            format!(
-                "the request took longer than {} ms; retry later",
-                limits.request_timeout.as_millis()
-            ),
+        Err(_) => {
+            return ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the request took longer than {} ms; retry later",
+                    limits.request_timeout.as_millis()
+                ),
+            )
+            .retry_after(1)
+            .into_response();
+        }
+    };
+    // axum's body limit answers in plain text; every error here is JSON.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is over this route's limit",
         )
-        .retry_after(1)
-        .into_response(),
+        .into_response();
     }
+    response
 }
 
 /// Open connections per client address, and in total.
@@ -409,6 +450,7 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
         .keep_alive(true);
     let mut forget = tokio::time::interval(Duration::from_secs(60));
+    let mut connections_running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -457,7 +499,9 @@ pub async fn serve(
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        // Reap finished connections, so the set holds only live ones.
+        while connections_running.try_join_next().is_some() {}
+        connections_running.spawn(async move {
             let _place = place;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
@@ -472,5 +516,7 @@ pub async fn serve(
     {
         tracing::warn!("requests still running after the request timeout; closing them");
     }
+    // Nothing the front door took in may run on after it has stopped: the stages stop next.
+    connections_running.shutdown().await;
     Ok(())
 }

@@ -597,4 +597,39 @@ mod tests {
             Some("b")
         );
     }
+
+    #[test]
+    fn a_product_known_only_by_its_deactivation_stays_hidden() {
+        // After the catalog topic is compacted, a deactivated product's upsert may be gone.
+        let places = Directory::load();
+        let window = Hopping::new(20, 10).expect("valid");
+        let mut view_state = TrendingView::new(&[window], Weights::default());
+        view_state.apply_catalog(&envelope(
+            0,
+            Event::ProductDeactivated(model::payload::ProductDeactivated {
+                product_id: ProductId::new("a"),
+                reason: "discontinued".into(),
+            }),
+        ));
+        let mut counter = ShardCounter::new(shard(), 1_000);
+        counter.apply(&TIMING, &places, 0, &view(1, "a"));
+        counter.apply(&TIMING, &places, 1, &view(11, "b"));
+        counter.apply(&TIMING, &places, 2, &view(30, "c"));
+        for pane in counter.flush(&TIMING, false) {
+            view_state.apply(TrendingRecord::Pane(pane));
+        }
+        view_state.apply(TrendingRecord::Watermark(model::trending::ShardWatermark {
+            shard: counter.shard().clone(),
+            watermark_ms: counter.watermark(&TIMING),
+            newest_event_ms: counter.newest_event_ms(),
+            idle: false,
+        }));
+        let answer = view_state.top(&window, &Audience::Global, 10);
+        let shown: Vec<&str> = answer
+            .products
+            .iter()
+            .map(|e| e.product_id.as_str())
+            .collect();
+        assert_eq!(shown, vec!["b"]);
+    }
 }

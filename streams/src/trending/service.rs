@@ -37,15 +37,32 @@ pub fn stage(
     let readiness = job.readiness.clone();
     let served = Arc::clone(&view);
     let work = async move {
-        // The view stops with the job, on a token of our own: the one we were given is the
-        // supervisor's to cancel.
-        let stop_view = shutdown.child_token();
-        let serving = tokio::spawn(serve_view(Arc::clone(&bus), served, stop_view.clone()));
-        let consumed = consume(job, &bus, &shutdown).await;
-        stop_view.cancel();
-        let followed = serving
-            .await
-            .map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
+        // The job and the view stop on a token of our own (the one we were given is the
+        // supervisor's), so either failing stops the other and the stage reports it.
+        let stop = shutdown.child_token();
+        let mut serving = tokio::spawn(serve_view(Arc::clone(&bus), served, stop.clone()));
+        let consuming = consume(job, &bus, &stop);
+        tokio::pin!(consuming);
+        let (consumed, followed) = tokio::select! {
+            consumed = &mut consuming => {
+                stop.cancel();
+                (consumed, serving.await)
+            }
+            followed = &mut serving => {
+                // The view ended first: stop the job (it publishes and checkpoints), then
+                // report why the view ended.
+                stop.cancel();
+                let followed = followed.map_err(|e| StreamError::Http(std::io::Error::other(e)));
+                let followed = match followed {
+                    Ok(Ok(())) if !shutdown.is_cancelled() => {
+                        Err(StreamError::Stopped("trending view"))
+                    }
+                    other => other.and_then(|inner| inner),
+                };
+                (consuming.await, Ok(followed))
+            }
+        };
+        let followed = followed.map_err(|e| StreamError::Http(std::io::Error::other(e)))?;
         consumed?;
         followed?;
         Ok(())

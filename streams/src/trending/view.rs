@@ -187,10 +187,18 @@ impl TrendingView {
                     },
                 );
             }
+            // On the compacted catalog topic a deactivation may be the only record left of
+            // its product: remember it as inactive even without a title, or it would show.
             Event::ProductDeactivated(product) => {
-                if let Some(info) = self.catalog.get_mut(&product.product_id) {
-                    info.active = false;
-                }
+                self.catalog
+                    .entry(product.product_id.clone())
+                    .or_insert_with(|| ProductInfo {
+                        title: String::new(),
+                        category: String::new(),
+                        merchant_id: envelope.merchant_id.clone(),
+                        active: false,
+                    })
+                    .active = false;
             }
             _ => {}
         }

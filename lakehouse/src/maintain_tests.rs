@@ -1,19 +1,19 @@
 //! Compaction, retention, vacuum and schema evolution on a lake written commit by commit, as
-//! the sink writes it, and read through SQL.
-
-#![allow(clippy::unwrap_used)]
+//! the sink writes it, and read through SQL. Inside the crate because it writes files as an
+//! older build did (without a column added since), which only the crate's own manifest commit
+//! can do.
 
 use std::sync::Arc;
 
+use crate::manifest::{DataFile, Entry, Manifest, Operation};
+use crate::parquet::Encoding;
+use crate::query::{Scope, session};
+use crate::rows::{Rows, event_day, format_day};
+use crate::{Storage, maintain};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, Schema};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use lakehouse::manifest::{DataFile, Entry, Manifest, Operation};
-use lakehouse::parquet::Encoding;
-use lakehouse::query::{Scope, session};
-use lakehouse::rows::{Rows, event_day, format_day};
-use lakehouse::{Storage, maintain};
 use model::{Envelope, Table};
 
 fn events(count: usize, start_ms: i64) -> Vec<Envelope> {
@@ -51,7 +51,7 @@ async fn commit(storage: &Storage, table: Table, batch: RecordBatch, day: i32) -
     let mut snapshot = manifest.snapshot().await.unwrap();
     let entry = Entry {
         added: vec![file.clone()],
-        schema: Some(lakehouse::evolution::columns(&batch.schema())),
+        schema: Some(crate::evolution::columns(&batch.schema())),
         ..Entry::new(Operation::Append)
     };
     manifest.commit(&mut snapshot, entry).await.unwrap();
@@ -226,8 +226,8 @@ async fn old_files_without_a_new_nullable_column_read_as_null_and_compact_into_t
         .unwrap()
         .schema
         .unwrap();
-    let current = lakehouse::evolution::columns(&model::schema::for_table(Table::Orders));
-    assert!(lakehouse::evolution::check(Table::Orders, Some(&recorded), &current).unwrap());
+    let current = crate::evolution::columns(&model::schema::for_table(Table::Orders));
+    assert!(crate::evolution::check(Table::Orders, Some(&recorded), &current).unwrap());
     commit(&storage, Table::Orders, batch.slice(0, 50), day).await;
 
     let context = session(&storage, SessionConfig::new(), &Scope::All)
