@@ -29,24 +29,7 @@ impl std::fmt::Debug for Reader {
 impl Bus {
     /// A reader of every partition of `topics`, from the beginning. The topics must exist.
     pub async fn reader(&self, topics: &[Topic]) -> Result<Reader> {
-        // librdkafka wants a group id even for manual assignment; it is never joined or
-        // committed to, only made unique so readers cannot disturb each other.
-        static READERS: AtomicU64 = AtomicU64::new(0);
-        let group_id = format!(
-            "{}reader-{}-{}",
-            self.config.topic_prefix,
-            std::process::id(),
-            READERS.fetch_add(1, Ordering::Relaxed)
-        );
-        let inner: StreamConsumer = self
-            .client_config(&[
-                ("group.id", group_id.as_str()),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-            ])
-            .create()?;
-        let inner = Arc::new(inner);
+        let inner = self.groupless_consumer()?;
         let names: Vec<String> = topics.iter().map(|t| self.topic_name(*t)).collect();
         let metadata_of = Arc::clone(&inner);
         let list = tokio::task::spawn_blocking(move || -> Result<TopicPartitionList> {
@@ -92,22 +75,7 @@ impl Bus {
         if from >= to {
             return Ok(Vec::new());
         }
-        static RANGES: AtomicU64 = AtomicU64::new(0);
-        let group_id = format!(
-            "{}range-{}-{}",
-            self.config.topic_prefix,
-            std::process::id(),
-            RANGES.fetch_add(1, Ordering::Relaxed)
-        );
-        let inner: StreamConsumer = self
-            .client_config(&[
-                ("group.id", group_id.as_str()),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-            ])
-            .create()?;
-        let inner = Arc::new(inner);
+        let inner = self.groupless_consumer()?;
         let name = self.topic_name(topic);
         let watermarks_of = Arc::clone(&inner);
         let (low, high) = {
@@ -146,6 +114,30 @@ impl Bus {
             }
         }
         Ok(records)
+    }
+}
+
+impl Bus {
+    /// A consumer for manual assignment, outside any group. librdkafka wants a group id even
+    /// then; it is never joined or committed to, only made unique so such consumers cannot
+    /// disturb each other.
+    fn groupless_consumer(&self) -> Result<Arc<StreamConsumer>> {
+        static CONSUMERS: AtomicU64 = AtomicU64::new(0);
+        let group_id = format!(
+            "{}reader-{}-{}",
+            self.config.topic_prefix,
+            std::process::id(),
+            CONSUMERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let inner: StreamConsumer = self
+            .client_config(&[
+                ("group.id", group_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ])
+            .create()?;
+        Ok(Arc::new(inner))
     }
 }
 

@@ -43,7 +43,15 @@ async fn start(config: &Config) -> Result<Running> {
     .await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
-    let core = runtime::supervisor::spawn_local(list).await?;
+    // Every client here is 127.0.0.1: the per-address bucket would measure itself.
+    let front = runtime::http::FrontConfig {
+        listen: "127.0.0.1:0".into(),
+        per_address_per_second: 1_000_000,
+        per_address_burst: 1_000_000,
+        ..config.http.clone()
+    };
+    let listener = runtime::supervisor::bind(&front).await?;
+    let core = runtime::supervisor::spawn(front, listener, list)?;
     let base = format!("http://{}/v1", core.addr);
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {

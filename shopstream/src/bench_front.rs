@@ -1,7 +1,7 @@
 //! `shopstream bench front-door`: requests through the front door (the orders core behind it,
 //! as `serve` runs it) with concurrent clients, first alone (the baseline), then while
-//! `--slow` connections from 127.0.0.2 hold half a request each (slow-loris). Prints both, side
-//! by side, and how many slow connections the server held.
+//! `--slow` connections from 127.0.0.2 to 127.0.0.11 hold half a request each (slow-loris).
+//! Prints both, side by side, and how many slow connections the server held.
 
 use std::time::{Duration, Instant};
 
@@ -68,8 +68,11 @@ pub async fn front_door(
         ingest::service::stage(core_config, store.path().to_owned(), bus, token.clone()).await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
+    // Every client here is 127.0.0.1: the per-address bucket would measure itself.
     let front = runtime::http::FrontConfig {
         listen: "127.0.0.1:0".into(),
+        per_address_per_second: 1_000_000,
+        per_address_burst: 1_000_000,
         ..config.http.clone()
     };
     let listener = runtime::supervisor::bind(&front).await?;
@@ -83,9 +86,10 @@ pub async fn front_door(
     );
     let opened = Instant::now();
     let held: Vec<tokio::net::TcpStream> = futures::stream::iter(0..slow)
-        .map(|_| async move {
+        .map(|n| async move {
+            // Ten source addresses, so the server holds up to ten times its per-address cap.
             let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind("127.0.0.2:0".parse()?)?;
+            socket.bind(format!("127.0.0.{}:0", 2 + n % 10).parse()?)?;
             let mut stream = socket.connect(target).await?;
             let _ = stream
                 .write_all(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n")

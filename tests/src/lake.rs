@@ -67,6 +67,43 @@ pub fn sink_config(dir: &std::path::Path) -> LakeConfig {
     }
 }
 
+/// The sink running in-process until [`RunningSink::stop`].
+#[derive(Debug)]
+pub struct RunningSink {
+    pub stats: std::sync::Arc<lakehouse::sink::SinkStats>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), lakehouse::LakeError>>,
+}
+
+/// Starts the sink with `config` against `bus`.
+pub fn start_sink(config: &LakeConfig, bus: &std::sync::Arc<bus::Bus>) -> RunningSink {
+    let stats = std::sync::Arc::new(lakehouse::sink::SinkStats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let (config, bus, stats, shutdown) = (
+            config.clone(),
+            std::sync::Arc::clone(bus),
+            std::sync::Arc::clone(&stats),
+            shutdown.clone(),
+        );
+        async move { lakehouse::sink::run(config, &bus, stats, shutdown).await }
+    });
+    RunningSink {
+        stats,
+        shutdown,
+        task,
+    }
+}
+
+impl RunningSink {
+    /// Stops the sink (it commits what it holds) and returns how it ended.
+    pub async fn stop(self) -> Result<std::sync::Arc<lakehouse::sink::SinkStats>> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(self.stats)
+    }
+}
+
 /// Rows and distinct row keys per table and `event_date`, as SQL sees the committed tables.
 pub async fn committed_rows(
     config: &LakeConfig,

@@ -16,8 +16,7 @@ use lakehouse::sink::SinkStats;
 use model::{Envelope, Table, Topic};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use testkit::lake::{expected_rows, sink_config, wait_committed};
-use tokio_util::sync::CancellationToken;
+use testkit::lake::{expected_rows, sink_config, start_sink, wait_committed};
 
 /// `events` with every event published a second time, 1 to `spread` positions later.
 fn twice(events: &[Envelope], seed: u64, spread: usize) -> Vec<Envelope> {
@@ -72,28 +71,16 @@ async fn lake_of(
     test: &str,
     stream: &[Envelope],
     events: &[Envelope],
-) -> Result<(Arc<bus::Bus>, BTreeMap<String, String>, SinkStats)> {
+) -> Result<(Arc<bus::Bus>, BTreeMap<String, String>, Arc<SinkStats>)> {
     let bus = testkit::bus(test)?;
     bus.ensure_topics(&Topic::ALL).await?;
     testkit::produce_all(&bus.producer()?, stream).await?;
     let dir = tempfile::tempdir()?;
     let config = sink_config(dir.path());
-    let stats = Arc::new(SinkStats::default());
-    let shutdown = CancellationToken::new();
-    let sink = tokio::spawn({
-        let (config, bus, stats, shutdown) = (
-            config.clone(),
-            Arc::clone(&bus),
-            Arc::clone(&stats),
-            shutdown.clone(),
-        );
-        async move { lakehouse::sink::run(config, &bus, stats, shutdown).await }
-    });
+    let sink = start_sink(&config, &bus);
     wait_committed(&config, &expected_rows(events), Duration::from_secs(120)).await?;
     let contents = contents(&config).await?;
-    shutdown.cancel();
-    sink.await??;
-    let stats = Arc::try_unwrap(stats).unwrap_or_default();
+    let stats = sink.stop().await?;
     Ok((bus, contents, stats))
 }
 

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,7 +12,6 @@ use lakehouse::storage::{S3Config, Storage};
 use model::{Table, Topic};
 use testkit::lake::{events, expected_rows, wait_committed};
 use testkit::tools::S3Server;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_and_sql_work_on_an_s3_bucket() -> Result<()> {
@@ -55,14 +53,9 @@ async fn the_sink_and_sql_work_on_an_s3_bucket() -> Result<()> {
     let events = events(17, 8_000)?;
     let want = expected_rows(&events);
     testkit::produce_all(&bus.producer()?, &events).await?;
-    let shutdown = CancellationToken::new();
-    let sink = tokio::spawn({
-        let (config, bus, shutdown) = (config.clone(), Arc::clone(&bus), shutdown.clone());
-        async move { lakehouse::sink::run(config, &bus, Arc::default(), shutdown).await }
-    });
+    let sink = testkit::lake::start_sink(&config, &bus);
     wait_committed(&config, &want, Duration::from_secs(90)).await?;
-    shutdown.cancel();
-    sink.await??;
+    sink.stop().await?;
 
     let compacted = lakehouse::maintain::compact(
         &storage,

@@ -12,10 +12,10 @@ use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lakehouse::query::{Scope, session};
-use lakehouse::sink::SinkStats;
 use model::{Envelope, Event, Topic};
-use testkit::lake::{day_of, events, expected_rows, int, sink_config, text, wait_committed};
-use tokio_util::sync::CancellationToken;
+use testkit::lake::{
+    day_of, events, expected_rows, int, sink_config, start_sink, text, wait_committed,
+};
 
 async fn query(context: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(context.sql(sql).await?.collect().await?)
@@ -75,17 +75,7 @@ async fn the_sink_commits_every_record_once_and_sql_reads_what_was_committed() -
     let (first, second) = events.split_at(events.len() / 2);
     testkit::produce_all(&producer, first).await?;
 
-    let stats = Arc::new(SinkStats::default());
-    let shutdown = CancellationToken::new();
-    let sink = tokio::spawn({
-        let (config, bus, stats, shutdown) = (
-            config.clone(),
-            Arc::clone(&bus),
-            Arc::clone(&stats),
-            shutdown.clone(),
-        );
-        async move { lakehouse::sink::run(config, &bus, stats, shutdown).await }
-    });
+    let sink = start_sink(&config, &bus);
     testkit::produce_all(&producer, second).await?;
     // A record that is not an event goes to the DLQ and holds nothing up.
     producer
@@ -193,13 +183,12 @@ async fn the_sink_commits_every_record_once_and_sql_reads_what_was_committed() -
     assert_eq!(dead.payload.as_deref(), Some(&b"{not json"[..]));
     assert_eq!(dead.header("stage"), Some(&b"lake-test"[..]));
     assert_eq!(
-        stats
+        sink.stats
             .dead_letters
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
 
-    shutdown.cancel();
-    sink.await??;
+    sink.stop().await?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -55,11 +54,8 @@ async fn psql_and_python_readers_agree_with_the_endpoint_and_it_stays_read_only(
     let events = events(9, 20_000)?;
     let want = expected_rows(&events);
     testkit::produce_all(&bus.producer()?, &events).await?;
+    let sink = testkit::lake::start_sink(&config, &bus);
     let shutdown = CancellationToken::new();
-    let sink = tokio::spawn({
-        let (config, bus, shutdown) = (config.clone(), Arc::clone(&bus), shutdown.clone());
-        async move { lakehouse::sink::run(config, &bus, Arc::default(), shutdown).await }
-    });
     wait_committed(&config, &want, Duration::from_secs(90)).await?;
 
     let merchant_id = events[events.len() / 2].merchant_id.as_str().to_owned();
@@ -187,6 +183,6 @@ async fn psql_and_python_readers_agree_with_the_endpoint_and_it_stays_read_only(
 
     shutdown.cancel();
     server.await??;
-    sink.await??;
+    sink.stop().await?;
     Ok(())
 }

@@ -124,11 +124,23 @@ pub async fn run(
             Outcome::Interrupted => break,
         }
         if last_commit.elapsed() >= commit_every {
-            consumer.commit().await?;
+            // A commit refused mid-rebalance (a member joined or left) is retried at the next
+            // interval: deliveries are recorded in the store, so a replay tells nobody twice.
+            if let Err(error) = consumer.commit().await {
+                if !error.is_retryable() {
+                    return Err(error.into());
+                }
+                tracing::debug!(%error, "offset commit deferred");
+            }
             last_commit = Instant::now();
         }
     }
-    consumer.close().await?;
+    if let Err(error) = consumer.close().await {
+        if !error.is_retryable() {
+            return Err(error.into());
+        }
+        tracing::warn!(%error, "final offset commit refused; the next owner replays from the last one");
+    }
     Ok(())
 }
 

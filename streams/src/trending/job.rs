@@ -635,7 +635,14 @@ pub(super) async fn consume(
         }
     }
     checkpoint(&job, &consumer, pending).await?;
-    consumer.close().await?;
+    // The checkpoint holds the position; a final Kafka commit refused mid-rebalance only costs
+    // the next owner some records it skips.
+    if let Err(error) = consumer.close().await {
+        if !error.is_retryable() {
+            return Err(error.into());
+        }
+        tracing::warn!(%error, "final offset commit refused");
+    }
     Ok(())
 }
 
