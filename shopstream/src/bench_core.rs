@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-const ADMIN_KEY: &str = "sk_bench_admin";
+pub(crate) const ADMIN_KEY: &str = "sk_bench_admin";
 const PRODUCTS: usize = 200;
 
 struct Running {
@@ -23,27 +23,28 @@ struct Running {
     _store: tempfile::TempDir,
 }
 
-async fn start(config: &Config) -> Result<Running> {
+/// The orders core alone behind a front door on a free port of 127.0.0.1, with a scratch
+/// store (so runs never see each other's orders), the bench's admin key, and the per-key and
+/// per-address limits lifted: every client of a bench is one key on one address, and the
+/// buckets would measure themselves.
+pub(crate) async fn start_core(
+    config: &Config,
+) -> Result<(runtime::supervisor::Running, tempfile::TempDir)> {
     let bus = crate::app::connect(config).await?;
-    let mut config = config.clone();
-    // A scratch store and a free port every run, so runs never see each other's orders.
     let store = tempfile::tempdir()?;
-    config.core.admin_key = Some(ADMIN_KEY.to_owned());
-    config.core.rate_limit = ingest::http::auth::RateLimit {
-        per_second: 1e9,
-        burst: 1e9,
+    let core_config = ingest::service::CoreConfig {
+        admin_key: Some(ADMIN_KEY.to_owned()),
+        rate_limit: ingest::http::auth::RateLimit {
+            per_second: 1e9,
+            burst: 1e9,
+        },
+        ..config.core.clone()
     };
     let token = CancellationToken::new();
-    let (stage, _) = ingest::service::stage(
-        config.core.clone(),
-        store.path().to_owned(),
-        bus,
-        token.clone(),
-    )
-    .await?;
+    let (stage, _) =
+        ingest::service::stage(core_config, store.path().to_owned(), bus, token.clone()).await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
-    // Every client here is 127.0.0.1: the per-address bucket would measure itself.
     let front = runtime::http::FrontConfig {
         listen: "127.0.0.1:0".into(),
         per_address_per_second: 1_000_000,
@@ -51,7 +52,11 @@ async fn start(config: &Config) -> Result<Running> {
         ..config.http.clone()
     };
     let listener = runtime::supervisor::bind(&front).await?;
-    let core = runtime::supervisor::spawn(front, listener, list)?;
+    Ok((runtime::supervisor::spawn(front, listener, list)?, store))
+}
+
+async fn start(config: &Config) -> Result<Running> {
+    let (core, store) = start_core(config).await?;
     let base = format!("http://{}/v1", core.addr);
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {
@@ -103,7 +108,7 @@ async fn start(config: &Config) -> Result<Running> {
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }

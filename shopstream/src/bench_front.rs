@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio_util::sync::CancellationToken;
 
+use crate::bench_core::{ADMIN_KEY, percentile};
 use crate::config::Config;
-
-const ADMIN_KEY: &str = "sk_bench_admin";
 
 /// p50, p99 and the rate of `requests` stock reads by `concurrency` clients.
 async fn measure(
@@ -43,8 +41,11 @@ async fn measure(
         .collect::<Result<_>>()?;
     let rate = requests as f64 / started.elapsed().as_secs_f64();
     latencies.sort();
-    let at = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    Ok((at(0.50), at(0.99), rate))
+    Ok((
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        rate,
+    ))
 }
 
 pub async fn front_door(
@@ -53,30 +54,8 @@ pub async fn front_door(
     requests: usize,
     concurrency: usize,
 ) -> Result<()> {
-    let bus = crate::app::connect(config).await?;
-    let store = tempfile::tempdir()?;
-    let core_config = ingest::service::CoreConfig {
-        admin_key: Some(ADMIN_KEY.to_owned()),
-        rate_limit: ingest::http::auth::RateLimit {
-            per_second: 1e9,
-            burst: 1e9,
-        },
-        ..config.core.clone()
-    };
-    let token = CancellationToken::new();
-    let (stage, _) =
-        ingest::service::stage(core_config, store.path().to_owned(), bus, token.clone()).await?;
-    let mut list = runtime::supervisor::StageList::default();
-    list.push(stage, token);
-    // Every client here is 127.0.0.1: the per-address bucket would measure itself.
-    let front = runtime::http::FrontConfig {
-        listen: "127.0.0.1:0".into(),
-        per_address_per_second: 1_000_000,
-        per_address_burst: 1_000_000,
-        ..config.http.clone()
-    };
-    let listener = runtime::supervisor::bind(&front).await?;
-    let running = runtime::supervisor::spawn(front.clone(), listener, list)?;
+    let (running, _store) = crate::bench_core::start_core(config).await?;
+    let front = &config.http;
     let target = running.addr;
     let base = format!("http://{target}");
 
