@@ -435,6 +435,16 @@ mod tests {
         )
     }
 
+    /// The shard's progress as the job publishes it (not idle).
+    fn watermark_of(counter: &ShardCounter) -> TrendingRecord {
+        TrendingRecord::Watermark(model::trending::ShardWatermark {
+            shard: counter.shard().clone(),
+            watermark_ms: counter.watermark(&TIMING),
+            newest_event_ms: counter.newest_event_ms(),
+            idle: false,
+        })
+    }
+
     fn shard() -> Shard {
         Shard {
             topic: Topic::Clicks,
@@ -571,12 +581,7 @@ mod tests {
                 view_state.apply(TrendingRecord::Pane(pane.clone()));
                 view_state.apply(TrendingRecord::Pane(pane));
             }
-            view_state.apply(TrendingRecord::Watermark(model::trending::ShardWatermark {
-                shard: counter.shard().clone(),
-                watermark_ms: counter.watermark(&TIMING),
-                newest_event_ms: counter.newest_event_ms(),
-                idle: false,
-            }));
+            view_state.apply(watermark_of(counter));
         }
         let answer = view_state.top(&window, &Audience::Global, 10);
         assert_eq!(answer.window_end_ms, Some(20));
@@ -618,12 +623,7 @@ mod tests {
         for pane in counter.flush(&TIMING, false) {
             view_state.apply(TrendingRecord::Pane(pane));
         }
-        view_state.apply(TrendingRecord::Watermark(model::trending::ShardWatermark {
-            shard: counter.shard().clone(),
-            watermark_ms: counter.watermark(&TIMING),
-            newest_event_ms: counter.newest_event_ms(),
-            idle: false,
-        }));
+        view_state.apply(watermark_of(&counter));
         let answer = view_state.top(&window, &Audience::Global, 10);
         let shown: Vec<&str> = answer
             .products
