@@ -149,6 +149,14 @@ async fn one_port_serves_every_stage_with_one_document_and_one_error_shape() -> 
         "{}",
         huge.status()
     );
+    // The unread rest of the body is on the wire: the connection must not be reused.
+    ensure!(
+        huge.headers()
+            .get("connection")
+            .is_some_and(|v| v == "close"),
+        "{:?}",
+        huge.headers()
+    );
     let body: Value = huge.json().await?;
     ensure!(body["error"]["code"] == "payload_too_large", "{body}");
 

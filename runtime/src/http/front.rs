@@ -395,12 +395,22 @@ async fn guard(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::new(
+    let mut response = if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        ApiError::new(
             ErrorCode::PayloadTooLarge,
             "the request body is over this route's limit",
         )
-        .into_response();
+        .into_response()
+    } else {
+        response
+    };
+    // The rest of a refused body is still on the wire; a client that reused this
+    // connection would have its next request read as that body's tail.
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }
