@@ -226,7 +226,6 @@ pub async fn stage(
         name: "core",
         routes: crate::http::router(state),
         api: crate::http::openapi::api(),
-        metrics: None,
         readiness,
         work: work.map_err(|e| e.into()).boxed(),
     };

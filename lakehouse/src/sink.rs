@@ -26,7 +26,6 @@
 //! stops rather than write a duplicate.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use bus::{Bus, InRecord, RebalanceHook, TopicPartition};
 use model::dlq::Reason;
 use model::{Table, Topic, codec};
 use runtime::dedup::Dedup;
+use runtime::metrics::{Counter, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::OffsetRange;
@@ -48,60 +48,43 @@ pub fn source_topics() -> Vec<Topic> {
     topics
 }
 
-/// Running totals, for tests, benchmarks and logs.
+/// Running totals, on `/metrics` under `job="lakehouse"` when registered; tests and benchmarks
+/// read them too.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    pub records: AtomicU64,
-    pub rows_committed: AtomicU64,
-    pub files_committed: AtomicU64,
-    pub commits: AtomicU64,
-    pub replays_skipped: AtomicU64,
-    pub duplicates_dropped: AtomicU64,
-    pub dead_letters: AtomicU64,
+    pub records: Counter,
+    pub rows_committed: Counter,
+    pub files_committed: Counter,
+    pub commits: Counter,
+    pub replays_skipped: Counter,
+    pub duplicates_dropped: Counter,
+    pub dead_letters: Counter,
 }
 
 impl SinkStats {
-    /// The sink's series in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        for (name, help, value) in [
-            ("records", "Records consumed.", &self.records),
-            (
-                "rows_committed",
+    /// The sink's series, registered in `registry`.
+    pub fn registered(registry: &Registry) -> SinkStats {
+        let counter = |name, help| registry.counter(name, help, "lakehouse");
+        SinkStats {
+            records: counter("shopstream_lake_records", "Records consumed."),
+            rows_committed: counter(
+                "shopstream_lake_rows_committed",
                 "Rows committed to the tables.",
-                &self.rows_committed,
             ),
-            (
-                "files_committed",
-                "Data files committed.",
-                &self.files_committed,
-            ),
-            (
-                "commits",
+            files_committed: counter("shopstream_lake_files_committed", "Data files committed."),
+            commits: counter(
+                "shopstream_lake_commits",
                 "Commits (one manifest entry per table).",
-                &self.commits,
             ),
-            (
-                "replays_skipped",
+            replays_skipped: counter(
+                "shopstream_lake_replays_skipped",
                 "Redelivered records the tables already hold.",
-                &self.replays_skipped,
             ),
-            (
-                "duplicates_dropped",
+            duplicates_dropped: counter(
+                "shopstream_lake_duplicates_dropped",
                 "Re-published records (an event id already written) dropped.",
-                &self.duplicates_dropped,
             ),
-            (
-                "dead_letters",
-                "Records sent to the DLQ.",
-                &self.dead_letters,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP shopstream_lake_{name}_total {help}\n# TYPE shopstream_lake_{name}_total counter\nshopstream_lake_{name}_total {}",
-                value.load(Ordering::Relaxed)
-            );
+            dead_letters: counter("shopstream_lake_dead_letters", "Records sent to the DLQ."),
         }
     }
 }
@@ -219,7 +202,7 @@ pub async fn run(
                 };
                 if let Some(reason) = sink.apply(&record, bus).await? {
                     dlq.dead_letter(&record, &sink.config.group_id, &reason).await?;
-                    sink.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    sink.stats.dead_letters.inc();
                 }
                 if sink.buffered() >= sink.config.max_buffered_rows {
                     sink.commit(&consumer).await?;
@@ -246,7 +229,7 @@ impl Sink {
 
     /// Buffers one record's rows; returns why it cannot be used, for the DLQ.
     async fn apply(&mut self, record: &InRecord, bus: &Bus) -> Result<Option<Reason>, LakeError> {
-        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.stats.records.inc();
         let partition = TopicPartition {
             topic: record.topic_name.clone(),
             partition: record.partition,
@@ -270,7 +253,7 @@ impl Sink {
             })
             .collect();
         if wanted.is_empty() {
-            self.stats.replays_skipped.fetch_add(1, Ordering::Relaxed);
+            self.stats.replays_skipped.inc();
             return Ok(None);
         }
         // Past the lowest table position: the same set of ids an uninterrupted run had here.
@@ -278,9 +261,7 @@ impl Sink {
             .as_ref()
             .is_ok_and(|envelope| !state.dedup.first_seen(envelope.event_id, record.offset));
         if duplicate {
-            self.stats
-                .duplicates_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats.duplicates_dropped.inc();
         }
         for table in wanted {
             let cursor = state.cursors.entry(table).or_default();
@@ -377,13 +358,9 @@ impl Sink {
             return Ok(());
         }
         let committed = self.writer.commit(pending, ranges.clone()).await?;
-        self.stats
-            .files_committed
-            .fetch_add(committed.files, Ordering::Relaxed);
-        self.stats
-            .rows_committed
-            .fetch_add(committed.rows, Ordering::Relaxed);
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.files_committed.inc_by(committed.files);
+        self.stats.rows_committed.inc_by(committed.rows);
+        self.stats.commits.inc();
         self.store_positions(consumer, &ranges);
         // The manifest is the truth; the Kafka commit only saves the next owner records it
         // would skip anyway. A commit refused mid-rebalance is retried next time.

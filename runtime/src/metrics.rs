@@ -1,180 +1,236 @@
-//! A job's metrics in the Prometheus text format: counters and gauges kept in atomics by the
-//! job's loop and rendered on `GET /metrics`. No registry crate: the set is small and fixed.
+//! One metrics registry per process, rendered on the front door's `/metrics` by
+//! `prometheus-client` (OpenMetrics text). A series name is registered once, as a family; every
+//! stage that reports it takes its own series from that family under its `job` label, so two
+//! stages sharing the runtime never print one name twice.
 
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus_client::encoding::{EncodeLabelSet, text};
+pub use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Metric;
+
+/// The content type of [`Registry::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (ms) of the window-emission-delay histogram's buckets.
-const DELAY_BUCKETS_MS: [u64; 9] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
+const DELAY_BUCKETS_MS: [f64; 9] = [
+    100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0,
+];
 
-/// What a stream job counts.
-#[derive(Debug, Default)]
+/// The label every stage's series carries.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+/// A consumer's series per input partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub job: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// A gauge holding a fraction (seconds, ratios).
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+type Families = HashMap<&'static str, Box<dyn Any + Send>>;
+
+/// The process's metric families. Cloning shares them.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<(prometheus_client::registry::Registry, Families)>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("families", &self.lock().1.len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// The family registered under `name`, registering the one `make` builds the first time.
+    ///
+    /// # Panics
+    /// When `name` was registered before as another kind of metric: two stages disagree on
+    /// what a series is, which is a bug in one of them.
+    pub fn family<F>(&self, name: &'static str, help: &'static str, make: impl FnOnce() -> F) -> F
+    where
+        F: Metric + Clone,
+    {
+        let mut guard = self.lock();
+        let (registry, families) = &mut *guard;
+        if let Some(known) = families.get(name) {
+            return match known.downcast_ref::<F>() {
+                Some(family) => family.clone(),
+                None => panic!("metric {name} is registered twice as different kinds"),
+            };
+        }
+        let family = make();
+        registry.register(name, help, family.clone());
+        families.insert(name, Box::new(family.clone()));
+        family
+    }
+
+    /// `job`'s counter in the family `name` (rendered `<name>_total`).
+    pub fn counter(&self, name: &'static str, help: &'static str, job: &str) -> Counter {
+        self.family(name, help, Family::<JobLabel, Counter>::default)
+            .get_or_create_owned(&job_label(job))
+    }
+
+    /// `job`'s gauge in the family `name`.
+    pub fn gauge(&self, name: &'static str, help: &'static str, job: &str) -> Gauge {
+        self.family(name, help, Family::<JobLabel, Gauge>::default)
+            .get_or_create_owned(&job_label(job))
+    }
+
+    /// `job`'s fractional gauge in the family `name`.
+    pub fn float_gauge(&self, name: &'static str, help: &'static str, job: &str) -> FloatGauge {
+        self.family(name, help, Family::<JobLabel, FloatGauge>::default)
+            .get_or_create_owned(&job_label(job))
+    }
+
+    /// Every family in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = text::encode(&mut out, &self.lock().0);
+        out
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (prometheus_client::registry::Registry, Families)> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn job_label(job: &str) -> JobLabel {
+    JobLabel {
+        job: job.to_owned(),
+    }
+}
+
+fn delay_histogram() -> Histogram {
+    Histogram::new(DELAY_BUCKETS_MS)
+}
+
+/// What a stream job reports, under its `job` label.
+#[derive(Debug)]
 pub struct Metrics {
-    pub events_in: AtomicU64,
-    pub events_out: AtomicU64,
-    pub replayed_skipped: AtomicU64,
+    job: String,
+    pub events_in: Counter,
+    pub events_out: Counter,
+    pub replayed_skipped: Counter,
     /// Records dropped because their event id was applied before (a re-publish).
-    pub duplicates_dropped: AtomicU64,
+    pub duplicates_dropped: Counter,
     /// Event ids remembered for duplicate removal, over the partitions this instance owns.
-    pub dedup_remembered: AtomicU64,
-    pub late_events: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub checkpoint_last_micros: AtomicU64,
-    pub checkpoint_last_bytes: AtomicU64,
+    pub dedup_remembered: Gauge,
+    pub late_events: Counter,
+    pub dead_letters: Counter,
+    pub checkpoints: Counter,
+    pub checkpoint_seconds: FloatGauge,
+    pub checkpoint_bytes: Gauge,
     /// The job watermark (event time, UTC ms) over the partitions this instance owns.
-    pub watermark_ms: AtomicI64,
-    delay_buckets: [AtomicU64; DELAY_BUCKETS_MS.len()],
-    delay_count: AtomicU64,
-    delay_sum_ms: AtomicU64,
-    lag: Mutex<Vec<(String, i32, i64)>>,
+    pub watermark_ms: Gauge,
+    emission_delay_ms: Histogram,
+    lag: Family<PartitionLabels, Gauge>,
+    /// The partitions whose lag this instance last reported.
+    lag_reported: Mutex<Vec<PartitionLabels>>,
 }
 
 impl Metrics {
+    /// `job`'s series, registered in `registry`.
+    pub fn new(registry: &Registry, job: &str) -> Metrics {
+        let counter = |name, help| registry.counter(name, help, job);
+        let gauge = |name, help| registry.gauge(name, help, job);
+        Metrics {
+            job: job.to_owned(),
+            events_in: counter("shopstream_events_in", "Records consumed and applied."),
+            events_out: counter("shopstream_events_out", "Output records produced."),
+            replayed_skipped: counter(
+                "shopstream_replayed_skipped",
+                "Redelivered records already covered by the restored checkpoint.",
+            ),
+            duplicates_dropped: counter(
+                "shopstream_duplicates_dropped",
+                "Records dropped because their event id was already applied (re-published).",
+            ),
+            dedup_remembered: gauge(
+                "shopstream_dedup_remembered_ids",
+                "Event ids remembered for duplicate removal over the owned partitions.",
+            ),
+            late_events: counter(
+                "shopstream_late_events",
+                "Events later than the allowed lateness, sent to the DLQ.",
+            ),
+            dead_letters: counter(
+                "shopstream_dead_letters",
+                "Records sent to the DLQ for any reason.",
+            ),
+            checkpoints: counter("shopstream_checkpoints", "Checkpoints written."),
+            checkpoint_seconds: registry.float_gauge(
+                "shopstream_checkpoint_duration_seconds",
+                "Time the last checkpoint took to write its files.",
+                job,
+            ),
+            checkpoint_bytes: gauge(
+                "shopstream_checkpoint_size_bytes",
+                "Bytes written by the last checkpoint.",
+            ),
+            watermark_ms: gauge(
+                "shopstream_watermark_ms",
+                "Job watermark: the slowest active partition's newest event time minus the out-of-orderness bound (UTC ms).",
+            ),
+            emission_delay_ms: registry
+                .family(
+                    "shopstream_window_emission_delay_ms",
+                    "Processing time from a window's end (event time) to its emission.",
+                    || {
+                        Family::<JobLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                            delay_histogram,
+                        )
+                    },
+                )
+                .get_or_create_owned(&job_label(job)),
+            lag: registry.family(
+                "shopstream_consumer_lag_records",
+                "Records between the read position and the log end.",
+                Family::<PartitionLabels, Gauge>::default,
+            ),
+            lag_reported: Mutex::new(Vec::new()),
+        }
+    }
+
     /// A window (or pane) was emitted `delay_ms` of processing time after its end.
     pub fn observe_emission_delay(&self, delay_ms: i64) {
-        let delay = u64::try_from(delay_ms).unwrap_or(0);
-        for (bound, bucket) in DELAY_BUCKETS_MS.iter().zip(&self.delay_buckets) {
-            if delay <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.delay_count.fetch_add(1, Ordering::Relaxed);
-        self.delay_sum_ms.fetch_add(delay, Ordering::Relaxed);
+        self.emission_delay_ms.observe(delay_ms.max(0) as f64);
     }
 
-    /// Replaces the consumer-lag gauges: `(topic, partition, records behind)`.
+    /// Replaces this job's consumer-lag gauges: `(topic, partition, records behind)`.
     pub fn set_lag(&self, lag: Vec<(String, i32, i64)>) {
-        *self
-            .lag
+        let mut reported = self
+            .lag_reported
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
-    }
-
-    /// The Prometheus text exposition, every series labelled with `job`.
-    pub fn render(&self, job: &str) -> String {
-        let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(
-                out,
-                "{name}{{job=\"{job}\"}} {}",
-                value.load(Ordering::Relaxed)
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            let _ = writeln!(out, "{name}{{job=\"{job}\"}} {value}");
-        };
-        counter(
-            &mut out,
-            "shopstream_events_in_total",
-            "Records consumed and applied.",
-            &self.events_in,
-        );
-        counter(
-            &mut out,
-            "shopstream_events_out_total",
-            "Output records produced.",
-            &self.events_out,
-        );
-        counter(
-            &mut out,
-            "shopstream_replayed_skipped_total",
-            "Redelivered records already covered by the restored checkpoint.",
-            &self.replayed_skipped,
-        );
-        counter(
-            &mut out,
-            "shopstream_duplicates_dropped_total",
-            "Records dropped because their event id was already applied (re-published).",
-            &self.duplicates_dropped,
-        );
-        gauge(
-            &mut out,
-            "shopstream_dedup_remembered_ids",
-            "Event ids remembered for duplicate removal over the owned partitions.",
-            self.dedup_remembered.load(Ordering::Relaxed).to_string(),
-        );
-        counter(
-            &mut out,
-            "shopstream_late_events_total",
-            "Events later than the allowed lateness, sent to the DLQ.",
-            &self.late_events,
-        );
-        counter(
-            &mut out,
-            "shopstream_dead_letters_total",
-            "Records sent to the DLQ for any reason.",
-            &self.dead_letters,
-        );
-        counter(
-            &mut out,
-            "shopstream_checkpoints_total",
-            "Checkpoints written.",
-            &self.checkpoints,
-        );
-        gauge(
-            &mut out,
-            "shopstream_checkpoint_duration_seconds",
-            "Time the last checkpoint took to write its files.",
-            format!(
-                "{:.6}",
-                self.checkpoint_last_micros.load(Ordering::Relaxed) as f64 / 1e6
-            ),
-        );
-        gauge(
-            &mut out,
-            "shopstream_checkpoint_size_bytes",
-            "Bytes written by the last checkpoint.",
-            self.checkpoint_last_bytes
-                .load(Ordering::Relaxed)
-                .to_string(),
-        );
-        gauge(
-            &mut out,
-            "shopstream_watermark_ms",
-            "Job watermark: the slowest active partition's newest event time minus the out-of-orderness bound (UTC ms).",
-            self.watermark_ms.load(Ordering::Relaxed).to_string(),
-        );
-        let name = "shopstream_window_emission_delay_ms";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Processing time from a window's end (event time) to its emission.\n# TYPE {name} histogram"
-        );
-        for (bound, bucket) in DELAY_BUCKETS_MS.iter().zip(&self.delay_buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{job=\"{job}\",le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in reported.drain(..) {
+            self.lag.remove(&gone);
         }
-        let count = self.delay_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{job=\"{job}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{job=\"{job}\"}} {}",
-            self.delay_sum_ms.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "{name}_count{{job=\"{job}\"}} {count}");
-        let name = "shopstream_consumer_lag_records";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Records between the read position and the log end.\n# TYPE {name} gauge"
-        );
-        for (topic, partition, lag) in self
-            .lag
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "{name}{{job=\"{job}\",topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
-            );
+        for (topic, partition, behind) in lag {
+            let labels = PartitionLabels {
+                job: self.job.clone(),
+                topic,
+                partition,
+            };
+            self.lag.get_or_create(&labels).set(behind);
+            reported.push(labels);
         }
-        out
     }
 }
 
@@ -183,25 +239,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text_with_lag_per_partition() {
-        let metrics = Metrics::default();
-        metrics.events_in.fetch_add(3, Ordering::Relaxed);
-        metrics.observe_emission_delay(300);
-        metrics.set_lag(vec![("clicks".into(), 1, 42)]);
-        let text = metrics.render("trending");
+    fn renders_every_job_under_one_family_with_lag_per_partition() {
+        let registry = Registry::default();
+        let trending = Metrics::new(&registry, "trending");
+        let search = Metrics::new(&registry, "search");
+        trending.events_in.inc_by(3);
+        search.events_in.inc();
+        trending.observe_emission_delay(300);
+        trending.set_lag(vec![("clicks".into(), 1, 42), ("clicks".into(), 2, 7)]);
+        trending.set_lag(vec![("clicks".into(), 1, 40)]);
+        let text = registry.render();
+        assert_eq!(
+            text.matches("# TYPE shopstream_events_in counter").count(),
+            1,
+            "{text}"
+        );
         assert!(text.contains("shopstream_events_in_total{job=\"trending\"} 3"));
-        assert!(
-            text.contains(
-                "shopstream_window_emission_delay_ms_bucket{job=\"trending\",le=\"250\"} 0"
-            )
-        );
-        assert!(
-            text.contains(
-                "shopstream_window_emission_delay_ms_bucket{job=\"trending\",le=\"500\"} 1"
-            )
-        );
+        assert!(text.contains("shopstream_events_in_total{job=\"search\"} 1"));
         assert!(text.contains(
-            "shopstream_consumer_lag_records{job=\"trending\",topic=\"clicks\",partition=\"1\"} 42"
+            "shopstream_window_emission_delay_ms_bucket{le=\"250.0\",job=\"trending\"} 0"
         ));
+        assert!(text.contains(
+            "shopstream_window_emission_delay_ms_bucket{le=\"500.0\",job=\"trending\"} 1"
+        ));
+        assert!(text.contains(
+            "shopstream_consumer_lag_records{job=\"trending\",topic=\"clicks\",partition=\"1\"} 40"
+        ));
+        assert!(!text.contains("partition=\"2\""), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn one_name_cannot_be_two_kinds() {
+        let registry = Registry::default();
+        registry.counter("shopstream_things", "Things.", "a");
+        registry.gauge("shopstream_things", "Things.", "a");
     }
 }

@@ -11,9 +11,6 @@ use futures::future::BoxFuture;
 /// Why a stage's work ended with an error, in the stage's own words.
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Renders a stage's series in the Prometheus text format onto the front door's `/metrics`.
-pub type MetricsRender = Arc<dyn Fn(&mut String) + Send + Sync>;
-
 /// A started stage, ready to be mounted and supervised.
 pub struct Stage {
     /// Names the stage in logs, `/readyz` and errors (`trending`, `core`, ...).
@@ -22,7 +19,6 @@ pub struct Stage {
     pub routes: Router,
     /// The OpenAPI description of `routes`.
     pub api: utoipa::openapi::OpenApi,
-    pub metrics: Option<MetricsRender>,
     pub readiness: Readiness,
     /// Runs until the stage's shutdown token is cancelled (then flushes, checkpoints and
     /// commits) or until it fails. Ending on its own before shutdown is a failure too.
@@ -39,7 +35,7 @@ impl std::fmt::Debug for Stage {
 }
 
 impl Stage {
-    /// A stage with work only: no routes, no metrics, ready from the start.
+    /// A stage with work only: no routes, ready from the start.
     pub fn background(
         name: &'static str,
         work: BoxFuture<'static, Result<(), StageError>>,
@@ -50,18 +46,9 @@ impl Stage {
             name,
             routes: Router::new(),
             api: utoipa::openapi::OpenApi::default(),
-            metrics: None,
             readiness,
             work,
         }
-    }
-}
-
-impl Stage {
-    /// The same stage, its series rendered by `render` onto `/metrics`.
-    pub fn with_metrics(mut self, render: impl Fn(&mut String) + Send + Sync + 'static) -> Stage {
-        self.metrics = Some(Arc::new(render));
-        self
     }
 }
 

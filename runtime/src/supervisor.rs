@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::front::{self, AddressLimiter, FrontConfig, Mounted};
+use crate::metrics::Registry;
 use crate::stage::{Stage, StageError};
 
 /// Why a process of stages stopped other than by shutdown.
@@ -50,9 +51,16 @@ type Result<T, E = SupervisorError> = std::result::Result<T, E>;
 #[derive(Debug, Default)]
 pub struct StageList {
     stages: Vec<(Stage, CancellationToken)>,
+    metrics: Registry,
 }
 
 impl StageList {
+    /// A handle on the registry every stage of this list reports its series to (the front
+    /// door's `/metrics`).
+    pub fn metrics(&self) -> Registry {
+        self.metrics.clone()
+    }
+
     /// Starts the next stage with a token of its own, which only the supervisor cancels.
     pub async fn add<F, E>(
         &mut self,
@@ -161,7 +169,6 @@ pub async fn run(
             Mounted {
                 name: stage.name,
                 readiness: stage.readiness,
-                metrics: stage.metrics,
             },
             stage.routes,
             stage.api,
@@ -170,7 +177,7 @@ pub async fn run(
         tokens.push(token);
         works.push(stage.work);
     }
-    let router = front::router(config, mounts, addresses.clone());
+    let router = front::router(config, mounts, list.metrics, addresses.clone());
     let front_stop = CancellationToken::new();
     let mut front_door = tokio::spawn({
         let (config, stop) = (config.clone(), front_stop.clone());

@@ -125,8 +125,9 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         trending.checkpoint_dir =
             Some(scratch.dir_or_temp(trending.checkpoint_dir.take(), "checkpoints")?);
         let bus = Arc::clone(&bus);
+        let metrics = list.metrics();
         list.add("trending", |token| async move {
-            streams::trending::stage(trending, bus, token)
+            streams::trending::stage(trending, bus, &metrics, token)
         })
         .await?;
         banner.line(
@@ -159,18 +160,14 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         );
         let sink = {
             let (lake, bus) = (lake.clone(), Arc::clone(&bus));
-            let stats = Arc::new(lakehouse::sink::SinkStats::default());
+            let stats = Arc::new(lakehouse::sink::SinkStats::registered(&list.metrics()));
             move |token: CancellationToken| async move {
-                let rendered = Arc::clone(&stats);
-                Ok::<_, std::convert::Infallible>(
-                    Stage::background(
-                        "lakehouse sink",
-                        async move { lakehouse::sink::run(lake, &bus, stats, token).await }
-                            .map_err(Into::into)
-                            .boxed(),
-                    )
-                    .with_metrics(move |out| rendered.render(out)),
-                )
+                Ok::<_, std::convert::Infallible>(Stage::background(
+                    "lakehouse sink",
+                    async move { lakehouse::sink::run(lake, &bus, stats, token).await }
+                        .map_err(Into::into)
+                        .boxed(),
+                ))
             }
         };
         list.add("lakehouse sink", sink).await?;

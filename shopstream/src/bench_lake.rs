@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -139,7 +138,7 @@ pub async fn sink(config: Config, events: usize) -> Result<()> {
         );
         async move { lakehouse::sink::run(lake, &bus, stats, shutdown).await }
     });
-    while stats.rows_committed.load(Ordering::Relaxed) < expected_rows as u64 {
+    while stats.rows_committed.get() < expected_rows as u64 {
         if task.is_finished() {
             task.await??;
             bail!("the sink stopped early");
@@ -154,8 +153,8 @@ pub async fn sink(config: Config, events: usize) -> Result<()> {
         "lake sink: {events} records from the broker to {expected_rows} committed rows in {seconds:.2} s wall = {:.0} K rows/s; {cpu:.2} CPU s = {:.0} K rows per CPU-second ({} commits, {} files)",
         expected_rows as f64 / seconds / 1e3,
         expected_rows as f64 / cpu.max(1e-9) / 1e3,
-        stats.commits.load(Ordering::Relaxed),
-        stats.files_committed.load(Ordering::Relaxed),
+        stats.commits.get(),
+        stats.files_committed.get(),
     );
     Ok(())
 }

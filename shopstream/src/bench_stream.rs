@@ -96,8 +96,9 @@ async fn start_job(
     };
     let bus = Arc::clone(bus);
     let mut list = runtime::supervisor::StageList::default();
+    let metrics = list.metrics();
     list.add("trending", |token| async move {
-        streams::trending::stage(trending, bus, token)
+        streams::trending::stage(trending, bus, &metrics, token)
     })
     .await?;
     let running = runtime::supervisor::spawn_local(list).await?;

@@ -270,8 +270,9 @@ pub async fn start(
     bus: Arc<bus::Bus>,
 ) -> Result<runtime::supervisor::Running> {
     let mut list = runtime::supervisor::StageList::default();
+    let metrics = list.metrics();
     list.add("trending", |token| async move {
-        streams::trending::stage(config, bus, token)
+        streams::trending::stage(config, bus, &metrics, token)
     })
     .await?;
     Ok(runtime::supervisor::spawn_local(list).await?)

@@ -105,9 +105,7 @@ async fn every_event_published_twice_changes_no_table_and_no_trending_count() ->
         }
     }
     assert_eq!(
-        stats
-            .duplicates_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.duplicates_dropped.get(),
         events.len() as u64,
         "every copy was dropped as a duplicate"
     );

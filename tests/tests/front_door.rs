@@ -37,8 +37,9 @@ async fn core_and_trending(
     .await?;
     list.push(core, token);
     let trending = testkit::trending::job_config(dir.path().join("checkpoints"));
+    let metrics = list.metrics();
     list.add("trending", |token| async move {
-        streams::trending::stage(trending, bus, token)
+        streams::trending::stage(trending, bus, &metrics, token)
     })
     .await?;
     let running = match front {
@@ -171,6 +172,15 @@ async fn one_port_serves_every_stage_with_one_document_and_one_error_shape() -> 
         metrics.contains("shopstream_events_in_total{job=\"trending\"}"),
         "{metrics}"
     );
+    // Each family is declared once, however many stages report it.
+    let mut declared: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("# TYPE "))
+        .collect();
+    let families = declared.len();
+    declared.sort_unstable();
+    declared.dedup();
+    ensure!(declared.len() == families, "{metrics}");
     running.stop().await?;
     Ok(())
 }

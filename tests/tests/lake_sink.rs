@@ -182,12 +182,7 @@ async fn the_sink_commits_every_record_once_and_sql_reads_what_was_committed() -
     let dead = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await??;
     assert_eq!(dead.payload.as_deref(), Some(&b"{not json"[..]));
     assert_eq!(dead.header("stage"), Some(&b"lake-test"[..]));
-    assert_eq!(
-        sink.stats
-            .dead_letters
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(sink.stats.dead_letters.get(), 1);
 
     sink.stop().await?;
     Ok(())

@@ -44,7 +44,8 @@ use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::ApiError;
-use crate::stage::{MetricsRender, Readiness};
+use crate::metrics::Registry;
+use crate::stage::Readiness;
 
 /// The front door's settings: the `http` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,7 +134,6 @@ impl FrontConfig {
 pub struct Mounted {
     pub name: &'static str,
     pub readiness: Readiness,
-    pub metrics: Option<MetricsRender>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -251,6 +251,7 @@ struct Limits {
 pub fn router(
     config: &FrontConfig,
     stages: Vec<(Mounted, Router, OpenApi)>,
+    metrics: Registry,
     addresses: AddressLimiter,
 ) -> Router {
     let mut document = base_document();
@@ -268,7 +269,7 @@ pub fn router(
         addresses,
     };
     let guarded = routes
-        .route("/metrics", get(metrics).with_state(Arc::clone(&mounted)))
+        .route("/metrics", get(render_metrics).with_state(metrics))
         .merge(SwaggerUi::new("/docs").url("/v1/openapi.json", document))
         .fallback(|| async {
             ApiError::new(
@@ -342,14 +343,12 @@ async fn readyz(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
     }
 }
 
-async fn metrics(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
-    let mut out = String::new();
-    for stage in stages.iter() {
-        if let Some(render) = &stage.metrics {
-            render(&mut out);
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+async fn render_metrics(State(metrics): State<Registry>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 /// Admission for every request: the per-address bucket, the in-flight cap, the request

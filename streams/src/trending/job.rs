@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -327,9 +326,7 @@ impl Job {
                 sent_marks,
             } = &mut *owned;
             if let Some(watermark) = marks.job_watermark(now) {
-                self.metrics
-                    .watermark_ms
-                    .store(watermark, Ordering::Relaxed);
+                self.metrics.watermark_ms.set(watermark);
             }
             for (shard, counter) in counters.iter_mut() {
                 if only.is_some_and(|only| !only.contains(shard)) {
@@ -359,9 +356,7 @@ impl Job {
         for record in &records {
             pending.push(Box::pin(self.produce(record)?));
         }
-        self.metrics
-            .events_out
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.metrics.events_out.inc_by(records.len() as u64);
         Ok(pending)
     }
 
@@ -395,7 +390,7 @@ impl Job {
             let remembered: usize = owned.counters.values().map(|c| c.remembered()).sum();
             self.metrics
                 .dedup_remembered
-                .store(remembered as u64, Ordering::Relaxed);
+                .set(i64::try_from(remembered).unwrap_or(i64::MAX));
             owned
                 .counters
                 .iter()
@@ -409,13 +404,13 @@ impl Job {
                 .checkpoints
                 .save(&Self::checkpoint_name(&snapshot.shard), snapshot)?;
         }
-        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.metrics.checkpoints.inc();
         self.metrics
-            .checkpoint_last_bytes
-            .store(bytes as u64, Ordering::Relaxed);
+            .checkpoint_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.metrics
-            .checkpoint_last_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .checkpoint_seconds
+            .set(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -447,20 +442,16 @@ impl Job {
         };
         match (verdict, decoded) {
             (Verdict::Replayed, _) => {
-                self.metrics
-                    .replayed_skipped
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.replayed_skipped.inc();
                 None
             }
             (Verdict::Duplicate, _) => {
-                self.metrics
-                    .duplicates_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.duplicates_dropped.inc();
                 None
             }
             (_, Err(error)) => Some(Reason::from(&error)),
             (Verdict::Late { watermark_ms }, Ok(envelope)) => {
-                self.metrics.late_events.fetch_add(1, Ordering::Relaxed);
+                self.metrics.late_events.inc();
                 Some(Reason::new(
                     Reason::LATE,
                     format!(
@@ -470,7 +461,7 @@ impl Job {
                 ))
             }
             (Verdict::Counted | Verdict::Ignored, Ok(_)) => {
-                self.metrics.events_in.fetch_add(1, Ordering::Relaxed);
+                self.metrics.events_in.inc();
                 None
             }
         }
@@ -629,7 +620,7 @@ pub(super) async fn consume(
                 };
                 if let Some(reason) = job.apply(&record) {
                     dlq.dead_letter(&record, &job.config.group_id, &reason).await?;
-                    job.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    job.metrics.dead_letters.inc();
                 }
             }
         }

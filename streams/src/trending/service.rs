@@ -8,7 +8,7 @@ use futures::{FutureExt as _, TryFutureExt as _};
 use model::trending::TrendingRecord;
 use model::{Topic, codec};
 use runtime::Stage;
-use runtime::metrics::Metrics;
+use runtime::metrics::{Metrics, Registry};
 use runtime::window::Hopping;
 use tokio_util::sync::CancellationToken;
 
@@ -17,16 +17,17 @@ use super::job::{Job, consume};
 use super::{TrendingConfig, TrendingView};
 use crate::StreamError;
 
-/// Starts trending as a stage: the job (a consumer group over clicks and orders), the
+/// Starts trending as a stage, its series in `metrics`: the job (a consumer group over clicks and orders), the
 /// serving view that follows the `trending` and `catalog` topics, and `GET /v1/trending`. Its
 /// work runs until `shutdown`; then it publishes and checkpoints what it holds, commits and
 /// leaves the group.
 pub fn stage(
     config: TrendingConfig,
     bus: Arc<Bus>,
+    metrics: &Registry,
     shutdown: CancellationToken,
 ) -> Result<Stage, StreamError> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(metrics, "trending"));
     let job = Arc::new(Job::new(config.clone(), &bus, Arc::clone(&metrics))?);
     let windows: Vec<Hopping> = config
         .windows
@@ -71,9 +72,6 @@ pub fn stage(
         name: "trending",
         routes: routes(Arc::clone(&view), config.max_limit),
         api: api(),
-        metrics: Some(Arc::new(move |out: &mut String| {
-            out.push_str(&metrics.render("trending"));
-        })),
         readiness,
         work: work.map_err(|e: StreamError| e.into()).boxed(),
     })
