@@ -117,6 +117,27 @@ async fn one_port_serves_every_stage_with_one_document_and_one_error_shape() -> 
         );
     }
     ensure!(document["components"]["securitySchemes"]["api_key"].is_object());
+    // The answers any route can give are declared once and referenced: 401/403 where a key
+    // is taken, 429/503 everywhere; a route's own 503 stays its own.
+    for name in ["Unauthorized", "Forbidden", "RateLimited", "Overloaded"] {
+        ensure!(
+            document["components"]["responses"][name]["content"]["application/json"].is_object(),
+            "components.responses.{name} missing"
+        );
+    }
+    let reference = |path: &str, method: &str, status: &str| {
+        document["paths"][path][method]["responses"][status]["$ref"].clone()
+    };
+    ensure!(reference("/v1/orders", "post", "401") == "#/components/responses/Unauthorized");
+    ensure!(reference("/v1/orders", "post", "429") == "#/components/responses/RateLimited");
+    ensure!(reference("/v1/trending", "get", "503") == "#/components/responses/Overloaded");
+    ensure!(document["paths"]["/v1/trending"]["get"]["responses"]["401"].is_null());
+    ensure!(
+        document["paths"]["/v1/events"]["post"]["responses"]["503"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("broker")),
+        "the collector's own 503 was replaced"
+    );
 
     // One error shape for unknown paths and wrong methods, from any stage.
     for (method, path, status, code) in [

@@ -72,9 +72,6 @@ pub(super) struct MerchantCreated {
         (status = 201, description = "created", body = MerchantCreated),
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 409, description = "the merchant exists (`already_exists`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn create_merchant(
@@ -179,9 +176,6 @@ pub(super) struct KeyCreated {
     responses(
         (status = 201, description = "created", body = KeyCreated),
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn create_api_key(
@@ -250,9 +244,6 @@ pub(super) async fn create_api_key(
     responses(
         (status = 204, description = "revoked"),
         (status = 404, description = "no such key that this caller may revoke (`unknown_key`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn revoke_api_key(
@@ -314,9 +305,6 @@ pub(super) struct ProductSaved {
         (status = 200, description = "saved", body = ProductSaved),
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 422, description = "another merchant's product (`product_of_another_merchant`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn upsert_product(
@@ -385,9 +373,6 @@ pub(super) struct DeactivateQuery {
     responses(
         (status = 200, description = "withdrawn", body = ProductSaved),
         (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn deactivate_product(
@@ -446,9 +431,6 @@ pub(super) struct StockAnswer {
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
         (status = 422, description = "would leave less on hand than is reserved (`invalid_stock_change`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn adjust_stock(
@@ -493,9 +475,6 @@ pub(super) async fn adjust_stock(
     responses(
         (status = 200, description = "the level", body = StockAnswer),
         (status = 404, description = "`unknown_product`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn stock(

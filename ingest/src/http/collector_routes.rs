@@ -73,9 +73,6 @@ type Ack = BoxFuture<'static, bus::Result<bus::Delivered>>;
         (status = 200, description = "per-line results", body = BatchAnswer),
         (status = 413, description = "body over the limit (`payload_too_large`)", body = model::api::ErrorBody),
         (status = 503, description = "the broker did not acknowledge in time (`unavailable`); resend", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn collect(

@@ -51,9 +51,6 @@ pub(super) fn routes() -> Router<CoreState> {
         (status = 404, description = "unknown merchant or product", body = model::api::ErrorBody),
         (status = 409, description = "`out_of_stock`, `idempotency_conflict`", body = model::api::ErrorBody),
         (status = 422, description = "`outside_delivery_radius`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn place(
@@ -112,9 +109,6 @@ pub(super) async fn place(
     responses(
         (status = 200, description = "the order", body = OrderView),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn view(
@@ -140,9 +134,6 @@ pub(super) async fn view(
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`already_paid`, `reservation_expired`, `illegal_transition`", body = model::api::ErrorBody),
         (status = 503, description = "every provider unavailable (`payment_unavailable`)", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn pay(
@@ -183,9 +174,6 @@ pub(super) struct CancelRequest {
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`cancellation_window_closed`, `illegal_transition`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn cancel(
@@ -234,9 +222,6 @@ pub(super) struct StatusAnswer {
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`address_change_closed`", body = model::api::ErrorBody),
         (status = 422, description = "`outside_delivery_radius`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn change_address(
@@ -274,9 +259,6 @@ pub(super) async fn change_address(
         (status = 200, description = "packed", body = StatusAnswer),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn pack(
@@ -310,9 +292,6 @@ pub(super) struct Shipped {
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn ship(
@@ -350,9 +329,6 @@ pub(super) async fn ship(
         (status = 200, description = "delivered", body = StatusAnswer),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`illegal_transition`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn deliver(
@@ -387,9 +363,6 @@ pub(super) struct RefundRequest {
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 404, description = "no such order (`unknown_order`)", body = model::api::ErrorBody),
         (status = 409, description = "`refund_exceeds_captured`, `nothing_captured`", body = model::api::ErrorBody),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn refund(
@@ -433,9 +406,6 @@ pub(super) struct History {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "the orders", body = History),
-        (status = 401, description = "missing or unknown API key (`unauthorized`)", body = model::api::ErrorBody),
-        (status = 403, description = "the key's role may not do this (`forbidden`)", body = model::api::ErrorBody),
-        (status = 429, description = "over the key's rate (`rate_limited`); see Retry-After", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn history(

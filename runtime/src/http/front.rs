@@ -43,7 +43,7 @@ use tower::ServiceExt as _;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::ApiError;
+use super::{ApiError, document};
 use crate::metrics::Registry;
 use crate::stage::Readiness;
 
@@ -254,7 +254,7 @@ pub fn router(
     metrics: Registry,
     addresses: AddressLimiter,
 ) -> Router {
-    let mut document = base_document();
+    let mut document = document::base();
     let mut routes = Router::new();
     let mut mounted = Vec::new();
     for (stage, stage_routes, api) in stages {
@@ -262,6 +262,7 @@ pub fn router(
         routes = routes.merge(stage_routes);
         mounted.push(stage);
     }
+    document::declare_shared_responses(&mut document);
     let mounted = Arc::new(mounted);
     let limits = Limits {
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -290,34 +291,6 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz).with_state(mounted))
         .merge(guarded)
-}
-
-fn base_document() -> OpenApi {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-    let mut document = utoipa::openapi::OpenApiBuilder::new()
-        .info(
-            utoipa::openapi::InfoBuilder::new()
-                .title("shopstream")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Every shopstream API on one port. Errors answer `{\"error\": {\"code\", \"message\"}}` with a stable `code`; 401 `unauthorized`, 403 `forbidden`, 413 `payload_too_large`, 429 `rate_limited` (per key, per address, or after failed key checks) and 503 `overloaded`/`timeout` can come from any route.",
-                ))
-                .build(),
-        )
-        .build();
-    let components = document.components.get_or_insert_with(Default::default);
-    components.add_security_scheme(
-        "api_key",
-        SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .description(Some(
-                    "An API key from POST /v1/merchants or POST /v1/api-keys; the admin key is in <data_dir>/core/admin.key.",
-                ))
-                .build(),
-        ),
-    );
-    document
 }
 
 async fn readyz(State(stages): State<Arc<Vec<Mounted>>>) -> Response {
