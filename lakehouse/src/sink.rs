@@ -33,6 +33,7 @@ use bus::{Bus, InRecord, RebalanceHook, TopicPartition};
 use model::dlq::Reason;
 use model::{Table, Topic, codec};
 use runtime::dedup::Dedup;
+use runtime::driver::{self, Applied, Offsets, Position, Settings};
 use runtime::metrics::{Counter, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -140,11 +141,13 @@ impl RebalanceHook for Owned {
     }
 }
 
-struct Sink {
+struct Sink<'a> {
     config: LakeConfig,
     writer: Writer,
     owned: Arc<Owned>,
     stats: Arc<SinkStats>,
+    /// Where a taken-over partition's recent records are read again.
+    bus: &'a Bus,
 }
 
 /// Runs the sink until `shutdown`, then commits what it holds and leaves the group.
@@ -171,64 +174,53 @@ pub async fn run(
         )?;
     }
     let owned = Arc::new(Owned::default());
-    let consumer = bus.consumer(
-        &config.group_id,
-        &source_topics(),
-        Arc::clone(&owned) as Arc<dyn RebalanceHook>,
-        &[],
-    )?;
-    let dlq = bus.producer()?;
+    let settings = Settings {
+        group: config.group_id.clone(),
+        topics: source_topics(),
+        hook: Arc::clone(&owned) as Arc<dyn RebalanceHook>,
+        stage: config.group_id.clone(),
+        flush_every: Duration::from_millis(config.commit_interval_ms),
+        tick_every: None,
+        dead_letters: Some(stats.dead_letters.clone()),
+    };
     let mut sink = Sink {
         writer,
         owned,
         stats,
         config,
+        bus,
     };
-    let mut commit_every =
-        tokio::time::interval(Duration::from_millis(sink.config.commit_interval_ms));
-    commit_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = commit_every.tick() => sink.commit(&consumer).await?,
-            received = consumer.recv() => {
-                let record = match received {
-                    Ok(record) => record,
-                    Err(error) if error.is_retryable() => {
-                        tracing::warn!(%error, "consume failed; retrying");
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                if let Some(reason) = sink.apply(&record, bus).await? {
-                    dlq.dead_letter(&record, &sink.config.group_id, &reason).await?;
-                    sink.stats.dead_letters.inc();
-                }
-                if sink.buffered() >= sink.config.max_buffered_rows {
-                    sink.commit(&consumer).await?;
-                }
-            }
-        }
-    }
-    sink.commit(&consumer).await?;
-    // The manifest holds the position; a final Kafka commit refused mid-rebalance only costs
-    // the next owner some records it skips.
-    if let Err(error) = consumer.close().await {
-        if !error.is_retryable() {
-            return Err(error.into());
-        }
-        tracing::warn!(%error, "final offset commit refused");
-    }
-    Ok(())
+    driver::run(bus, settings, Offsets::FromFlush, &mut sink, &shutdown).await
 }
 
-impl Sink {
+/// The manifest is the truth: a flush commits the buffered rows with the offsets they cover,
+/// then reports each partition's lowest table position, where Kafka may resume it.
+impl driver::Job for Sink<'_> {
+    type Error = LakeError;
+
+    async fn apply(&mut self, record: &InRecord) -> Result<Applied, LakeError> {
+        Ok(match Sink::apply(self, record).await? {
+            Some(reason) => Applied::DeadLetter(reason),
+            None => Applied::Done,
+        })
+    }
+
+    async fn flush(&mut self) -> Result<Vec<Position>, LakeError> {
+        self.commit().await
+    }
+
+    fn wants_flush(&self) -> bool {
+        self.buffered() >= self.config.max_buffered_rows
+    }
+}
+
+impl Sink<'_> {
     fn buffered(&self) -> usize {
         self.owned.lock().values().map(|state| state.buffered).sum()
     }
 
     /// Buffers one record's rows; returns why it cannot be used, for the DLQ.
-    async fn apply(&mut self, record: &InRecord, bus: &Bus) -> Result<Option<Reason>, LakeError> {
+    async fn apply(&mut self, record: &InRecord) -> Result<Option<Reason>, LakeError> {
         self.stats.records.inc();
         let partition = TopicPartition {
             topic: record.topic_name.clone(),
@@ -236,7 +228,7 @@ impl Sink {
         };
         let known = self.owned.lock().contains_key(&partition);
         if !known {
-            self.take_over(&partition, record.topic, bus).await?;
+            self.take_over(&partition, record.topic).await?;
         }
         let decoded = match &record.payload {
             Some(payload) => codec::decode(payload).map_err(|error| Reason::from(&error)),
@@ -304,7 +296,6 @@ impl Sink {
         &mut self,
         partition: &TopicPartition,
         topic: Topic,
-        bus: &Bus,
     ) -> Result<(), LakeError> {
         let mut state = PartitionState {
             cursors: BTreeMap::new(),
@@ -333,7 +324,7 @@ impl Sink {
             .min()
             .unwrap_or(0);
         let window = state.dedup.window_start(lowest);
-        let recent = read_again(bus, topic, partition.partition, window, lowest).await?;
+        let recent = read_again(self.bus, topic, partition.partition, window, lowest).await?;
         for record in &recent {
             if let Some(Ok(envelope)) = record.payload.as_deref().map(codec::decode) {
                 state.dedup.first_seen(envelope.event_id, record.offset);
@@ -350,27 +341,18 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes every table's buffered rows and commits them with their offsets, then tells
-    /// Kafka.
-    async fn commit(&mut self, consumer: &bus::Consumer) -> Result<(), LakeError> {
+    /// Writes every table's buffered rows and commits them with their offsets; returns where
+    /// Kafka may resume each partition.
+    async fn commit(&mut self) -> Result<Vec<Position>, LakeError> {
         let (pending, ranges) = self.take_buffers();
         if ranges.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let committed = self.writer.commit(pending, ranges.clone()).await?;
         self.stats.files_committed.inc_by(committed.files);
         self.stats.rows_committed.inc_by(committed.rows);
         self.stats.commits.inc();
-        self.store_positions(consumer, &ranges);
-        // The manifest is the truth; the Kafka commit only saves the next owner records it
-        // would skip anyway. A commit refused mid-rebalance is retried next time.
-        if let Err(error) = consumer.commit().await {
-            if !error.is_retryable() {
-                return Err(error.into());
-            }
-            tracing::debug!(%error, "offset commit deferred");
-        }
-        Ok(())
+        Ok(self.advance(&ranges))
     }
 
     /// Takes every buffered row out, with the offset range each table's commit will cover.
@@ -403,11 +385,7 @@ impl Sink {
 
     /// After a commit: the tables are at the ends of their ranges; Kafka may resume each
     /// partition at the lowest position among its tables.
-    fn store_positions(
-        &self,
-        consumer: &bus::Consumer,
-        ranges: &BTreeMap<Table, Vec<OffsetRange>>,
-    ) {
+    fn advance(&self, ranges: &BTreeMap<Table, Vec<OffsetRange>>) -> Vec<Position> {
         let mut owned = self.owned.lock();
         for (table, table_ranges) in ranges {
             for range in table_ranges {
@@ -424,14 +402,22 @@ impl Sink {
                 }
             }
         }
-        for (partition, state) in owned.iter() {
-            let lowest = state.cursors.values().map(|c| c.committed).min().flatten();
-            if let Some(next) = lowest
-                && let Err(error) = consumer.store_next(&partition.topic, partition.partition, next)
-            {
-                tracing::debug!(%error, topic = partition.topic, "offset not stored");
-            }
-        }
+        owned
+            .iter()
+            .filter_map(|(partition, state)| {
+                let lowest = state
+                    .cursors
+                    .values()
+                    .map(|c| c.committed)
+                    .min()
+                    .flatten()?;
+                Some(Position {
+                    topic_name: partition.topic.clone(),
+                    partition: partition.partition,
+                    next_offset: lowest,
+                })
+            })
+            .collect()
     }
 }
 

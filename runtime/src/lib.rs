@@ -1,8 +1,10 @@
 //! What every stage shares, so that a stage is "routes + work on the runtime + a line in the
 //! binary's stage list".
 //!
-//! - [`stage`]: the one shape of a stage ([`stage::Stage`]: routes, OpenAPI part, metrics,
-//!   readiness, background work) that the binary mounts and supervises.
+//! - [`stage`]: the one shape of a stage ([`stage::Stage`]: routes, OpenAPI part, readiness,
+//!   background work) that the binary mounts and supervises.
+//! - [`driver`]: the consumer loop every stream stage runs on (consume, apply, dead-letter,
+//!   make durable, store and commit offsets, leave the group on shutdown).
 //! - [`supervisor`]: runs a process's stage list behind the front door and stops it in the
 //!   documented order; the binary, the tests and the benches start stages through it.
 //! - [`cpu`]: the CPU pool, where encodes, checkpoint writes and index builds run instead of
@@ -23,11 +25,13 @@
 //!     state ends;
 //!   - [`dedup::Dedup`] drops re-published events by `event_id` within a horizon of records,
 //!     saved with the partition's state;
-//!   - [`metrics::Metrics`] is a job's counters and gauges in the Prometheus text format.
+//!   - [`metrics::Registry`] is the process's one `prometheus-client` registry;
+//!     [`metrics::Metrics`] a stream job's series in it.
 
 pub mod checkpoint;
 pub mod cpu;
 pub mod dedup;
+pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod session;

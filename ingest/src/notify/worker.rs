@@ -2,13 +2,14 @@
 //! every channel, records what was delivered, and dead-letters what cannot be.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::{Bus, InRecord, NoHook};
 use model::dlq::Reason;
 use model::payload::NotificationSent;
 use model::{CustomerId, Envelope, Event, Money, OrderId, Topic};
 use rand::SeedableRng as _;
+use runtime::driver::{self, Applied, Offsets, Position, Settings};
 use serde::Deserialize;
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
@@ -88,13 +89,16 @@ pub async fn run(
     notifiers: Vec<Arc<dyn Notifier>>,
     shutdown: CancellationToken,
 ) -> Result<(), NotifyError> {
-    let consumer = bus.consumer(
-        &config.group,
-        &[Topic::Orders, Topic::Payments],
-        Arc::new(NoHook),
-        &[],
-    )?;
-    let worker = Worker {
+    let settings = Settings {
+        group: config.group.clone(),
+        topics: vec![Topic::Orders, Topic::Payments],
+        hook: Arc::new(NoHook),
+        stage: STAGE.to_owned(),
+        flush_every: Duration::from_millis(config.commit_interval_ms.max(10)),
+        tick_every: None,
+        dead_letters: None,
+    };
+    let mut worker = Worker {
         config,
         store,
         producer: bus.producer()?,
@@ -104,44 +108,28 @@ pub async fn run(
             uuid::Uuid::now_v7().as_u64_pair().1,
         )),
     };
-    let commit_every = Duration::from_millis(worker.config.commit_interval_ms.max(10));
-    let mut last_commit = Instant::now();
-    loop {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = consumer.recv() => received,
+    // Deliveries are recorded in the store as they happen, so each record's offset is stored
+    // once it is handled, and a replay (after a refused commit or a crash) tells nobody twice.
+    driver::run(&bus, settings, Offsets::EachRecord, &mut worker, &shutdown).await
+}
+
+impl driver::Job for Worker {
+    type Error = NotifyError;
+
+    async fn apply(&mut self, record: &InRecord) -> Result<Applied, NotifyError> {
+        let envelope = match model::codec::decode(record.payload.as_deref().unwrap_or_default()) {
+            Ok(envelope) => envelope,
+            Err(error) => return Ok(Applied::DeadLetter(Reason::from(&error))),
         };
-        let record = match received {
-            Ok(record) => record,
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%error, "notifier could not read; retrying");
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        };
-        match worker.handle(&record).await? {
-            Outcome::Done => consumer.store(&record)?,
-            Outcome::Interrupted => break,
-        }
-        if last_commit.elapsed() >= commit_every {
-            // A commit refused mid-rebalance (a member joined or left) is retried at the next
-            // interval: deliveries are recorded in the store, so a replay tells nobody twice.
-            if let Err(error) = consumer.commit().await {
-                if !error.is_retryable() {
-                    return Err(error.into());
-                }
-                tracing::debug!(%error, "offset commit deferred");
-            }
-            last_commit = Instant::now();
-        }
+        Ok(match self.handle(record, &envelope).await? {
+            Outcome::Done => Applied::Done,
+            Outcome::Interrupted => Applied::Interrupted,
+        })
     }
-    if let Err(error) = consumer.close().await {
-        if !error.is_retryable() {
-            return Err(error.into());
-        }
-        tracing::warn!(%error, "final offset commit refused; the next owner replays from the last one");
+
+    async fn flush(&mut self) -> Result<Vec<Position>, NotifyError> {
+        Ok(Vec::new())
     }
-    Ok(())
 }
 
 enum Outcome {
@@ -161,15 +149,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn handle(&self, record: &InRecord) -> Result<Outcome, NotifyError> {
-        let envelope = match model::codec::decode(record.payload.as_deref().unwrap_or_default()) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                self.dead_letter(record, STAGE, &Reason::from(&error))
-                    .await?;
-                return Ok(Outcome::Done);
-            }
-        };
+    async fn handle(&self, record: &InRecord, envelope: &Envelope) -> Result<Outcome, NotifyError> {
         if !template::is_notified(&envelope.event) {
             return Ok(Outcome::Done);
         }
@@ -213,7 +193,7 @@ impl Worker {
                 Delivery::Delivered => {
                     let recorded = self
                         .until_stored(|| {
-                            record_sent(&self.store, &envelope, &notification, channel)
+                            record_sent(&self.store, envelope, &notification, channel)
                         })
                         .await;
                     if recorded.is_none() {

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::counter::{ShardCounter, Timing, Verdict};
 use crate::StreamError;
 use runtime::checkpoint::Checkpoints;
+use runtime::driver::{self, Applied, Offsets, Position, Settings};
 use runtime::metrics::Metrics;
 use runtime::watermark::Watermarks;
 
@@ -568,102 +569,81 @@ impl RebalanceHook for Hook {
     }
 }
 
-/// The consumer loop: apply records, publish every `emit_interval_ms`, checkpoint every
-/// `checkpoint_interval_ms`, refresh lag gauges; on shutdown flush, checkpoint, commit, leave.
+/// Trending on the runtime's consumer driver: a tick publishes the panes that are due; a flush
+/// publishes the rest, waits for every acknowledgement, saves the checkpoints and reports the
+/// positions they cover, so no offset commit runs ahead of a checkpoint.
+struct OnDriver {
+    job: Arc<Job>,
+    pending: Pending,
+}
+
+impl driver::Job for OnDriver {
+    type Error = StreamError;
+
+    async fn apply(&mut self, record: &InRecord) -> Result<Applied, StreamError> {
+        Ok(match self.job.apply(record) {
+            Some(reason) => Applied::DeadLetter(reason),
+            None => Applied::Done,
+        })
+    }
+
+    async fn tick(&mut self) -> Result<(), StreamError> {
+        self.pending.extend(self.job.emit(None)?);
+        if self.pending.len() > 10_000 {
+            await_all(std::mem::take(&mut self.pending)).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<Vec<Position>, StreamError> {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend(self.job.emit(None)?);
+        await_all(pending).await?;
+        // Serialising and fsyncing the checkpoint files is disk work: the CPU pool's, not the
+        // I/O runtime's.
+        let saving = Arc::clone(&self.job);
+        runtime::cpu::run(move || saving.save(None)).await??;
+        Ok(self
+            .job
+            .positions()
+            .into_iter()
+            .map(|(topic_name, partition, next_offset)| Position {
+                topic_name,
+                partition,
+                next_offset,
+            })
+            .collect())
+    }
+
+    fn failure(&mut self) -> Option<StreamError> {
+        self.job.take_failure().map(StreamError::Rebalance)
+    }
+
+    fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
+        self.job.set_lag(ends);
+    }
+}
+
+/// Runs the job on the driver until `shutdown`: apply records, publish every
+/// `emit_interval_ms`, checkpoint every `checkpoint_interval_ms`; then publish, checkpoint,
+/// commit and leave the group.
 pub(super) async fn consume(
     job: Arc<Job>,
     bus: &Bus,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    let topics = [Topic::Clicks, Topic::Orders];
-    let consumer = bus.consumer(
-        &job.config.group_id,
-        &topics,
-        Arc::new(Hook(Arc::clone(&job))),
-        &[],
-    )?;
-    let dlq = bus.producer()?;
-    let mut emit_every =
-        tokio::time::interval(Duration::from_millis(job.config.emit_interval_ms.max(10)));
-    let mut checkpoint_every = tokio::time::interval(Duration::from_millis(
-        job.config.checkpoint_interval_ms.max(50),
-    ));
-    let mut lag_every = tokio::time::interval(Duration::from_secs(1));
-    let mut pending: Pending = Vec::new();
-    loop {
-        if let Some(failure) = job.take_failure() {
-            return Err(StreamError::Rebalance(failure));
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = emit_every.tick() => {
-                pending.extend(job.emit(None)?);
-                if pending.len() > 10_000 {
-                    await_all(std::mem::take(&mut pending)).await?;
-                }
-            }
-            _ = checkpoint_every.tick() => {
-                checkpoint(&job, &consumer, std::mem::take(&mut pending)).await?;
-            }
-            _ = lag_every.tick() => match consumer.log_ends().await {
-                Ok(ends) => job.set_lag(&ends),
-                Err(error) => tracing::debug!(%error, "lag not available"),
-            },
-            received = consumer.recv() => {
-                let record = match received {
-                    Ok(record) => record,
-                    Err(error) if error.is_retryable() => {
-                        tracing::warn!(%error, "consume failed; retrying");
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                if let Some(reason) = job.apply(&record) {
-                    dlq.dead_letter(&record, &job.config.group_id, &reason).await?;
-                    job.metrics.dead_letters.inc();
-                }
-            }
-        }
-    }
-    checkpoint(&job, &consumer, pending).await?;
-    // The checkpoint holds the position; a final Kafka commit refused mid-rebalance only costs
-    // the next owner some records it skips.
-    if let Err(error) = consumer.close().await {
-        if !error.is_retryable() {
-            return Err(error.into());
-        }
-        tracing::warn!(%error, "final offset commit refused");
-    }
-    Ok(())
-}
-
-/// Outputs acknowledged, then state and offsets saved, then offsets committed to Kafka.
-async fn checkpoint(
-    job: &Arc<Job>,
-    consumer: &bus::Consumer,
-    mut pending: Pending,
-) -> Result<(), StreamError> {
-    pending.extend(job.emit(None)?);
-    await_all(pending).await?;
-    // Serialising and fsyncing the checkpoint files is disk work: the CPU pool's, not the
-    // I/O runtime's.
-    let saving = Arc::clone(job);
-    runtime::cpu::run(move || saving.save(None)).await??;
-    // Offsets are stored only here, as checkpointed, so no commit (ours, or the bus's before a
-    // revocation) can run ahead of a checkpoint.
-    for (topic, partition, next_offset) in job.positions() {
-        if let Err(error) = consumer.store_next(&topic, partition, next_offset) {
-            // Revoked meanwhile; its checkpoint says where the next owner starts.
-            tracing::debug!(%error, topic, partition, "offset not stored");
-        }
-    }
-    // The checkpoint is the truth; the Kafka commit only saves the next owner some redelivered
-    // records it would skip anyway. A commit refused mid-rebalance is retried next time.
-    if let Err(error) = consumer.commit().await {
-        if !error.is_retryable() {
-            return Err(error.into());
-        }
-        tracing::debug!(%error, "offset commit deferred");
-    }
-    Ok(())
+    let settings = Settings {
+        group: job.config.group_id.clone(),
+        topics: vec![Topic::Clicks, Topic::Orders],
+        hook: Arc::new(Hook(Arc::clone(&job))),
+        stage: job.config.group_id.clone(),
+        flush_every: Duration::from_millis(job.config.checkpoint_interval_ms.max(50)),
+        tick_every: Some(Duration::from_millis(job.config.emit_interval_ms.max(10))),
+        dead_letters: Some(job.metrics.dead_letters.clone()),
+    };
+    let mut on_driver = OnDriver {
+        job,
+        pending: Vec::new(),
+    };
+    driver::run(bus, settings, Offsets::FromFlush, &mut on_driver, shutdown).await
 }
