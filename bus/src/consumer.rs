@@ -260,7 +260,9 @@ pub(crate) fn owned(
 }
 
 /// The log-end offset of every partition assigned to `consumer`. Blocks on the broker.
-fn log_ends_of(consumer: &StreamConsumer<GroupContext>) -> Result<Vec<(TopicPartition, i64)>> {
+pub(crate) fn log_ends_of<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+) -> Result<Vec<(TopicPartition, i64)>> {
     let mut ends = Vec::new();
     for element in consumer.assignment()?.elements() {
         let (_, high) = consumer.fetch_watermarks(

@@ -147,4 +147,13 @@ impl Reader {
         let message = self.inner.recv().await?;
         owned(&self.config, &message)
     }
+
+    /// The log-end offset of every partition read, so a follower knows when it has caught up
+    /// with what was on the topic when it started. Asks the broker, on a blocking thread.
+    pub async fn log_ends(&self) -> Result<Vec<(crate::TopicPartition, i64)>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || crate::consumer::log_ends_of(&inner))
+            .await
+            .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
+    }
 }

@@ -31,3 +31,28 @@ pub async fn append(
     .await?;
     Ok(envelope)
 }
+
+/// Appends a record that is not an event (an API key's state on its reference topic) inside
+/// `tx`: the relay publishes it like any other row, keyed by `key`.
+pub async fn append_record(
+    tx: &mut Transaction<'static, Any>,
+    topic: model::Topic,
+    key: &str,
+    payload: &[u8],
+    created_at: i64,
+) -> Result<(), StoreError> {
+    let payload = String::from_utf8(payload.to_vec())
+        .map_err(|e| StoreError::Corrupt(format!("{topic} record is not UTF-8: {e}")))?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, partition_key, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(topic.name())
+    .bind(key)
+    .bind(payload)
+    .bind(created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -25,6 +25,9 @@ pub struct RelayConfig {
     pub idle_poll_ms: u64,
     /// Back-off after a failed round (broker unreachable), doubling up to 30 s.
     pub retry_ms: u64,
+    /// On shutdown, how long a round may wait for the broker before the relay gives up; what
+    /// it did not stamp stays in the outbox and goes out on the next start.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for RelayConfig {
@@ -33,6 +36,7 @@ impl Default for RelayConfig {
             batch: 500,
             idle_poll_ms: 50,
             retry_ms: 200,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -45,6 +49,11 @@ pub enum RelayError {
     Bus(#[from] bus::BusError),
     #[error("outbox row {seq} names unknown topic {topic:?}")]
     UnknownTopic { seq: i64, topic: String },
+    /// The broker did not acknowledge within `relay.drain_timeout_ms` of shutdown.
+    #[error(
+        "the broker did not acknowledge within {waited_ms} ms of shutdown; the unsent outbox rows are published on the next start"
+    )]
+    DrainTimedOut { waited_ms: u64 },
 }
 
 impl From<sqlx::Error> for RelayError {
@@ -70,8 +79,18 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let producer = bus.producer()?;
     let mut backoff = Duration::from_millis(config.retry_ms);
+    let drain = Duration::from_millis(config.drain_timeout_ms);
     loop {
-        let outcome = publish_batch(&store, &producer, config.batch).await;
+        // A round may wait on a broker that is gone; after shutdown it gets `drain` to finish.
+        let outcome = tokio::select! {
+            outcome = publish_batch(&store, &producer, config.batch) => outcome,
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(drain).await;
+            } => {
+                return Err(RelayError::DrainTimedOut { waited_ms: config.drain_timeout_ms });
+            }
+        };
         let pause = match outcome {
             Ok(0) if shutdown.is_cancelled() => return Ok(()),
             Ok(0) => Duration::from_millis(config.idle_poll_ms),

@@ -144,6 +144,10 @@ pub async fn stage(
 ) -> Result<(Stage, Started), ServiceError> {
     let store = Store::open(&config.store, &data_dir).await?;
     let admin_key_file = admin_key(&store, &config, &data_dir).await?;
+    // Stages in other processes authenticate from the api-keys topic; keys made before it
+    // existed go out once.
+    let published = auth::publish_unpublished(&store, now_ms()).await?;
+    tracing::debug!(keys = published, "API keys queued for the api-keys topic");
     let providers: Vec<Arc<dyn PaymentProvider>> = config
         .payments
         .simulated

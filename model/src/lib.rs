@@ -11,6 +11,8 @@
 //!   distances; the generator, the orders core and the stream jobs share it.
 //! - [`trending`] is the trending job's output contract: partial counts per pane and input
 //!   partition, and per-partition watermarks.
+//! - [`keys`] is the API-key record every stage authenticates callers from (roles, the
+//!   merchant a key is bound to), published by the orders core on the `api-keys` topic.
 //! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
 //!   error codes every HTTP shell returns.
 //!
@@ -23,6 +25,7 @@ mod envelope;
 mod event;
 pub mod geo;
 mod ids;
+pub mod keys;
 mod money;
 pub mod payload;
 pub mod schema;

@@ -31,7 +31,7 @@ pub fn envelope_fields() -> Vec<Field> {
 pub fn for_topic(topic: Topic) -> SchemaRef {
     let mut fields = match topic {
         Topic::Dlq => vec![timestamp("dead_lettered_at")],
-        Topic::Trending => Vec::new(),
+        Topic::Trending | Topic::ApiKeys => Vec::new(),
         _ => envelope_fields(),
     };
     fields.extend(payload_fields(topic));
@@ -227,6 +227,12 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             int64("source_partition"),
             int64("source_offset"),
             Field::new("original", DataType::Binary, true),
+        ],
+        Topic::ApiKeys => vec![
+            Field::new("key_hash", DataType::Utf8, false),
+            Field::new("role", DataType::Utf8, false),
+            utf8("merchant_id"),
+            Field::new("revoked", DataType::Boolean, false),
         ],
     };
     fields.extend(match topic {

@@ -20,6 +20,9 @@ pub enum Topic {
     Trending,
     /// Dead letters: records no consumer could use, with the original bytes and a reason.
     Dlq,
+    /// API keys by hash, with role, merchant and whether revoked (compacted); see
+    /// [`crate::keys`].
+    ApiKeys,
 }
 
 /// How a topic keeps its records, which decides its cleanup policy and retention.
@@ -37,7 +40,7 @@ pub enum TopicKind {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::Orders,
         Topic::Payments,
         Topic::Shipments,
@@ -48,6 +51,7 @@ impl Topic {
         Topic::Notifications,
         Topic::Trending,
         Topic::Dlq,
+        Topic::ApiKeys,
     ];
 
     /// The topic's name before any deployment prefix.
@@ -63,6 +67,7 @@ impl Topic {
             Topic::Notifications => "notifications",
             Topic::Trending => "trending",
             Topic::Dlq => "dlq",
+            Topic::ApiKeys => "api-keys",
         }
     }
 
@@ -74,7 +79,7 @@ impl Topic {
     /// [`crate::EventType`]'s table: one topic carries events keyed by different ids.)
     pub fn kind(self) -> TopicKind {
         match self {
-            Topic::Catalog => TopicKind::Reference,
+            Topic::Catalog | Topic::ApiKeys => TopicKind::Reference,
             Topic::Trending => TopicKind::Derived,
             Topic::Orders
             | Topic::Payments

@@ -11,7 +11,9 @@
 //!   the I/O runtime.
 //! - [`http`]: the front door every route is served from: the one [`http::ApiError`] (codes
 //!   from [`model::api::ErrorCode`]), connection and request limits, the per-address bucket,
-//!   `/healthz`, `/readyz`, `/metrics`, and one OpenAPI document.
+//!   `/healthz`, `/readyz`, `/metrics`, and one OpenAPI document; [`http::auth`] turns an API
+//!   key into a [`http::auth::Caller`] on any stage's route, from keys the binary injects
+//!   (the core's database, or [`keys::KeyTable`] following the `api-keys` topic).
 //! - The stream runtime, pure except for checkpoint files: time comes in as arguments (event
 //!   time from envelopes, processing time from the caller's clock), so the pieces are tested
 //!   without Kafka, clocks or disks.
@@ -33,6 +35,7 @@ pub mod cpu;
 pub mod dedup;
 pub mod driver;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod session;
 pub mod stage;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
+use futures::FutureExt as _;
 use ingest::service::CoreConfig;
 use reqwest::Method as M;
 use reqwest::StatusCode;
@@ -311,4 +312,172 @@ async fn a_replaced_admin_key_stops_working() -> Result<()> {
     ensure!(new.status() == StatusCode::CREATED, "{}", new.status());
     second.stop().await?;
     Ok(())
+}
+
+/// A stage in a process of its own: the key table from the api-keys topic, and one route that
+/// takes a key and says whose it is.
+async fn keyed_stage_without_a_database(
+    bus: Arc<bus::Bus>,
+) -> Result<runtime::supervisor::Running> {
+    use axum::extract::FromRef;
+    use runtime::http::auth::{Authenticator, Caller, Limiter, RateLimit};
+
+    #[derive(Clone)]
+    struct State(Authenticator);
+    impl FromRef<State> for Authenticator {
+        fn from_ref(state: &State) -> Authenticator {
+            state.0.clone()
+        }
+    }
+
+    let mut list = runtime::supervisor::StageList::default();
+    let token = CancellationToken::new();
+    let (keys_stage, table) = runtime::keys::stage(bus, token.clone());
+    list.push(keys_stage, token);
+    let state = State(Authenticator {
+        keys: table,
+        limiter: Arc::new(Limiter::new(RateLimit::default())),
+    });
+    let routes = axum::Router::new()
+        .route(
+            "/v1/whoami",
+            axum::routing::get(|caller: Caller| async move {
+                axum::Json(json!({
+                    "role": caller.role.as_str(),
+                    "merchant_id": caller.merchant_id.map(|m| m.as_str().to_owned()),
+                }))
+            }),
+        )
+        .with_state(state);
+    let token = CancellationToken::new();
+    let stopped = token.clone();
+    let mut whoami = runtime::Stage::background(
+        "whoami",
+        async move {
+            stopped.cancelled().await;
+            Ok(())
+        }
+        .boxed(),
+    );
+    whoami.routes = routes;
+    list.push(whoami, token);
+    Ok(runtime::supervisor::spawn_local(list).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_without_the_database_accepts_the_cores_keys_until_revoked() -> Result<()> {
+    let bus = testkit::bus("keys-topic")?;
+    let core = start_core(Arc::clone(&bus), CoreConfig::default()).await?;
+    let client = Client::new(&core);
+    let admin = core.admin_key.clone();
+    let (merchant_key, _) = shop(&client, &admin).await?;
+    let (front_key, front_id) = key(
+        &client,
+        &admin,
+        json!({"role": "storefront", "merchant_id": "m-1"}),
+    )
+    .await?;
+
+    // The relay has published every key so far (the admin key, the shop's two, this one).
+    let reader = bus.reader(&[model::Topic::ApiKeys]).await?;
+    testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        "the relay to publish the keys",
+        || {
+            let reader = &reader;
+            async move {
+                let records: i64 = reader.log_ends().await?.iter().map(|(_, end)| end).sum();
+                Ok((records >= 4).then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    let stage = keyed_stage_without_a_database(Arc::clone(&bus)).await?;
+    let base = format!("http://{}", stage.addr);
+    let http = reqwest::Client::new();
+    // Ready only once the table holds what was on the topic when it started.
+    testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        "the key table to catch up",
+        || {
+            let (http, base) = (&http, &base);
+            async move {
+                let ready = http.get(format!("{base}/readyz")).send().await?.status();
+                Ok((ready == StatusCode::OK).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let whoami = |key: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let response = http
+                .get(format!("{base}/v1/whoami"))
+                .bearer_auth(key)
+                .send()
+                .await?;
+            let status = response.status();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        }
+    };
+    // Keys made before the stage started, and the admin key, work there as in the core.
+    let (status, body) = whoami(front_key.clone()).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    ensure!(
+        body == json!({"role": "storefront", "merchant_id": "m-1"}),
+        "{body}"
+    );
+    let (status, body) = whoami(merchant_key.clone()).await?;
+    ensure!(body["role"] == "merchant", "{status} {body}");
+    let (status, body) = whoami(admin.clone()).await?;
+    ensure!(
+        body == json!({"role": "admin", "merchant_id": null}),
+        "{status} {body}"
+    );
+    let (status, body) = whoami("sk_not_a_key".to_owned()).await?;
+    ensure!(status == StatusCode::UNAUTHORIZED, "{status} {body}");
+    ensure!(code(&body) == "unauthorized", "{body}");
+
+    // A key made now works there once its record arrives; a revoked one stops.
+    let (late_key, _) = key(
+        &client,
+        &admin,
+        json!({"role": "collector", "merchant_id": "m-1"}),
+    )
+    .await?;
+    testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        "the new key to work on the stage",
+        || {
+            let late_key = late_key.clone();
+            let whoami = &whoami;
+            async move { Ok((whoami(late_key).await?.0 == StatusCode::OK).then_some(())) }
+        },
+    )
+    .await?;
+    client
+        .ok(
+            M::DELETE,
+            &format!("/v1/api-keys/{front_id}"),
+            &admin,
+            None,
+            &[],
+        )
+        .await?;
+    testkit::wait_until(
+        std::time::Duration::from_secs(30),
+        "the revoked key to stop working on the stage",
+        || {
+            let front_key = front_key.clone();
+            let whoami = &whoami;
+            async move {
+                Ok((whoami(front_key).await?.0 == StatusCode::UNAUTHORIZED).then_some(()))
+            }
+        },
+    )
+    .await?;
+    ensure!(whoami(merchant_key).await?.0 == StatusCode::OK);
+    stage.stop().await?;
+    core.stop().await
 }

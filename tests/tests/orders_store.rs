@@ -173,7 +173,7 @@ async fn reopening_applies_no_migration_twice(db: Db) -> Result<()> {
     )
     .await?;
     ensure!(
-        migrations == 3 && versions == 3,
+        migrations == 4 && versions == 4,
         "{migrations} rows for {versions} versions"
     );
     Ok(())

@@ -1,4 +1,4 @@
-//! API keys and the per-key token bucket. A key is `sk_` plus 32 random bytes in hex; the
+//! API keys in the orders core's database. A key is `sk_` plus 32 random bytes in hex; the
 //! store keeps only its SHA-256, so a leaked database leaks no usable key. Each key has a role
 //! and may be bound to one merchant:
 //! - admin: creates merchants and keys, acts for any merchant; never bound;
@@ -8,92 +8,52 @@
 //! - collector: a publishable key shipped inside a shop's app or page: posts click and search
 //!   events for its own merchant and nothing else; always bound.
 //!
-//! A key's id is the first 16 hex digits of its hash: enough to name it for revocation,
-//! useless for calling.
+//! Every change is also appended to the outbox as the key's [`KeyRecord`] on the `api-keys`
+//! topic, in the same transaction, so stages in other processes accept exactly the keys this
+//! database does (see [`runtime::keys`]). The caller extractor, roles and the per-key bucket
+//! are the runtime's ([`runtime::http::auth`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
-use model::MerchantId;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use model::keys::KeyRecord;
+use model::{MerchantId, Topic};
+pub use runtime::http::auth::{Caller, Limiter, RateLimit, Role, hash_key, key_id};
+use runtime::http::auth::{Keys, KeysUnavailable};
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::lifecycle::Scope;
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[derive(utoipa::ToSchema)]
-pub enum Role {
-    /// Creates merchants and keys; may act for any merchant.
-    Admin,
-    /// Manages one merchant's catalog, stock and fulfilment.
-    Merchant,
-    /// The shop front: places, pays, cancels and reads orders for buyers, and posts events.
-    Storefront,
-    /// Publishable: posts click and search events for its own merchant only.
-    Collector,
+/// Which orders a caller may see and change: a bound key only its merchant's.
+pub trait CallerScope {
+    fn scope(&self) -> Scope;
 }
 
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Merchant => "merchant",
-            Role::Storefront => "storefront",
-            Role::Collector => "collector",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Role> {
-        [
-            Role::Admin,
-            Role::Merchant,
-            Role::Storefront,
-            Role::Collector,
-        ]
-        .into_iter()
-        .find(|role| role.as_str() == text)
-    }
-}
-
-/// Who is calling, from their API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub role: Role,
-    pub merchant_id: Option<MerchantId>,
-    /// The SHA-256 of the key: names the caller for rate limits and idempotency keys.
-    pub key_hash: String,
-}
-
-impl Caller {
-    /// Which orders this caller may see and change: a bound key only its merchant's.
-    pub fn scope(&self) -> Scope {
+impl CallerScope for Caller {
+    fn scope(&self) -> Scope {
         match self.bound_merchant() {
             Some(merchant_id) => Scope::Merchant(merchant_id.clone()),
             None => Scope::Any,
         }
     }
-
-    /// The one merchant this key acts for, if it is bound to one.
-    pub fn bound_merchant(&self) -> Option<&MerchantId> {
-        match self.role {
-            Role::Admin => None,
-            Role::Merchant | Role::Storefront | Role::Collector => self.merchant_id.as_ref(),
-        }
-    }
-
-    /// The key's public id.
-    pub fn key_id(&self) -> &str {
-        key_id(&self.key_hash)
-    }
 }
 
-/// The public id of the key with this hash.
-pub fn key_id(key_hash: &str) -> &str {
-    key_hash.get(..16).unwrap_or(key_hash)
+/// The core's keys: its database, which is always current.
+#[derive(Debug, Clone)]
+pub struct StoreKeys(pub Store);
+
+impl Keys for StoreKeys {
+    fn find<'a>(
+        &'a self,
+        key_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Caller>, KeysUnavailable>> {
+        async move {
+            lookup_hash(&self.0, key_hash)
+                .await
+                .map_err(|error| KeysUnavailable(error.to_string()))
+        }
+        .boxed()
+    }
 }
 
 /// Where a key came from; see the `origin` column.
@@ -116,10 +76,6 @@ impl Origin {
     }
 }
 
-pub fn hash_key(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
-}
-
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -137,18 +93,22 @@ pub async fn create_key(
     getrandom::fill(&mut secret)
         .map_err(|e| StoreError::Corrupt(format!("no randomness for an API key: {e}")))?;
     let key = format!("sk_{}", hex(&secret));
+    let key_hash = hash_key(&key);
+    let mut tx = store.write().await?;
     sqlx::query(
         "INSERT INTO api_keys (key_hash, key_prefix, role, merchant_id, created_at, origin)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(hash_key(&key))
+    .bind(&key_hash)
     .bind(&key[..11])
     .bind(role.as_str())
     .bind(merchant_id.map(MerchantId::as_str))
     .bind(now)
     .bind(origin.as_str())
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
+    publish(&mut tx, &[key_hash], now).await?;
+    tx.commit().await?;
     Ok(key)
 }
 
@@ -163,6 +123,14 @@ pub async fn install_admin_key(
 ) -> Result<(), StoreError> {
     let key_hash = hash_key(key);
     let mut tx = store.write().await?;
+    let mut changed = hashes(
+        &mut tx,
+        "SELECT key_hash FROM api_keys
+         WHERE role = 'admin' AND origin IN ('config', 'file')
+           AND key_hash <> $1 AND revoked_at IS NULL",
+        &[&key_hash],
+    )
+    .await?;
     sqlx::query(
         "UPDATE api_keys SET revoked_at = $1
          WHERE role = 'admin' AND origin IN ('config', 'file')
@@ -183,6 +151,8 @@ pub async fn install_admin_key(
     .bind(origin.as_str())
     .execute(&mut *tx)
     .await?;
+    changed.push(key_hash);
+    publish(&mut tx, &changed, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -199,189 +169,121 @@ pub async fn revoke(
         return Ok(false);
     }
     let key_id = key_id.to_ascii_lowercase();
+    let mut tx = store.write().await?;
     let revoked = match caller.bound_merchant() {
         None if caller.role == Role::Admin => {
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = $1
-                 WHERE substr(key_hash, 1, 16) = $2 AND revoked_at IS NULL",
+            hashes(
+                &mut tx,
+                "SELECT key_hash FROM api_keys
+                 WHERE substr(key_hash, 1, 16) = $1 AND revoked_at IS NULL",
+                &[&key_id],
             )
-            .bind(now)
-            .bind(&key_id)
-            .execute(store.pool())
             .await?
         }
         Some(merchant_id) => {
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = $1
-                 WHERE substr(key_hash, 1, 16) = $2 AND revoked_at IS NULL AND merchant_id = $3",
+            hashes(
+                &mut tx,
+                "SELECT key_hash FROM api_keys
+                 WHERE substr(key_hash, 1, 16) = $1 AND revoked_at IS NULL AND merchant_id = $2",
+                &[&key_id, merchant_id.as_str()],
             )
-            .bind(now)
-            .bind(&key_id)
-            .bind(merchant_id.as_str())
-            .execute(store.pool())
             .await?
         }
         None => return Ok(false),
     };
-    Ok(revoked.rows_affected() > 0)
+    for key_hash in &revoked {
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE key_hash = $2")
+            .bind(now)
+            .bind(key_hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    publish(&mut tx, &revoked, now).await?;
+    tx.commit().await?;
+    Ok(!revoked.is_empty())
 }
 
-/// The caller owning `key`, or None for an unknown or revoked key.
-pub async fn lookup(store: &Store, key: &str) -> Result<Option<Caller>, StoreError> {
-    let key_hash = hash_key(key);
+/// Appends the record of every key not yet published (made before the `api-keys` topic
+/// existed) to the outbox; the core runs this at start. Returns how many.
+pub async fn publish_unpublished(store: &Store, now: i64) -> Result<usize, StoreError> {
+    let mut tx = store.write().await?;
+    let all = hashes(
+        &mut tx,
+        "SELECT key_hash FROM api_keys WHERE published = 0",
+        &[],
+    )
+    .await?;
+    publish(&mut tx, &all, now).await?;
+    tx.commit().await?;
+    Ok(all.len())
+}
+
+/// Appends the current state of each key in `key_hashes` to the outbox, inside `tx`.
+async fn publish(
+    tx: &mut Transaction<'static, Any>,
+    key_hashes: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    for key_hash in key_hashes {
+        let row =
+            sqlx::query("SELECT role, merchant_id, revoked_at FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_one(&mut **tx)
+                .await?;
+        let role: String = row.try_get(0)?;
+        let merchant_id: Option<String> = row.try_get(1)?;
+        let revoked_at: Option<i64> = row.try_get(2)?;
+        let record = KeyRecord {
+            key_hash: key_hash.clone(),
+            role: parse_role(&role)?,
+            merchant_id: merchant_id.map(MerchantId::new),
+            revoked: revoked_at.is_some(),
+        };
+        crate::outbox::append_record(tx, Topic::ApiKeys, key_hash, &record.encode(), now).await?;
+        sqlx::query("UPDATE api_keys SET published = 1 WHERE key_hash = $1")
+            .bind(key_hash)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The key hashes `sql` selects with `binds` for `$1`, `$2`, ... inside `tx`.
+async fn hashes(
+    tx: &mut Transaction<'static, Any>,
+    sql: &str,
+    binds: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut query = sqlx::query(sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(StoreError::from))
+        .collect()
+}
+
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("api key role {text:?}")))
+}
+
+/// The caller owning the key with `key_hash`, or None for an unknown or revoked key.
+pub async fn lookup_hash(store: &Store, key_hash: &str) -> Result<Option<Caller>, StoreError> {
     let Some(row) = sqlx::query(
         "SELECT role, merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(&key_hash)
+    .bind(key_hash)
     .fetch_optional(store.pool())
     .await?
     else {
         return Ok(None);
     };
     let role: String = row.try_get(0)?;
-    let role =
-        Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("api key role {role:?}")))?;
     let merchant_id: Option<String> = row.try_get(1)?;
     Ok(Some(Caller {
-        role,
+        role: parse_role(&role)?,
         merchant_id: merchant_id.map(MerchantId::new),
-        key_hash,
+        key_hash: key_hash.to_owned(),
     }))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimit {
-    /// Requests per second each key may make on average.
-    pub per_second: f64,
-    /// How many requests a key may make at once after being idle.
-    pub burst: f64,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        Self {
-            per_second: 200.0,
-            burst: 400.0,
-        }
-    }
-}
-
-/// One token bucket per key hash.
-#[derive(Debug)]
-pub struct Limiter {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Limiter {
-    pub fn new(limit: RateLimit) -> Self {
-        Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token for `key_hash` at `now`; when none is left, how many seconds until one is.
-    pub fn take(&self, key_hash: &str, now: Instant) -> Result<(), u64> {
-        self.take_n(key_hash, 1, now)
-    }
-
-    /// Takes `n` tokens at once (a collector batch counts its lines); none are taken when
-    /// fewer are left. A batch larger than the burst is let through from a full bucket and
-    /// leaves it in debt, so the key then waits as long as the batch's size asks.
-    pub fn take_n(&self, key_hash: &str, n: usize, now: Instant) -> Result<(), u64> {
-        let n = n as f64;
-        let RateLimit { per_second, burst } = self.limit;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let bucket = buckets.entry(key_hash.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            refilled: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
-        bucket.refilled = now;
-        if bucket.tokens >= n.min(burst) {
-            bucket.tokens -= n;
-            return Ok(());
-        }
-        let wait = if per_second > 0.0 {
-            (n.min(burst) - bucket.tokens) / per_second
-        } else {
-            f64::from(u32::MAX)
-        };
-        // Retry-After is whole seconds; rounding up never invites an early retry.
-        Err(wait.ceil().max(1.0) as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
-        let limiter = Limiter::new(RateLimit {
-            per_second: 2.0,
-            burst: 3.0,
-        });
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(limiter.take("k", t0), Ok(()));
-        }
-        assert_eq!(limiter.take("k", t0), Err(1));
-        assert_eq!(
-            limiter.take("other", t0),
-            Ok(()),
-            "keys have their own buckets"
-        );
-        assert_eq!(limiter.take("k", t0 + Duration::from_millis(500)), Ok(()));
-        assert_eq!(limiter.take("k", t0 + Duration::from_millis(500)), Err(1));
-    }
-
-    #[test]
-    fn a_batch_over_the_burst_goes_through_once_and_leaves_the_key_in_debt() {
-        let limiter = Limiter::new(RateLimit {
-            per_second: 10.0,
-            burst: 5.0,
-        });
-        let t0 = Instant::now();
-        assert_eq!(limiter.take_n("k", 25, t0), Ok(()));
-        // 20 tokens in debt: two seconds before one is back, and another batch waits.
-        assert_eq!(limiter.take_n("k", 1, t0), Err(3));
-        assert_eq!(
-            limiter.take_n("k", 1, t0 + Duration::from_millis(2_100)),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn a_slow_rate_asks_for_a_longer_wait() {
-        let limiter = Limiter::new(RateLimit {
-            per_second: 0.1,
-            burst: 1.0,
-        });
-        let t0 = Instant::now();
-        assert_eq!(limiter.take("k", t0), Ok(()));
-        assert_eq!(limiter.take("k", t0), Err(10));
-    }
-
-    #[test]
-    fn keys_are_stored_as_hashes() {
-        let hash = hash_key("sk_abc");
-        assert_eq!(hash.len(), 64);
-        assert_ne!(hash, "sk_abc");
-        assert_eq!(hash, hash_key("sk_abc"));
-    }
 }

@@ -10,15 +10,12 @@ pub mod openapi;
 mod order_routes;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
+use axum::extract::FromRef;
 use model::api::ErrorCode;
 pub use runtime::http::ApiError;
-use runtime::http::{AddressLimiter, ClientAddress};
+use runtime::http::auth::Authenticator;
 use serde::de::DeserializeOwned;
 
 use crate::catalog::CatalogError;
@@ -132,69 +129,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         })
 }
 
-impl FromRequestParts<CoreState> for Caller {
-    type Rejection = ApiError;
-
-    /// `Authorization: Bearer <key>`; each call takes a token from the key's bucket. An
-    /// address that keeps sending unknown keys is refused before any lookup (the front
-    /// door's per-address bucket, charged per failed check).
-    async fn from_request_parts(parts: &mut Parts, state: &CoreState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "send your API key as `Authorization: Bearer sk_...`",
-                )
-            })?;
-        let guard = match (
-            parts.extensions.get::<AddressLimiter>(),
-            parts.extensions.get::<ClientAddress>(),
-        ) {
-            (Some(limiter), Some(address)) => Some((limiter.clone(), address.0.ip())),
-            _ => None,
-        };
-        if let Some((limiter, address)) = &guard {
-            limiter.refuse_if_blocked(*address)?;
+/// Callers are authenticated from this core's database, which is always current.
+impl FromRef<CoreState> for Authenticator {
+    fn from_ref(state: &CoreState) -> Authenticator {
+        Authenticator {
+            keys: Arc::new(auth::StoreKeys(state.store.clone())),
+            limiter: Arc::clone(&state.limiter),
         }
-        let Some(caller) = auth::lookup(&state.store, key).await? else {
-            if let Some((limiter, address)) = &guard {
-                limiter.charge_failure(*address)?;
-            }
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "unknown or revoked API key",
-            ));
-        };
-        state
-            .limiter
-            .take(&caller.key_hash, Instant::now())
-            .map_err(|wait| {
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("too many requests; retry in {wait} s"),
-                )
-                .retry_after(wait)
-            })?;
-        Ok(caller)
     }
 }
 
 /// Refuses callers whose role is not among `roles`.
 pub(crate) fn require(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
-    if roles.contains(&caller.role) {
-        return Ok(());
-    }
-    let allowed: Vec<String> = roles
-        .iter()
-        .map(|r| format!("{r:?}").to_lowercase())
-        .collect();
-    Err(ApiError::new(
-        ErrorCode::Forbidden,
-        format!("this call needs a {} key", allowed.join(" or ")),
-    ))
+    caller.require(roles)
 }

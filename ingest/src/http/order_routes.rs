@@ -12,6 +12,7 @@ use model::{CustomerId, Money, OrderId, Pincode, ShipmentId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::auth::CallerScope as _;
 use super::auth::{Caller, Role};
 use super::{ApiError, CoreState, parse_json, require};
 use crate::domain::OrderStatus;

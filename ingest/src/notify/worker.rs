@@ -192,9 +192,7 @@ impl Worker {
             match self.deliver(notifier.as_ref(), &notification).await {
                 Delivery::Delivered => {
                     let recorded = self
-                        .until_stored(|| {
-                            record_sent(&self.store, envelope, &notification, channel)
-                        })
+                        .until_stored(|| record_sent(&self.store, envelope, &notification, channel))
                         .await;
                     if recorded.is_none() {
                         return Ok(Outcome::Interrupted);

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0002_lifecycle.sql"),
     ),
     (3, "keys", include_str!("migrations/0003_keys.sql")),
+    (
+        4,
+        "key_topic",
+        include_str!("migrations/0004_key_topic.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

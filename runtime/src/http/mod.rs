@@ -1,6 +1,7 @@
 //! The HTTP front door shared by every stage; see [`front`] for the protections and
 //! [`error`] for the one error answer.
 
+pub mod auth;
 mod document;
 mod error;
 pub mod front;
