@@ -21,6 +21,9 @@ pub struct LakeConfig {
     pub commit_interval_ms: u64,
     /// Commit early once this many rows are buffered, to bound memory.
     pub max_buffered_rows: usize,
+    /// Ready (`/readyz`) once every owned partition has been read to within this many records
+    /// of its log end.
+    pub ready_max_lag: i64,
     /// How many offsets back each partition remembers event ids, so a re-published event
     /// (same id, same partition, a little later) becomes one row. A member taking a partition
     /// over reads this many records before the tables' position again to rebuild the set.
@@ -53,6 +56,7 @@ impl Default for LakeConfig {
             group_id: "lakehouse".into(),
             commit_interval_ms: 10_000,
             max_buffered_rows: 500_000,
+            ready_max_lag: 10_000,
             dedup_horizon: 20_000,
             row_group_rows: encoding.row_group_rows,
             zstd_level: encoding.zstd_level,

@@ -32,9 +32,10 @@ use std::time::Duration;
 use bus::{Bus, InRecord, RebalanceHook, TopicPartition};
 use model::dlq::Reason;
 use model::{Table, Topic, codec};
+use runtime::Readiness;
 use runtime::dedup::Dedup;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
-use runtime::metrics::{Counter, Registry};
+use runtime::metrics::{Counter, Lag, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::OffsetRange;
@@ -60,6 +61,8 @@ pub struct SinkStats {
     pub replays_skipped: Counter,
     pub duplicates_dropped: Counter,
     pub dead_letters: Counter,
+    /// Records between each owned partition's read position and its log end.
+    pub lag: Lag,
 }
 
 impl SinkStats {
@@ -86,6 +89,7 @@ impl SinkStats {
                 "Re-published records (an event id already written) dropped.",
             ),
             dead_letters: counter("shopstream_lake_dead_letters", "Records sent to the DLQ."),
+            lag: Lag::new(registry, "lakehouse"),
         }
     }
 }
@@ -148,6 +152,7 @@ struct Sink<'a> {
     stats: Arc<SinkStats>,
     /// Where a taken-over partition's recent records are read again.
     bus: &'a Bus,
+    readiness: Readiness,
 }
 
 /// Runs the sink until `shutdown`, then commits what it holds and leaves the group.
@@ -155,6 +160,7 @@ pub async fn run(
     config: LakeConfig,
     bus: &Bus,
     stats: Arc<SinkStats>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), LakeError> {
     config.validate()?;
@@ -183,12 +189,14 @@ pub async fn run(
         tick_every: None,
         dead_letters: Some(stats.dead_letters.clone()),
     };
+    readiness.set_not_ready("no partition assigned yet");
     let mut sink = Sink {
         writer,
         owned,
         stats,
         config,
         bus,
+        readiness,
     };
     driver::run(bus, settings, Offsets::FromFlush, &mut sink, &shutdown).await
 }
@@ -212,9 +220,62 @@ impl driver::Job for Sink<'_> {
     fn wants_flush(&self) -> bool {
         self.buffered() >= self.config.max_buffered_rows
     }
+
+    async fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
+        let lag: Vec<(String, i32, i64)> = ends
+            .iter()
+            .map(|(partition, end)| {
+                let behind = (end - self.read_position(partition)).max(0);
+                (partition.topic.clone(), partition.partition, behind)
+            })
+            .collect();
+        let behind = lag
+            .iter()
+            .filter(|(_, _, behind)| *behind > self.config.ready_max_lag)
+            .max_by_key(|(_, _, behind)| *behind);
+        match behind {
+            _ if lag.is_empty() => self.readiness.set_not_ready("no partition assigned yet"),
+            Some((topic, partition, behind)) => self.readiness.set_not_ready(format!(
+                "{topic}[{partition}] is {behind} records behind (lakehouse.ready_max_lag = {})",
+                self.config.ready_max_lag
+            )),
+            None => self.readiness.set_ready(),
+        }
+        self.stats.lag.set(lag);
+    }
 }
 
 impl Sink<'_> {
+    /// The next offset this member reads of `partition`: past the last record read when it
+    /// has taken the partition over, else where its tables stand (where reading resumes).
+    fn read_position(&self, partition: &TopicPartition) -> i64 {
+        let read = self.owned.lock().get(partition).map(|state| {
+            state
+                .cursors
+                .values()
+                .map(|cursor| cursor.upto)
+                .max()
+                .unwrap_or(0)
+        });
+        if let Some(read) = read {
+            return read;
+        }
+        let Some(topic) = self.bus.config().topic_of(&partition.topic) else {
+            return 0;
+        };
+        // The positions as last read: a gauge needs no fresh manifest listing every second.
+        let key = (partition.topic.clone(), partition.partition);
+        Table::fed_by(topic)
+            .map(|table| {
+                self.writer
+                    .snapshot(table)
+                    .and_then(|snapshot| snapshot.positions.get(&key).copied())
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
     fn buffered(&self) -> usize {
         self.owned.lock().values().map(|state| state.buffered).sum()
     }

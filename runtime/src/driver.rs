@@ -82,7 +82,9 @@ pub trait Job: Send {
     }
 
     /// The owned partitions' log ends, every second: for lag gauges and readiness.
-    fn log_ends(&mut self, _ends: &[(TopicPartition, i64)]) {}
+    fn log_ends(&mut self, _ends: &[(TopicPartition, i64)]) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How the driver runs one job.
@@ -156,7 +158,7 @@ pub async fn run<J: Job>(
             Wake::Flush => flush(job, &consumer).await?,
             Wake::Tick => job.tick().await?,
             Wake::Lag => match consumer.log_ends().await {
-                Ok(ends) => job.log_ends(&ends),
+                Ok(ends) => job.log_ends(&ends).await,
                 Err(error) => tracing::debug!(%error, "log ends not available"),
             },
             Wake::Received(Err(error)) if error.is_retryable() => {

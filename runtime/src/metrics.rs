@@ -124,7 +124,6 @@ fn delay_histogram() -> Histogram {
 /// What a stream job reports, under its `job` label.
 #[derive(Debug)]
 pub struct Metrics {
-    job: String,
     pub events_in: Counter,
     pub events_out: Counter,
     pub replayed_skipped: Counter,
@@ -140,9 +139,7 @@ pub struct Metrics {
     /// The job watermark (event time, UTC ms) over the partitions this instance owns.
     pub watermark_ms: Gauge,
     emission_delay_ms: Histogram,
-    lag: Family<PartitionLabels, Gauge>,
-    /// The partitions whose lag this instance last reported.
-    lag_reported: Mutex<Vec<PartitionLabels>>,
+    lag: Lag,
 }
 
 impl Metrics {
@@ -151,7 +148,6 @@ impl Metrics {
         let counter = |name, help| registry.counter(name, help, job);
         let gauge = |name, help| registry.gauge(name, help, job);
         Metrics {
-            job: job.to_owned(),
             events_in: counter("shopstream_events_in", "Records consumed and applied."),
             events_out: counter("shopstream_events_out", "Output records produced."),
             replayed_skipped: counter(
@@ -199,12 +195,7 @@ impl Metrics {
                     },
                 )
                 .get_or_create_owned(&job_label(job)),
-            lag: registry.family(
-                "shopstream_consumer_lag_records",
-                "Records between the read position and the log end.",
-                Family::<PartitionLabels, Gauge>::default,
-            ),
-            lag_reported: Mutex::new(Vec::new()),
+            lag: Lag::new(registry, job),
         }
     }
 
@@ -215,12 +206,37 @@ impl Metrics {
 
     /// Replaces this job's consumer-lag gauges: `(topic, partition, records behind)`.
     pub fn set_lag(&self, lag: Vec<(String, i32, i64)>) {
-        let mut reported = self
-            .lag_reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        self.lag.set(lag);
+    }
+}
+
+/// A consumer's lag per owned partition, under its `job` label: the partitions it no longer
+/// owns disappear at the next report.
+#[derive(Debug, Default)]
+pub struct Lag {
+    job: String,
+    family: Family<PartitionLabels, Gauge>,
+    reported: Mutex<Vec<PartitionLabels>>,
+}
+
+impl Lag {
+    pub fn new(registry: &Registry, job: &str) -> Lag {
+        Lag {
+            job: job.to_owned(),
+            family: registry.family(
+                "shopstream_consumer_lag_records",
+                "Records between the read position and the log end.",
+                Family::<PartitionLabels, Gauge>::default,
+            ),
+            reported: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Replaces the gauges: `(topic, partition, records behind)`.
+    pub fn set(&self, lag: Vec<(String, i32, i64)>) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
         for gone in reported.drain(..) {
-            self.lag.remove(&gone);
+            self.family.remove(&gone);
         }
         for (topic, partition, behind) in lag {
             let labels = PartitionLabels {
@@ -228,7 +244,7 @@ impl Metrics {
                 topic,
                 partition,
             };
-            self.lag.get_or_create(&labels).set(behind);
+            self.family.get_or_create(&labels).set(behind);
             reported.push(labels);
         }
     }

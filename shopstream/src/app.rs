@@ -162,12 +162,15 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             let (lake, bus) = (lake.clone(), Arc::clone(&bus));
             let stats = Arc::new(lakehouse::sink::SinkStats::registered(&list.metrics()));
             move |token: CancellationToken| async move {
-                Ok::<_, std::convert::Infallible>(Stage::background(
-                    "lakehouse sink",
-                    async move { lakehouse::sink::run(lake, &bus, stats, token).await }
+                let readiness = runtime::Readiness::new();
+                let mut stage = Stage::background("lakehouse sink", {
+                    let readiness = readiness.clone();
+                    async move { lakehouse::sink::run(lake, &bus, stats, readiness, token).await }
                         .map_err(Into::into)
-                        .boxed(),
-                ))
+                        .boxed()
+                });
+                stage.readiness = readiness;
+                Ok::<_, std::convert::Infallible>(stage)
             }
         };
         list.add("lakehouse sink", sink).await?;

@@ -136,7 +136,7 @@ pub async fn sink(config: Config, events: usize) -> Result<()> {
             Arc::clone(&stats),
             shutdown.clone(),
         );
-        async move { lakehouse::sink::run(lake, &bus, stats, shutdown).await }
+        async move { lakehouse::sink::run(lake, &bus, stats, runtime::Readiness::new(), shutdown).await }
     });
     while stats.rows_committed.get() < expected_rows as u64 {
         if task.is_finished() {

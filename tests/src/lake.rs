@@ -71,6 +71,7 @@ pub fn sink_config(dir: &std::path::Path) -> LakeConfig {
 #[derive(Debug)]
 pub struct RunningSink {
     pub stats: std::sync::Arc<lakehouse::sink::SinkStats>,
+    pub readiness: runtime::Readiness,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<Result<(), lakehouse::LakeError>>,
 }
@@ -79,17 +80,20 @@ pub struct RunningSink {
 pub fn start_sink(config: &LakeConfig, bus: &std::sync::Arc<bus::Bus>) -> RunningSink {
     let stats = std::sync::Arc::new(lakehouse::sink::SinkStats::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let readiness = runtime::Readiness::new();
     let task = tokio::spawn({
-        let (config, bus, stats, shutdown) = (
+        let (config, bus, stats, readiness, shutdown) = (
             config.clone(),
             std::sync::Arc::clone(bus),
             std::sync::Arc::clone(&stats),
+            readiness.clone(),
             shutdown.clone(),
         );
-        async move { lakehouse::sink::run(config, &bus, stats, shutdown).await }
+        async move { lakehouse::sink::run(config, &bus, stats, readiness, shutdown).await }
     });
     RunningSink {
         stats,
+        readiness,
         shutdown,
         task,
     }

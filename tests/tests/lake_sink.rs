@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use lakehouse::LakeConfig;
 use lakehouse::query::{Scope, session};
 use model::{Envelope, Event, Topic};
 use testkit::lake::{
@@ -75,7 +76,32 @@ async fn the_sink_commits_every_record_once_and_sql_reads_what_was_committed() -
     let (first, second) = events.split_at(events.len() / 2);
     testkit::produce_all(&producer, first).await?;
 
+    let config = LakeConfig {
+        ready_max_lag: 100,
+        ..config
+    };
     let sink = start_sink(&config, &bus);
+    // Not ready until it has read its partitions to within 100 records of their ends: the
+    // first half was on the topics before it started.
+    ensure!(
+        sink.readiness.get().is_err(),
+        "ready before reading anything"
+    );
+    let records_when_ready = {
+        let (readiness, stats) = (sink.readiness.clone(), Arc::clone(&sink.stats));
+        testkit::wait_until(Duration::from_secs(60), "the sink to be ready", move || {
+            let (readiness, stats) = (readiness.clone(), Arc::clone(&stats));
+            async move { Ok(readiness.get().is_ok().then(|| stats.records.get())) }
+        })
+        .await?
+    };
+    // Every source partition at most 100 records behind.
+    let partitions = lakehouse::sink::source_topics().len() * bus.config().partitions as usize;
+    ensure!(
+        records_when_ready as usize + partitions * 100 >= first.len(),
+        "ready after reading {records_when_ready} of {} records",
+        first.len()
+    );
     testkit::produce_all(&producer, second).await?;
     // A record that is not an event goes to the DLQ and holds nothing up.
     producer

@@ -619,7 +619,7 @@ impl driver::Job for OnDriver {
         self.job.take_failure().map(StreamError::Rebalance)
     }
 
-    fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
+    async fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
         self.job.set_lag(ends);
     }
 }

@@ -37,6 +37,6 @@ async fn main() -> Result<()> {
     config.commit_interval_ms = 150;
     let stats = Arc::new(lakehouse::sink::SinkStats::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    lakehouse::sink::run(config, &bus, stats, shutdown).await?;
+    lakehouse::sink::run(config, &bus, stats, runtime::Readiness::new(), shutdown).await?;
     Ok(())
 }
