@@ -35,6 +35,41 @@ pub struct Config {
 /// which a single underscore would have read as unknown settings.
 const ENV_PREFIX: &str = "SHOPSTREAM__";
 
+/// The flags every shopstream binary takes to find its configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "SHOPSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set bus.partitions=6` (repeatable; wins over file and env).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Keep state here across restarts (same as `--set data_dir=DIR`).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Every layer, with `--data-dir` applied as the last setting.
+    pub fn load(&self) -> Result<Config> {
+        let mut settings = self.settings.clone();
+        if let Some(dir) = &self.data_dir {
+            settings.push((
+                "data_dir".into(),
+                format!("{:?}", dir.display().to_string()),
+            ));
+        }
+        Config::load(self.config.as_deref(), &settings)
+    }
+}
+
+fn parse_setting(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
 impl Config {
     /// Loads the layers. `overrides` are `dotted.path=value` pairs from flags, applied last.
     pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config> {

@@ -1,11 +1,48 @@
 //! `shopstream generate`: seeded traffic to Kafka or to a JSON-lines file.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::{GenerateArgs, app, cancel_on_signal, pump};
+use crate::{app, cancel_on_signal, pump};
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Mean events per second of event time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How much event time to generate, e.g. 60s, 10m, 2h.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// `kafka` (the configured cluster) or a file path for JSON lines.
+    #[arg(long, default_value = "kafka")]
+    pub to: String,
+    /// Hold each event until the wall clock reaches its event time (event time starts now).
+    #[arg(long)]
+    pub realtime: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30s, 10m, 2h"))?;
+    let seconds = match unit {
+        "s" | "" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("{text:?}: unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
 
 pub async fn run(config: Config, args: GenerateArgs) -> Result<()> {
     let mut generator_config = config.generator.clone();

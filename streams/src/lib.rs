@@ -6,7 +6,6 @@
 //! thin consumer loop over [`bus::Consumer`] that checkpoints, and an axum shell over serving
 //! state.
 
-pub mod nexmark;
 pub mod trending;
 
 /// Why a stream job stopped.

@@ -1,4 +1,4 @@
-//! `shopstream bench front-door`: requests through the front door (the orders core behind it,
+//! `shopstream-bench front-door`: requests through the front door (the orders core behind it,
 //! as `serve` runs it) with concurrent clients, first alone (the baseline), then while
 //! `--slow` connections from 127.0.0.2 to 127.0.0.11 hold half a request each (slow-loris).
 //! Prints both, side by side, and how many slow connections the server held.
@@ -9,8 +9,8 @@ use anyhow::{Context, Result, ensure};
 use futures::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::bench_core::{ADMIN_KEY, percentile};
-use crate::config::Config;
+use crate::orders::{ADMIN_KEY, percentile};
+use shopstream::config::Config;
 
 /// p50, p99 and the rate of `requests` stock reads by `concurrency` clients.
 async fn measure(
@@ -54,7 +54,7 @@ pub async fn front_door(
     requests: usize,
     concurrency: usize,
 ) -> Result<()> {
-    let (running, _store) = crate::bench_core::start_core(config).await?;
+    let (running, _store) = crate::orders::start_core(config).await?;
     let front = &config.http;
     let target = running.addr;
     let base = format!("http://{target}");

@@ -1,4 +1,4 @@
-//! `shopstream bench orders` and `bench collector`: the orders core started in-process (its
+//! `shopstream-bench orders` and `bench collector`: the orders core started in-process (its
 //! store as configured: SQLite in a temporary directory, or `core.store.url`), driven over
 //! HTTP on 127.0.0.1 by concurrent clients, as a storefront would.
 
@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use shopstream::config::Config;
 
 pub(crate) const ADMIN_KEY: &str = "sk_bench_admin";
 const PRODUCTS: usize = 200;
@@ -30,7 +30,7 @@ struct Running {
 pub(crate) async fn start_core(
     config: &Config,
 ) -> Result<(runtime::supervisor::Running, tempfile::TempDir)> {
-    let bus = crate::app::connect(config).await?;
+    let bus = shopstream::app::connect(config).await?;
     let store = tempfile::tempdir()?;
     let core_config = ingest::service::CoreConfig {
         admin_key: Some(ADMIN_KEY.to_owned()),
@@ -227,7 +227,7 @@ pub async fn collector(
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
     let accepted = sent.load(std::sync::atomic::Ordering::Relaxed);
-    crate::bench::print_rate(
+    crate::targets::print_rate(
         &format!(
             "collector events acknowledged (NDJSON batches of {batch}, {concurrency} clients)"
         ),

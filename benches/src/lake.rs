@@ -1,5 +1,5 @@
-//! `shopstream bench lake-sink`: rows per second from events to committed Parquet (the encode
-//! alone on one thread, then the sink through the broker); `shopstream bench lake-queries`:
+//! `shopstream-bench lake-sink`: rows per second from events to committed Parquet (the encode
+//! alone on one thread, then the sink through the broker); `shopstream-bench lake-queries`:
 //! ten report queries over an order book of at least 10 M order lines, DataFusion and DuckDB on
 //! the same files, side by side, with the file count before and after compaction.
 
@@ -18,7 +18,7 @@ use model::{Envelope, Table};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use shopstream::config::Config;
 
 /// CPU seconds this process has used (user + system).
 fn cpu_seconds() -> f64 {
@@ -226,7 +226,7 @@ pub async fn queries(
             );
         }
         let started = Instant::now();
-        let written = crate::bench_orderbook::write(&storage, lines, config.generator.seed).await?;
+        let written = crate::orderbook::write(&storage, lines, config.generator.seed).await?;
         println!(
             "wrote an order book of {written} order lines (and its orders, payments, refunds, shipments and searches) in {:.0} s",
             started.elapsed().as_secs_f64()

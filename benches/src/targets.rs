@@ -1,4 +1,4 @@
-//! `shopstream bench`: measurements that BENCHMARKS.md quotes. Run them in release.
+//! `shopstream-bench`: measurements that BENCHMARKS.md quotes. Run them in release.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use model::{Topic, codec};
 
-use crate::config::Config;
+use shopstream::config::Config;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Target {
@@ -91,32 +91,32 @@ pub enum Target {
 pub async fn run(config: Config, target: Target) -> Result<()> {
     match target {
         Target::Generator { events } => generator(&config, events),
-        Target::Nexmark { events, rate } => crate::bench_stream::nexmark(events, rate),
+        Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
         Target::Trending { backlog, seconds } => {
-            crate::bench_stream::trending(config, backlog, seconds).await
+            crate::stream::trending(config, backlog, seconds).await
         }
         Target::Bus { events } => bus(config, events).await,
-        Target::LakeSink { events } => crate::bench_lake::sink(config, events).await,
+        Target::LakeSink { events } => crate::lake::sink(config, events).await,
         Target::LakeQueries {
             lines,
             dir,
             python,
             runs,
-        } => crate::bench_lake::queries(config, lines, dir, python, runs).await,
+        } => crate::lake::queries(config, lines, dir, python, runs).await,
         Target::Orders {
             orders,
             concurrency,
-        } => crate::bench_core::orders(&config, orders, concurrency).await,
+        } => crate::orders::orders(&config, orders, concurrency).await,
         Target::Collector {
             events,
             batch,
             concurrency,
-        } => crate::bench_core::collector(&config, events, batch, concurrency).await,
+        } => crate::orders::collector(&config, events, batch, concurrency).await,
         Target::FrontDoor {
             slow,
             requests,
             concurrency,
-        } => crate::bench_front::front_door(&config, slow, requests, concurrency).await,
+        } => crate::front::front_door(&config, slow, requests, concurrency).await,
     }
 }
 
@@ -165,7 +165,7 @@ async fn bus(mut config: Config, events: usize) -> Result<()> {
         config.bus.embedded_listen = "127.0.0.1:0".into();
         config.bus.embedded_data_dir = None;
     }
-    config.bus.topic_prefix = format!("bench-{}.", crate::pump::now_ms());
+    config.bus.topic_prefix = format!("bench-{}.", shopstream::pump::now_ms());
     config.bus.partitions = 3;
     let bus = Arc::new(Bus::connect(config.bus.clone())?);
     bus.ensure_topics(&[Topic::Clicks]).await?;

@@ -1,10 +1,11 @@
-//! `shopstream bench nexmark`: Nexmark q5 ("hot items", HOP 10 s / 2 s, count per auction,
+//! `shopstream-bench nexmark`: Nexmark q5 ("hot items", HOP 10 s / 2 s, count per auction,
 //! top auctions per window) over generated bids, in-process on one thread; and
-//! `shopstream bench trending`: the trending job's rate and freshness through the broker.
+//! `shopstream-bench trending`: the trending job's rate and freshness through the broker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::nexmark::Query5;
 use anyhow::Result;
 use bus::Bus;
 use indicatif::ProgressBar;
@@ -12,10 +13,9 @@ use model::{Envelope, Topic, codec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use runtime::window::Hopping;
-use streams::nexmark::Query5;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use shopstream::config::Config;
 
 /// Bids shaped like Nexmark's generator: half go to a few hot auctions, the rest spread over
 /// the auctions open at the time; event time advances `events_per_second` per second.
@@ -111,7 +111,7 @@ async fn fresh_bus(config: &Config, label: &str) -> Result<Arc<Bus>> {
         bus_config.embedded_listen = "127.0.0.1:0".into();
         bus_config.embedded_data_dir = None;
     }
-    bus_config.topic_prefix = format!("bench-{label}-{}.", crate::pump::now_ms());
+    bus_config.topic_prefix = format!("bench-{label}-{}.", shopstream::pump::now_ms());
     let bus = Arc::new(Bus::connect(bus_config)?);
     bus.ensure_topics(&Topic::ALL).await?;
     Ok(bus)
@@ -124,15 +124,20 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// `shopstream bench trending`: the job's maximum rate through the broker (a backlog consumed
+/// `shopstream-bench trending`: the job's maximum rate through the broker (a backlog consumed
 /// from a standing start), then end-to-end freshness at half that rate: from producing an
 /// event to the first `/v1/trending` answer whose window covers it.
 pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()> {
     let client = reqwest::Client::new();
 
     let bus = fresh_bus(&config, "trending-max").await?;
-    let events = trending_events(&config, backlog, crate::pump::now_ms() - 3_600_000, 1_000.0)?;
-    crate::pump::pump(
+    let events = trending_events(
+        &config,
+        backlog,
+        shopstream::pump::now_ms() - 3_600_000,
+        1_000.0,
+    )?;
+    shopstream::pump::pump(
         events.into_iter(),
         &bus.producer()?,
         false,
@@ -170,7 +175,7 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
     let checkpoints = tempfile::tempdir()?;
     let (base, job) = start_job(&config, &bus, checkpoints.path()).await?;
     // Let the job join its group before the clock starts.
-    let start_ms = crate::pump::now_ms() + 5_000;
+    let start_ms = shopstream::pump::now_ms() + 5_000;
     let count = (rate * seconds as f64) as usize;
     let events = trending_events(&config, count, start_ms, rate)?;
     let window = config
@@ -191,7 +196,7 @@ pub async fn trending(config: Config, backlog: usize, seconds: u64) -> Result<()
                     polls
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push((crate::pump::now_ms(), end));
+                        .push((shopstream::pump::now_ms(), end));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -254,7 +259,7 @@ async fn produce_paced(bus: &Bus, events: &[Envelope]) -> Result<Vec<i64>> {
     let mut produced_at = Vec::with_capacity(events.len());
     let mut pending = futures::stream::FuturesUnordered::new();
     for envelope in events {
-        let wait = envelope.event_time - crate::pump::now_ms();
+        let wait = envelope.event_time - shopstream::pump::now_ms();
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
         }
@@ -265,7 +270,7 @@ async fn produce_paced(bus: &Bus, events: &[Envelope]) -> Result<Vec<i64>> {
             payload: &payload,
             headers: &[],
         })?);
-        produced_at.push(crate::pump::now_ms());
+        produced_at.push(shopstream::pump::now_ms());
         while pending.len() > 10_000 {
             if let Some(delivered) = futures::StreamExt::next(&mut pending).await {
                 delivered?;
