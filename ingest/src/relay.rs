@@ -1,5 +1,8 @@
 //! The outbox relay: publishes committed outbox rows to their topics in `seq` order with the
-//! idempotent producer, waits for every acknowledgement, then stamps the batch `sent_at`.
+//! idempotent producer, waits for every acknowledgement, then stamps exactly those rows
+//! `sent_at`. On PostgreSQL `seq` is taken at insert, so a row may become visible after rows
+//! numbered above it; it goes out in a later round. One order's events still keep their order:
+//! its transactions serialise on the order's row, so their numbers follow their commits.
 //!
 //! Killed after the DB commit and before publishing, the rows are still unsent and go out on
 //! restart. Killed after publishing and before stamping, they go out again with the same
@@ -137,9 +140,9 @@ pub async fn publish_batch(
             payload: row.try_get(3)?,
         });
     }
-    let Some(last) = pending.last().map(|p| p.seq) else {
+    if pending.is_empty() {
         return Ok(0);
-    };
+    }
     // Enqueued in seq order: the idempotent producer keeps that order per partition, and one
     // order's events share a key, so they reach consumers in the order they were committed.
     let mut acks = std::collections::VecDeque::with_capacity(pending.len());
@@ -172,14 +175,28 @@ pub async fn publish_batch(
     for ack in acks {
         ack.await?;
     }
-    let first = pending.first().map_or(last, |p| p.seq);
-    sqlx::query("UPDATE outbox SET sent_at = $1 WHERE seq >= $2 AND seq <= $3 AND sent_at IS NULL")
-        .bind(crate::store::now_ms())
-        .bind(first)
-        .bind(last)
-        .execute(store.pool())
-        .await?;
+    stamp(store, &pending).await?;
     Ok(pending.len())
+}
+
+/// Stamps exactly the rows that were published. Not a `seq` range: on PostgreSQL a row's
+/// `seq` is taken at insert, so a row inside the range that committed after the read (its
+/// neighbours already visible) was never published and must stay unsent.
+async fn stamp(store: &Store, published: &[Pending]) -> Result<(), RelayError> {
+    let now = crate::store::now_ms();
+    for chunk in published.chunks(100) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE outbox SET sent_at = $1 WHERE seq IN ({}) AND sent_at IS NULL",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for row in chunk {
+            query = query.bind(row.seq);
+        }
+        query.execute(store.pool()).await?;
+    }
+    Ok(())
 }
 
 /// Rows committed but not yet acknowledged by the broker.

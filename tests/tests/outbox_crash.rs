@@ -1,5 +1,6 @@
-//! The transactional outbox survives SIGKILL: a child process (`src/bin/outbox_child.rs`) places orders and runs the relay
-//! against a shared broker and SQLite file; the parent kills it at several moments (some land
+//! The transactional outbox survives SIGKILL, on SQLite and on PostgreSQL: a child process
+//! (`src/bin/outbox_child.rs`) places orders and runs the relay against a shared broker and
+//! store; the parent kills it at several moments (some land
 //! between a commit and its publish, some between a publish and its `sent_at` stamp) and
 //! restarts it. Afterwards every committed event is in Kafka, none is missing, and none is
 //! there that was never committed; re-publishes carry the same `event_id`.
@@ -69,18 +70,37 @@ async fn unsent_and_committed(store: &Store) -> Result<(i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_survives_sigkill() -> Result<()> {
+    survives_sigkill("outbox-crash", StoreConfig::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_survives_sigkill_on_postgres() -> Result<()> {
+    let config = StoreConfig {
+        url: Some(testkit::postgres::database("outbox-crash-pg").await?),
+        ..StoreConfig::default()
+    };
+    survives_sigkill("outbox-crash-pg", config).await
+}
+
+async fn survives_sigkill(test: &str, config: StoreConfig) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let bus = testkit::bus("outbox-crash")?;
+    let bus = testkit::bus(test)?;
     bus.ensure_topics(&Topic::ALL).await?;
-    set_up_shop(&Store::open(&StoreConfig::default(), dir.path()).await?).await?;
+    let open = || Store::open(&config, dir.path());
+    set_up_shop(&open().await?).await?;
 
     let mut unsent_at_kills = Vec::new();
     let mut committed_before = 0;
     for lifetime in LIFETIMES_MS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outbox_child"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_outbox_child"));
+        command
             .arg(dir.path())
             .arg(bus.bootstrap_servers())
-            .arg(&bus.config().topic_prefix)
+            .arg(&bus.config().topic_prefix);
+        if let Some(url) = &config.url {
+            command.arg(url);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .spawn()
             .context("starting the child")?;
@@ -90,7 +110,7 @@ async fn outbox_survives_sigkill() -> Result<()> {
         }
         child.kill()?; // SIGKILL
         child.wait()?;
-        let store = Store::open(&StoreConfig::default(), dir.path()).await?;
+        let store = open().await?;
         let (unsent, committed) = unsent_and_committed(&store).await?;
         ensure!(
             committed > committed_before,
@@ -105,7 +125,7 @@ async fn outbox_survives_sigkill() -> Result<()> {
     );
 
     // Restart once more and let the relay drain what the last child left.
-    let store = Store::open(&StoreConfig::default(), dir.path()).await?;
+    let store = open().await?;
     let producer = bus.producer()?;
     while relay::publish_batch(&store, &producer, 500).await? > 0 {}
     ensure!(relay::unsent(&store).await? == 0);

@@ -1,5 +1,6 @@
 //! The process `outbox_crash.rs` kills: runs the outbox relay and places orders as fast as
-//! they commit, against the broker and SQLite directory the parent names, until SIGKILL.
+//! they commit, against the broker and the store the parent names (SQLite in the directory,
+//! or the PostgreSQL URL when one is given), until SIGKILL.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +16,15 @@ use model::{Currency, CustomerId, MerchantId, Pincode, ProductId};
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(bootstrap), Some(prefix)) = (args.next(), args.next(), args.next()) else {
-        bail!("usage: outbox_child DATA_DIR BOOTSTRAP TOPIC_PREFIX (started by outbox_crash.rs)");
+        bail!(
+            "usage: outbox_child DATA_DIR BOOTSTRAP TOPIC_PREFIX [POSTGRES_URL] (started by outbox_crash.rs)"
+        );
     };
-    let store = Store::open(&StoreConfig::default(), Path::new(&dir)).await?;
+    let config = StoreConfig {
+        url: args.next(),
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&config, Path::new(&dir)).await?;
     let bus = bus::Bus::connect(bus::BusConfig {
         bootstrap_servers: Some(bootstrap),
         topic_prefix: prefix,
