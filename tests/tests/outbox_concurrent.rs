@@ -19,7 +19,7 @@ const EVENTS_EACH: usize = 20;
 
 /// Every event id in the outbox is on the clicks topic exactly once.
 async fn each_committed_event_once(store: &Store, bus: &bus::Bus, group: &str) -> Result<()> {
-    let committed = committed_event_ids(&store).await?;
+    let committed = committed_event_ids(store).await?;
     let consumer = bus.consumer(group, &[Topic::Clicks], Arc::new(bus::NoHook), &[])?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let reading = async {
