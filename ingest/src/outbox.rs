@@ -16,7 +16,17 @@ pub async fn append(
     event: Event,
 ) -> Result<Envelope, StoreError> {
     let envelope = Envelope::new(uuid::Uuid::now_v7(), event_time, merchant_id.clone(), event);
-    let payload = String::from_utf8(model::codec::encode(&envelope))
+    let encoded = model::codec::encode(&envelope);
+    // Checked here, inside the transaction: a row the relay could never publish would hold up
+    // every event behind it.
+    if encoded.len() > model::limits::MAX_EVENT_BYTES {
+        return Err(StoreError::EventTooLarge {
+            event: envelope.event_type().to_string(),
+            bytes: encoded.len(),
+            limit: model::limits::MAX_EVENT_BYTES,
+        });
+    }
+    let payload = String::from_utf8(encoded)
         .map_err(|e| StoreError::Corrupt(format!("encoded event is not UTF-8: {e}")))?;
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, partition_key, payload, created_at)

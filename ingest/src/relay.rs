@@ -145,8 +145,11 @@ pub async fn publish_batch(
     }
     // Enqueued in seq order: the idempotent producer keeps that order per partition, and one
     // order's events share a key, so they reach consumers in the order they were committed.
+    // A row the broker refuses for good (not a retryable error) is parked on the DLQ instead,
+    // so one bad row never holds up the rows behind it.
     let mut acks = std::collections::VecDeque::with_capacity(pending.len());
-    for row in &pending {
+    let mut parked = Vec::new();
+    for (index, row) in pending.iter().enumerate() {
         let record = OutRecord {
             topic: row.topic,
             key: row.key.as_bytes(),
@@ -156,27 +159,84 @@ pub async fn publish_batch(
         loop {
             match producer.enqueue(record) {
                 Ok(ack) => {
-                    acks.push_back(ack);
+                    acks.push_back((index, ack));
                     break;
                 }
                 // The producer's queue is full: make room by waiting for our oldest record's
                 // acknowledgement. With nothing of ours in flight the queue belongs to others;
                 // the round fails and is retried with back-off.
                 Err(bus::BusError::QueueFull) => match acks.pop_front() {
-                    Some(oldest) => {
-                        oldest.await?;
+                    Some((oldest, ack)) => {
+                        if let Err(error) = ack.await {
+                            refused(error, oldest, &mut parked)?;
+                        }
                     }
                     None => return Err(bus::BusError::QueueFull.into()),
                 },
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    refused(error, index, &mut parked)?;
+                    break;
+                }
             }
         }
     }
-    for ack in acks {
-        ack.await?;
+    for (index, ack) in acks {
+        if let Err(error) = ack.await {
+            refused(error, index, &mut parked)?;
+        }
+    }
+    for (index, error) in &parked {
+        park(producer, &pending[*index], error).await?;
     }
     stamp(store, &pending).await?;
     Ok(pending.len())
+}
+
+/// A row's publish failed: a retryable error fails the round (it is retried whole; the rows
+/// already acknowledged go out again with their event ids, which consumers drop); any other
+/// error marks the row for the DLQ.
+fn refused(
+    error: bus::BusError,
+    index: usize,
+    parked: &mut Vec<(usize, bus::BusError)>,
+) -> Result<(), RelayError> {
+    if error.is_retryable() {
+        return Err(error.into());
+    }
+    parked.push((index, error));
+    Ok(())
+}
+
+/// The first bytes of a parked row's payload that go to the DLQ with it.
+const PARKED_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Dead-letters a row the broker will never take, with the reason and where it came from.
+async fn park(
+    producer: &bus::Producer,
+    row: &Pending,
+    error: &bus::BusError,
+) -> Result<(), RelayError> {
+    let payload = row.payload.as_bytes();
+    let reason = model::dlq::Reason::new(
+        model::dlq::Reason::UNPUBLISHABLE,
+        format!(
+            "the broker refused outbox row {} for {} ({} bytes): {error}",
+            row.seq,
+            row.topic,
+            payload.len()
+        ),
+    );
+    tracing::error!(seq = row.seq, topic = %row.topic, bytes = payload.len(), %error, "outbox row parked on the DLQ");
+    producer
+        .enqueue_dead_letter(
+            row.key.as_bytes(),
+            &payload[..payload.len().min(PARKED_PAYLOAD_BYTES)],
+            "outbox.relay",
+            &format!("outbox seq {}", row.seq),
+            &reason,
+        )?
+        .await?;
+    Ok(())
 }
 
 /// Stamps exactly the rows that were published. Not a `seq` range: on PostgreSQL a row's

@@ -28,6 +28,9 @@ impl Reason {
     pub const LATE: &'static str = "late";
     /// A consumer kept failing on the record after its retries.
     pub const RETRIES_EXHAUSTED: &'static str = "retries_exhausted";
+    /// The broker refused the record for good (too large, say); it was parked here so the
+    /// records behind it could go on. The payload is cut to its first 64 KiB.
+    pub const UNPUBLISHABLE: &'static str = "unpublishable";
 
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {

@@ -13,6 +13,7 @@
 //!   partition, and per-partition watermarks.
 //! - [`keys`] is the API-key record every stage authenticates callers from (roles, the
 //!   merchant a key is bound to), published by the orders core on the `api-keys` topic.
+//! - [`limits`] bounds what enters the pipeline (text lengths, one encoded event's size).
 //! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
 //!   error codes every HTTP shell returns.
 //!
@@ -26,6 +27,7 @@ mod event;
 pub mod geo;
 mod ids;
 pub mod keys;
+pub mod limits;
 mod money;
 pub mod payload;
 pub mod schema;

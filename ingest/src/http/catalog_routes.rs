@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
 use super::auth::{self, Caller, Role};
-use super::{ApiError, CoreState, parse_json, require};
+use super::{ApiError, CoreState, check_length, parse_json, require};
 use crate::catalog::{self, Merchant, Product};
 use crate::domain::{CancellationPolicy, DEFAULT_RADIUS_KM};
 
@@ -274,11 +274,16 @@ fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 pub(super) struct ProductRequest {
+    #[schema(max_length = 100)]
     category: String,
+    #[schema(max_length = 100)]
     brand: String,
+    #[schema(max_length = 300)]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 20000)]
     description: String,
+    /// At most 64, names up to 64 characters, values up to 1,000.
     #[serde(default)]
     attributes: BTreeMap<String, String>,
     price: Money,
@@ -333,6 +338,7 @@ pub(super) async fn upsert_product(
             "price.amount_minor must not be negative",
         ));
     }
+    check_product_lengths(&request)?;
     let product_id = ProductId::new(product_id);
     let product = Product {
         merchant_id: merchant_id.clone(),
@@ -355,6 +361,29 @@ pub(super) async fn upsert_product(
         merchant_id,
         active: true,
     }))
+}
+
+/// Every text field within `model::limits`, so the event fits a Kafka message.
+fn check_product_lengths(request: &ProductRequest) -> Result<(), ApiError> {
+    use model::limits::*;
+    check_length("category", &request.category, NAME_CHARS)?;
+    check_length("brand", &request.brand, NAME_CHARS)?;
+    check_length("title", &request.title, TITLE_CHARS)?;
+    check_length("description", &request.description, DESCRIPTION_CHARS)?;
+    if request.attributes.len() > ATTRIBUTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "attributes has {} entries; at most {ATTRIBUTES} are accepted",
+                request.attributes.len()
+            ),
+        ));
+    }
+    for (name, value) in &request.attributes {
+        check_length("an attribute name", name, ATTRIBUTE_NAME_CHARS)?;
+        check_length(&format!("attributes.{name}"), value, ATTRIBUTE_VALUE_CHARS)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +415,7 @@ pub(super) async fn deactivate_product(
     let reason = query
         .reason
         .unwrap_or_else(|| "withdrawn by merchant".to_owned());
+    check_length("reason", &reason, model::limits::REASON_CHARS)?;
     catalog::deactivate_product(
         &state.store,
         &merchant_id,
@@ -407,6 +437,7 @@ pub(super) async fn deactivate_product(
 pub(super) struct StockRequest {
     /// Units received (positive) or written off (negative).
     delta: i64,
+    #[schema(max_length = 500)]
     reason: String,
 }
 
@@ -441,6 +472,7 @@ pub(super) async fn adjust_stock(
 ) -> Result<Json<StockAnswer>, ApiError> {
     let merchant_id = own_merchant(&caller)?;
     let request: StockRequest = parse_json(&body)?;
+    check_length("reason", &request.reason, model::limits::REASON_CHARS)?;
     if request.delta == 0 {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,

@@ -67,8 +67,19 @@ pub fn router(state: CoreState) -> Router {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::internal(error)
+        match error {
+            StoreError::EventTooLarge { .. } => {
+                ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
+            }
+            error => ApiError::internal(error),
+        }
     }
+}
+
+/// Refuses text over its limit (`model::limits`) with a 400 naming the field.
+pub(crate) fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    model::limits::check_chars(field, value, max)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidParameter, message))
 }
 
 impl From<OrderError> for ApiError {

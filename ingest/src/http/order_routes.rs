@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::auth::CallerScope as _;
 use super::auth::{Caller, Role};
-use super::{ApiError, CoreState, parse_json, require};
+use super::{ApiError, CoreState, check_length, parse_json, require};
 use crate::domain::OrderStatus;
 use crate::lifecycle::{self, Cancelled, OrderSummary, OrderView, PaymentRecorded, ShipRequest};
 use crate::orders::{Idempotency, PlaceOrder, PlacedOrder, place_order};
@@ -159,6 +159,7 @@ pub(super) async fn pay(
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 pub(super) struct CancelRequest {
+    #[schema(max_length = 500)]
     reason: String,
 }
 
@@ -185,6 +186,7 @@ pub(super) async fn cancel(
 ) -> Result<Json<Cancelled>, ApiError> {
     require(&caller, ANYONE)?;
     let request: CancelRequest = parse_json(&body)?;
+    check_length("reason", &request.reason, model::limits::REASON_CHARS)?;
     let cancelled = lifecycle::cancel(
         &state.store,
         &OrderId::new(order_id),
@@ -348,6 +350,7 @@ pub(super) async fn deliver(
 #[derive(utoipa::ToSchema)]
 pub(super) struct RefundRequest {
     amount: Money,
+    #[schema(max_length = 500)]
     reason: String,
 }
 
@@ -374,6 +377,7 @@ pub(super) async fn refund(
 ) -> Result<(StatusCode, Json<RefundIssued>), ApiError> {
     require(&caller, SELLER_SIDE)?;
     let request: RefundRequest = parse_json(&body)?;
+    check_length("reason", &request.reason, model::limits::REASON_CHARS)?;
     let issued = lifecycle::refund(
         &state.store,
         &OrderId::new(order_id),

@@ -66,6 +66,15 @@ pub enum StoreError {
     },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// The event a change would emit does not fit a Kafka message; nothing was written.
+    #[error(
+        "the {event} event this change makes is {bytes} bytes encoded, over the {limit}-byte limit; shorten its text fields"
+    )]
+    EventTooLarge {
+        event: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 /// A connection pool plus which database is behind it.
