@@ -206,3 +206,29 @@ async fn postgres_reopens_without_reapplying_migrations() -> Result<()> {
     let store = Store::open(&config, dir.path()).await?;
     reopening_applies_no_migration_twice(Db { store, dir }).await
 }
+
+/// `PRAGMA synchronous` as a connection of `store` sees it (2 = FULL, 1 = NORMAL).
+async fn synchronous_of(store: &Store) -> Result<i64> {
+    Ok(sqlx::Row::try_get(
+        &sqlx::query("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await?,
+        0,
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fsyncs_every_commit_unless_told_otherwise() -> Result<()> {
+    // FULL by default: an order answered 201 is in the fsynced WAL, so a power cut keeps it.
+    let db = testkit::core::sqlite().await?;
+    ensure!(synchronous_of(&db.store).await? == 2, "not FULL by default");
+    // NORMAL only when the operator says so.
+    let dir = tempfile::tempdir()?;
+    let config = StoreConfig {
+        sqlite_synchronous: ingest::store::Synchronous::Normal,
+        ..Default::default()
+    };
+    let store = Store::open(&config, dir.path()).await?;
+    ensure!(synchronous_of(&store).await? == 1);
+    Ok(())
+}

@@ -35,6 +35,28 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a writer waits for SQLite's write lock before giving up.
     pub busy_timeout_ms: u64,
+    /// SQLite's durability: `full` (default) fsyncs the WAL at every commit, so an order
+    /// answered 201 survives a power cut; `normal` fsyncs only at checkpoints, which survives a
+    /// process crash but may lose the last commits on power loss (faster; see BENCHMARKS.md).
+    pub sqlite_synchronous: Synchronous,
+}
+
+/// SQLite's `PRAGMA synchronous` setting, as the configuration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -43,6 +65,7 @@ impl Default for StoreConfig {
             url: None,
             max_connections: 16,
             busy_timeout_ms: 10_000,
+            sqlite_synchronous: Synchronous::Full,
         }
     }
 }
@@ -109,16 +132,17 @@ impl Store {
         };
         install_default_drivers();
         let busy_timeout_ms = config.busy_timeout_ms;
+        let synchronous = config.sqlite_synchronous;
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; NORMAL sync is durable
-                        // across process crashes (fsync at checkpoints), as the outbox needs.
+                        // WAL lets readers run beside the one writer; `synchronous` decides
+                        // whether a commit survives a power cut (see StoreConfig).
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(synchronous.pragma()).await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute(&*format!("PRAGMA busy_timeout = {busy_timeout_ms}"))
                             .await?;
