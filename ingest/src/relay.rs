@@ -244,7 +244,7 @@ async fn park(
 /// neighbours already visible) was never published and must stay unsent.
 async fn stamp(store: &Store, published: &[Pending]) -> Result<(), RelayError> {
     let now = crate::store::now_ms();
-    for chunk in published.chunks(100) {
+    for chunk in published.chunks(1_000) {
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "UPDATE outbox SET sent_at = $1 WHERE seq IN ({}) AND sent_at IS NULL",
