@@ -250,3 +250,34 @@ pub fn online_retail_csv() -> std::path::PathBuf {
         workspace.join("ingest/data").join(FILE)
     }
 }
+
+/// How often each event id arrived on `topics` (read from the beginning as `group`), read until
+/// every id in `wanted` has arrived. An error says how many never did within `deadline`.
+pub async fn event_ids_on(
+    bus: &Bus,
+    group: &str,
+    topics: &[model::Topic],
+    wanted: &std::collections::BTreeSet<String>,
+    deadline: Duration,
+) -> Result<std::collections::BTreeMap<String, usize>> {
+    let consumer = bus.consumer(group, topics, Arc::new(bus::NoHook), &[])?;
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let reading = async {
+        while !wanted.iter().all(|id| seen.contains_key(id)) {
+            let record = consumer.recv().await?;
+            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
+            *seen.entry(envelope.event_id.to_string()).or_default() += 1;
+        }
+        anyhow::Ok(())
+    };
+    if tokio::time::timeout(deadline, reading).await.is_err() {
+        let missing: Vec<&String> = wanted.iter().filter(|id| !seen.contains_key(*id)).collect();
+        bail!(
+            "{} of {} committed events never reached Kafka, e.g. {:?}",
+            missing.len(),
+            wanted.len(),
+            &missing[..missing.len().min(3)]
+        );
+    }
+    Ok(seen)
+}

@@ -2,11 +2,11 @@
 //! insert, not at commit: a transaction holding seq 100 can commit while the relay publishes
 //! 99 and 101. Every committed event must still reach its topic exactly once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use ingest::relay::{self, RelayConfig};
 use ingest::store::Store;
 use model::payload::ProductViewed;
@@ -20,31 +20,14 @@ const EVENTS_EACH: usize = 20;
 /// Every event id in the outbox is on the clicks topic exactly once.
 async fn each_committed_event_once(store: &Store, bus: &bus::Bus, group: &str) -> Result<()> {
     let committed = committed_event_ids(store).await?;
-    let consumer = bus.consumer(group, &[Topic::Clicks], Arc::new(bus::NoHook), &[])?;
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let reading = async {
-        while !committed.iter().all(|id| seen.contains_key(id)) {
-            let record = consumer.recv().await?;
-            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
-            *seen.entry(envelope.event_id.to_string()).or_default() += 1;
-        }
-        anyhow::Ok(())
-    };
-    if tokio::time::timeout(Duration::from_secs(30), reading)
-        .await
-        .is_err()
-    {
-        let missing: Vec<&String> = committed
-            .iter()
-            .filter(|id| !seen.contains_key(*id))
-            .collect();
-        bail!(
-            "{} of {} committed events were stamped sent and never reached Kafka, e.g. {:?}",
-            missing.len(),
-            committed.len(),
-            &missing[..missing.len().min(3)]
-        );
-    }
+    let seen = testkit::event_ids_on(
+        bus,
+        group,
+        &[Topic::Clicks],
+        &committed,
+        Duration::from_secs(30),
+    )
+    .await?;
     let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
     ensure!(twice.is_empty(), "published more than once: {twice:?}");
     Ok(())

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -141,37 +140,14 @@ async fn survives_sigkill(test: &str, config: StoreConfig) -> Result<()> {
         .await?
         .try_get(0)?;
 
-    let consumer = bus.consumer(
+    let seen = testkit::event_ids_on(
+        &bus,
         "outbox-check",
         &[Topic::Orders, Topic::Inventory, Topic::Catalog],
-        Arc::new(bus::NoHook),
-        &[],
-    )?;
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let reading = async {
-        while !committed.iter().all(|id| seen.contains_key(id)) {
-            let record = consumer.recv().await?;
-            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
-            *seen.entry(envelope.event_id.to_string()).or_default() += 1;
-        }
-        anyhow::Ok(())
-    };
-    let missing = |seen: &BTreeMap<String, usize>| {
-        committed
-            .iter()
-            .filter(|id| !seen.contains_key(*id))
-            .count()
-    };
-    if tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .is_err()
-    {
-        bail!(
-            "{} of {} committed events never reached Kafka",
-            missing(&seen),
-            committed.len()
-        );
-    }
+        &committed,
+        Duration::from_secs(60),
+    )
+    .await?;
     let strangers: Vec<&String> = seen.keys().filter(|id| !committed.contains(*id)).collect();
     ensure!(
         strangers.is_empty(),
