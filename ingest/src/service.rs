@@ -160,6 +160,7 @@ pub async fn stage(
         payments: Payments::new(providers, config.payments.retry),
         address: config.address,
         limiter: Arc::new(Limiter::new(config.rate_limit)),
+        keys: Arc::new(auth::StoreKeys(store.clone())),
         clock: Arc::new(now_ms),
         collector: Some(Collector {
             producer: Arc::new(bus.producer()?),

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use model::api::ErrorCode;
 pub use runtime::http::ApiError;
-use runtime::http::auth::Authenticator;
+use runtime::http::auth::{Authenticator, Keys};
 use serde::de::DeserializeOwned;
 
 use crate::catalog::CatalogError;
@@ -34,6 +34,8 @@ pub struct CoreState {
     pub payments: Payments,
     pub address: AddressRules,
     pub limiter: Arc<Limiter>,
+    /// Where callers' keys are found: this core's database.
+    pub keys: Arc<dyn Keys>,
     /// UTC ms; tests pass a fixed clock to step through refund windows.
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// `POST /v1/events` answers 503 without one.
@@ -144,7 +146,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 impl FromRef<CoreState> for Authenticator {
     fn from_ref(state: &CoreState) -> Authenticator {
         Authenticator {
-            keys: Arc::new(auth::StoreKeys(state.store.clone())),
+            keys: Arc::clone(&state.keys),
             limiter: Arc::clone(&state.limiter),
         }
     }
