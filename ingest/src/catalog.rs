@@ -32,13 +32,13 @@ pub enum CatalogError {
     Store(#[from] StoreError),
     #[error("merchant {0} does not exist")]
     UnknownMerchant(MerchantId),
-    #[error("product {0} does not exist")]
+    /// Also what a merchant hears of another merchant's product: whether an id is someone
+    /// else's is not its business.
+    #[error("this shop has no product {0}")]
     UnknownProduct(ProductId),
-    #[error("product {product_id} belongs to merchant {owner}")]
-    NotYourProduct {
-        product_id: ProductId,
-        owner: MerchantId,
-    },
+    /// Product ids are one namespace across the platform; the owner is not named.
+    #[error("product id {0} is already in use on the platform; choose another id")]
+    IdTaken(ProductId),
     #[error("stock of {product_id}: {source}")]
     Stock {
         product_id: ProductId,
@@ -101,11 +101,8 @@ pub async fn upsert_product(
             .await?
             .map(|row| row.try_get(0))
             .transpose()?;
-    if let Some(owner) = owner.filter(|o| o != product.merchant_id.as_str()) {
-        return Err(CatalogError::NotYourProduct {
-            product_id: listing.product_id.clone(),
-            owner: MerchantId::new(owner),
-        });
+    if owner.is_some_and(|o| o != product.merchant_id.as_str()) {
+        return Err(CatalogError::IdTaken(listing.product_id.clone()));
     }
     let merchant_exists = sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1")
         .bind(product.merchant_id.as_str())
@@ -173,10 +170,7 @@ pub async fn adjust_stock(
     .ok_or_else(|| CatalogError::UnknownProduct(product_id.clone()))?;
     let owner: String = row.try_get(0)?;
     if owner != merchant_id.as_str() {
-        return Err(CatalogError::NotYourProduct {
-            product_id: product_id.clone(),
-            owner: MerchantId::new(owner),
-        });
+        return Err(CatalogError::UnknownProduct(product_id.clone()));
     }
     let warehouse_id: String = row.try_get(1)?;
     let stock_error = |source| CatalogError::Stock {
@@ -221,10 +215,7 @@ pub async fn deactivate_product(
         .ok_or_else(|| CatalogError::UnknownProduct(product_id.clone()))?
         .try_get(0)?;
     if owner != merchant_id.as_str() {
-        return Err(CatalogError::NotYourProduct {
-            product_id: product_id.clone(),
-            owner: MerchantId::new(owner),
-        });
+        return Err(CatalogError::UnknownProduct(product_id.clone()));
     }
     sqlx::query("UPDATE products SET active = 0, updated_at = $1 WHERE product_id = $2")
         .bind(now)
@@ -263,7 +254,7 @@ impl CatalogError {
             CatalogError::Store(_) => ErrorCode::Internal,
             CatalogError::UnknownMerchant(_) => ErrorCode::UnknownMerchant,
             CatalogError::UnknownProduct(_) => ErrorCode::UnknownProduct,
-            CatalogError::NotYourProduct { .. } => ErrorCode::ProductOfAnotherMerchant,
+            CatalogError::IdTaken(_) => ErrorCode::ProductIdTaken,
             CatalogError::Stock { .. } => ErrorCode::InvalidStockChange,
         }
     }

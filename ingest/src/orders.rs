@@ -80,12 +80,6 @@ pub enum OrderError {
     UnknownMerchant(MerchantId),
     #[error("line {line}: product {product_id} does not exist")]
     UnknownProduct { line: usize, product_id: ProductId },
-    #[error("line {line}: product {product_id} is not sold by merchant {merchant_id}")]
-    OtherMerchantsProduct {
-        line: usize,
-        product_id: ProductId,
-        merchant_id: MerchantId,
-    },
     #[error("line {line}: product {product_id} is no longer sold")]
     ProductInactive { line: usize, product_id: ProductId },
     #[error(
@@ -120,7 +114,6 @@ impl OrderError {
             OrderError::Store(_) => ErrorCode::Internal,
             OrderError::UnknownMerchant(_) => ErrorCode::UnknownMerchant,
             OrderError::UnknownProduct { .. } => ErrorCode::UnknownProduct,
-            OrderError::OtherMerchantsProduct { .. } => ErrorCode::ProductOfAnotherMerchant,
             OrderError::ProductInactive { .. } => ErrorCode::ProductInactive,
             OrderError::DuplicateProduct { .. } => ErrorCode::DuplicateProduct,
             OrderError::OutOfStock { .. } => ErrorCode::OutOfStock,
@@ -355,10 +348,10 @@ async fn catalog_line(
     })?;
     let owner: String = row.try_get(0)?;
     if owner != request.merchant_id.as_str() {
-        return Err(OrderError::OtherMerchantsProduct {
+        // Said as of a product that does not exist: whose it is, is not the caller's business.
+        return Err(OrderError::UnknownProduct {
             line,
             product_id: requested.product_id.clone(),
-            merchant_id: request.merchant_id.clone(),
         });
     }
     if row.try_get::<i64, _>(1)? == 0 {

@@ -76,7 +76,8 @@ error_codes! {
     AlreadyExists = 409 "already_exists";
     /// The body is over the route's limit.
     PayloadTooLarge = 413 "payload_too_large";
-    ProductOfAnotherMerchant = 422 "product_of_another_merchant";
+    /// A product id another shop already uses (ids are one namespace on the platform).
+    ProductIdTaken = 409 "product_id_taken";
     DuplicateProduct = 422 "duplicate_product";
     InvalidOrder = 422 "invalid_order";
     InvalidAmount = 422 "invalid_amount";

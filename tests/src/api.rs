@@ -113,7 +113,8 @@ pub fn order_body(quantity: u32) -> Value {
     })
 }
 
-fn key_of(created: &Value) -> Result<String> {
+/// The key a creation answer carries.
+pub fn key_of(created: &Value) -> Result<String> {
     created["api_key"]
         .as_str()
         .map(str::to_owned)

@@ -347,6 +347,99 @@ async fn errors_are_json_with_stable_codes() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_merchants_product_can_be_neither_taken_over_nor_traced_to_its_owner() -> Result<()>
+{
+    let core = start_core(testkit::bus("core-http-ids")?, CoreConfig::default()).await?;
+    let client = Client::new(&core);
+    let (first, storefront) = shop(&client, &core.admin_key).await?;
+    let created = client
+        .ok(
+            M::POST,
+            "/v1/merchants",
+            &core.admin_key,
+            Some(json!({"merchant_id": "m-2", "name": "Kulfi Corner"})),
+            &[],
+        )
+        .await?;
+    let second = testkit::api::key_of(&created)?;
+    let product = json!({"category": "tea", "brand": "Mine", "title": "Not chai",
+        "price": {"amount_minor": 100, "currency": "INR"}});
+    let (status, taken, _) = client
+        .call(
+            M::PUT,
+            "/v1/products/p-chai",
+            Some(&second),
+            Some(product),
+            &[],
+        )
+        .await?;
+    ensure!(
+        status == StatusCode::CONFLICT && code(&taken) == "product_id_taken",
+        "{status} {taken}"
+    );
+    // The stock, deactivation and order paths answer as for a product that does not exist.
+    for (method, path, body) in [
+        (M::GET, "/v1/products/{id}/stock", None),
+        (
+            M::POST,
+            "/v1/products/{id}/stock",
+            Some(json!({"delta": -10, "reason": "count"})),
+        ),
+        (M::DELETE, "/v1/products/{id}", None),
+    ] {
+        let mut answers = Vec::new();
+        for id in ["p-chai", "p-nothing"] {
+            let path = path.replace("{id}", id);
+            let (status, value, _) = client
+                .call(method.clone(), &path, Some(&second), body.clone(), &[])
+                .await?;
+            answers.push((status, code(&value).to_owned(), value.to_string()));
+        }
+        ensure!(
+            answers[0].0 == StatusCode::NOT_FOUND && answers[0].0 == answers[1].0,
+            "{method} {path}: {answers:?}"
+        );
+        ensure!(answers[0].1 == answers[1].1, "{method} {path}: {answers:?}");
+    }
+    let mut refusals = Vec::new();
+    for product in ["p-chai", "p-nothing"] {
+        let order = json!({
+            "merchant_id": "m-2", "customer_id": "c-7", "session_id": null,
+            "delivery_pincode": "560042", "currency": "INR",
+            "lines": [{"product_id": product, "quantity": 1}]
+        });
+        let (status, refused, _) = client
+            .call(
+                M::POST,
+                "/v1/orders",
+                Some(&storefront),
+                Some(order),
+                &[("Idempotency-Key", product)],
+            )
+            .await?;
+        refusals.push((status, refused));
+    }
+    ensure!(
+        refusals[0].0 == refusals[1].0 && code(&refusals[0].1) == "unknown_product",
+        "{refusals:?}"
+    );
+    let refused = refusals.swap_remove(0).1;
+    for body in [&taken, &refused] {
+        let text = body.to_string();
+        ensure!(
+            !text.contains("m-1") && !text.contains("Chai Point"),
+            "an answer names the owner: {text}"
+        );
+    }
+    // The product is untouched.
+    let stock = client
+        .ok(M::GET, "/v1/products/p-chai/stock", &first, None, &[])
+        .await?;
+    ensure!(stock["on_hand"] == 10, "{stock}");
+    core.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_gets_429_with_retry_after() -> Result<()> {
     let config = CoreConfig {
         rate_limit: RateLimit {

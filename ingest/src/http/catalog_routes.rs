@@ -309,7 +309,7 @@ pub(super) struct ProductSaved {
     responses(
         (status = 200, description = "saved", body = ProductSaved),
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
-        (status = 422, description = "another merchant's product (`product_of_another_merchant`)", body = model::api::ErrorBody),
+        (status = 409, description = "the id is another shop's (`product_id_taken`); the owner is not named", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn upsert_product(
