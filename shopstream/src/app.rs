@@ -75,6 +75,9 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
              --data-dir DIR (or data_dir in the config); give it one"
         );
     }
+    if let Some(dir) = &config.data_dir {
+        crate::create_private_dir(dir)?;
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let bus = connect(&config).await?;
@@ -197,7 +200,18 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
                     )
                 })?;
             let sql_address = sql_listener.local_addr()?;
-            banner.line("SQL", sql_banner(sql_address, sql_password.as_deref()));
+            banner.line(
+                "SQL",
+                sql_banner(
+                    sql_address,
+                    sql_password.as_deref(),
+                    config
+                        .data_dir
+                        .as_deref()
+                        .filter(|_| config.sql.users.is_empty())
+                        .map(crate::config::sql_password_file),
+                ),
+            );
             let serve = move |token: CancellationToken| async move {
                 Ok::<_, std::convert::Infallible>(Stage::background(
                     "SQL endpoint",
@@ -272,12 +286,25 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
     Ok(())
 }
 
-fn sql_banner(address: SocketAddr, password: Option<&str>) -> String {
-    match password {
-        Some(password) => {
+/// How to reach the SQL endpoint: the password only when it was made for this start.
+fn sql_banner(
+    address: SocketAddr,
+    new_password: Option<&str>,
+    password_file: Option<PathBuf>,
+) -> String {
+    match (new_password, password_file) {
+        (Some(password), Some(file)) => format!(
+            "psql 'postgresql://analyst:{password}@{address}/shopstream'  (password shown once; kept in {})",
+            file.display()
+        ),
+        (Some(password), None) => {
             format!("psql 'postgresql://analyst:{password}@{address}/shopstream'")
         }
-        None => format!("{address} (Postgres wire; users from sql.users)"),
+        (None, Some(file)) => format!(
+            "psql 'postgresql://analyst@{address}/shopstream'  (password in {})",
+            file.display()
+        ),
+        (None, None) => format!("{address} (Postgres wire; users from sql.users)"),
     }
 }
 

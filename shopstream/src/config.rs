@@ -140,22 +140,23 @@ impl Config {
 /// The SQL endpoint's settings with its users. Without configured users there is one,
 /// `analyst`, who sees everything; its password is kept in `<data_dir>/sql-password` (made on
 /// first use, readable by the owner only) or, without a data dir, made up for this run. The
-/// password is returned when it was made here, so the caller can show it.
+/// password comes back only when it was made just now, to be shown once: a secret printed on
+/// every start ends up in every log that keeps the console.
 pub fn sql_users(config: &Config) -> Result<(lakehouse::pg::SqlConfig, Option<String>)> {
     let mut sql = config.sql.clone();
     if !sql.users.is_empty() {
         return Ok((sql, None));
     }
     let made_up = || uuid::Uuid::new_v4().simple().to_string()[..20].to_owned();
-    let password = match &config.data_dir {
+    let (password, new) = match &config.data_dir {
         Some(dir) => {
-            let file = dir.join("sql-password");
+            let file = sql_password_file(dir);
             match std::fs::read_to_string(&file) {
-                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                Ok(text) if !text.trim().is_empty() => (text.trim().to_owned(), false),
                 _ => {
                     use std::io::Write;
                     use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::create_dir_all(dir)?;
+                    crate::create_private_dir(dir)?;
                     let password = made_up();
                     let mut out = std::fs::OpenOptions::new()
                         .write(true)
@@ -165,18 +166,23 @@ pub fn sql_users(config: &Config) -> Result<(lakehouse::pg::SqlConfig, Option<St
                         .open(&file)
                         .with_context(|| format!("cannot write {}", file.display()))?;
                     writeln!(out, "{password}")?;
-                    password
+                    (password, true)
                 }
             }
         }
-        None => made_up(),
+        None => (made_up(), true),
     };
     sql.users.push(lakehouse::pg::SqlUser {
         name: "analyst".into(),
         password: password.clone(),
         merchant_id: None,
     });
-    Ok((sql, Some(password)))
+    Ok((sql, new.then_some(password)))
+}
+
+/// Where the `analyst` password is kept under a data dir.
+pub fn sql_password_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("sql-password")
 }
 
 /// Sets `a.b.c` in `tree` to `value`, read as a TOML value when it is one (numbers, booleans,
@@ -286,5 +292,17 @@ mod tests {
             Some(PathBuf::from("/tmp/shop/checkpoints/trending"))
         );
         assert_eq!(config.lakehouse.dir, Some(PathBuf::from("/tmp/shop/lake")));
+    }
+
+    #[test]
+    fn the_sql_password_is_shown_only_when_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("data_dir = {:?}\n", dir.path().join("data"));
+        let config = load_text(&text, &[]).unwrap();
+        let (_, first) = sql_users(&config).unwrap();
+        assert!(first.is_some(), "a new password is shown once");
+        let (sql, second) = sql_users(&config).unwrap();
+        assert_eq!(second, None, "a stored password is not shown again");
+        assert_eq!(Some(&sql.users[0].password), first.as_ref());
     }
 }

@@ -172,8 +172,17 @@ pub async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (set sql.listen)", sql.listen))?;
     let address = listener.local_addr()?;
     eprintln!("SQL endpoint on {address} (Postgres wire protocol, read-only)");
-    if let Some(password) = password {
-        eprintln!("  psql 'postgresql://analyst:{password}@{address}/shopstream'");
+    match (password, &config.data_dir) {
+        (Some(password), _) => {
+            eprintln!(
+                "  psql 'postgresql://analyst:{password}@{address}/shopstream'  (password shown once)"
+            );
+        }
+        (None, Some(dir)) if config.sql.users.is_empty() => eprintln!(
+            "  psql 'postgresql://analyst@{address}/shopstream'  (password in {})",
+            crate::config::sql_password_file(dir).display()
+        ),
+        (None, _) => {}
     }
     let shutdown = CancellationToken::new();
     crate::cancel_on_signal(shutdown.clone());

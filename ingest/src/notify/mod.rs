@@ -69,8 +69,9 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<(), DeliveryError>>;
 }
 
-/// Writes each notification to the service log: the channel for development and for
-/// deployments that ship logs to an SMS gateway.
+/// Writes each notification to the service log: the channel for development. At `info` the
+/// log says which order was told what template; the customer and the text (personal data)
+/// are logged only at `debug` of target `shopstream::notification`, for those who ask.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogNotifier;
 
@@ -90,11 +91,73 @@ impl Notifier for LogNotifier {
         tracing::info!(
             target: "shopstream::notification",
             order_id = %notification.order_id,
-            customer_id = %notification.customer_id,
             template = notification.template,
+            "notification sent"
+        );
+        tracing::debug!(
+            target: "shopstream::notification",
+            order_id = %notification.order_id,
+            customer_id = %notification.customer_id,
             "{}",
             notification.text
         );
         Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_channel_keeps_customers_and_message_text_out_of_the_log_at_info() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let notification = Notification {
+            order_id: OrderId::new("o-123"),
+            customer_id: CustomerId::new("c-secret-customer"),
+            merchant_id: MerchantId::new("m-1"),
+            template: "order.shipped".into(),
+            text: "Hi Asha, your parcel to 12 MG Road is on its way".into(),
+            source_event_id: "e-1".into(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            futures::FutureExt::now_or_never(LogNotifier.deliver(&notification))
+        })
+        .expect("the log channel answers at once")
+        .unwrap();
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("o-123"), "the order is logged: {logged}");
+        for private in ["c-secret-customer", "Asha", "MG Road"] {
+            assert!(
+                !logged.contains(private),
+                "{private} reached the log: {logged}"
+            );
+        }
     }
 }
