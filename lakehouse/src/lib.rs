@@ -24,6 +24,7 @@ pub mod parquet;
 pub mod pg;
 pub mod query;
 pub mod rows;
+pub mod scope;
 pub mod sink;
 pub mod storage;
 pub mod writer;

@@ -24,9 +24,8 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::helpers::expr_applicable_for_cols;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
-use datafusion::datasource::view::ViewTable;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, lit};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -35,6 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::manifest::{Manifest, Snapshot};
 use crate::rows::{event_date_field, parse_day};
+use crate::scope::MerchantTable;
 use crate::{LakeError, Storage};
 
 /// A table as its manifest says it is.
@@ -192,7 +192,8 @@ impl TableProvider for ManifestTable {
 pub enum Scope {
     /// Every row.
     All,
-    /// Only rows whose `merchant_id` is this one, in every table and view.
+    /// Only rows whose `merchant_id` is this one, in every table and view, cut out inside the
+    /// scan ([`crate::scope`]) so no expression of the user's sees another merchant's row.
     Merchant(String),
 }
 
@@ -225,7 +226,7 @@ pub async fn install(
         let provider: Arc<dyn TableProvider> = Arc::new(ManifestTable::new(storage.clone(), table));
         let provider = match scope {
             Scope::All => provider,
-            Scope::Merchant(merchant) => merchant_only(table, provider, merchant)?,
+            Scope::Merchant(merchant) => Arc::new(MerchantTable::new(provider, merchant)?),
         };
         context.register_table(table.name(), provider)?;
     }
@@ -236,18 +237,4 @@ pub async fn install(
             .map_err(|e| LakeError::Sql(format!("creating view {name}: {e}")))?;
     }
     Ok(())
-}
-
-/// `table` with only `merchant`'s rows. The base table is never registered in the session, so
-/// no query can reach past the filter.
-fn merchant_only(
-    table: Table,
-    provider: Arc<dyn TableProvider>,
-    merchant: &str,
-) -> Result<Arc<dyn TableProvider>, LakeError> {
-    let source = datafusion::datasource::provider_as_source(provider);
-    let plan = LogicalPlanBuilder::scan(table.name(), source, None)?
-        .filter(col("merchant_id").eq(lit(merchant)))?
-        .build()?;
-    Ok(Arc::new(ViewTable::new(plan, None)))
 }

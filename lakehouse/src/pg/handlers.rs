@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -21,10 +20,8 @@ use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
-use datafusion_postgres::pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
-};
+use datafusion_postgres::pgwire::api::auth::sasl::scram::ScramAuth;
+use datafusion_postgres::pgwire::api::auth::{AuthSource, DefaultServerParameterProvider};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response};
@@ -38,15 +35,9 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use futures::{Sink, StreamExt};
 use tokio::sync::OnceCell;
 
-use super::Shared;
-use super::guard;
-
-/// SCRAM iterations; the minimum RFC 7677 allows, as PostgreSQL uses.
-const SCRAM_ITERATIONS: usize = 4096;
-
-pub(crate) fn salted_password(password: &str, salt: &[u8]) -> Vec<u8> {
-    gen_salted_password(password, salt, SCRAM_ITERATIONS)
-}
+use super::gate::{Activity, GatedStartup};
+use super::memory::{self, ConnectionPool};
+use super::{Shared, guard};
 
 type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
 
@@ -58,31 +49,11 @@ fn user_error(sqlstate: &str, message: String) -> PgWireError {
     )))
 }
 
-/// The configured users, for the SCRAM exchange.
-#[derive(Debug)]
-struct Logins(Arc<Shared>);
-
-#[async_trait]
-impl AuthSource for Logins {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let user = login.user().unwrap_or_default();
-        match self.0.logins.get(user) {
-            Some(found) => Ok(Password::new(
-                Some(found.salt.clone()),
-                found.salted_password.clone(),
-            )),
-            None => Err(user_error(
-                "28P01",
-                format!("password authentication failed for user \"{user}\""),
-            )),
-        }
-    }
-}
-
 /// The connection's DataFusion session, built for its user on the first statement.
 struct Session {
     shared: Arc<Shared>,
     service: OnceCell<Arc<DfSessionService>>,
+    activity: Arc<Activity>,
 }
 
 impl Debug for Session {
@@ -108,19 +79,32 @@ impl Session {
             .await
     }
 
+    fn scoped<C: ClientInfo + ?Sized>(&self, client: &C) -> bool {
+        client
+            .metadata()
+            .get(METADATA_USER)
+            .and_then(|user| self.shared.logins.get(user))
+            .is_none_or(|login| login.scope != crate::query::Scope::All)
+    }
+
     /// The statement checks for this connection's user: everyone's, and the merchant-scoped
-    /// users' own.
+    /// users' own. A statement starts: the connection is not idle.
     fn check<C: ClientInfo + ?Sized>(&self, client: &C, sql: &str) -> PgWireResult<()> {
+        self.activity.touch();
         let refuse = |refusal: guard::Refusal| user_error(refusal.sqlstate, refusal.message);
         guard::check_sql(sql).map_err(refuse)?;
-        let user = client.metadata().get(METADATA_USER);
-        let scoped = user
-            .and_then(|user| self.shared.logins.get(user))
-            .is_none_or(|login| login.scope != crate::query::Scope::All);
-        if scoped {
+        if self.scoped(client) {
             guard::check_scoped(sql).map_err(refuse)?;
         }
         Ok(())
+    }
+
+    fn wording<C: ClientInfo + ?Sized>(&self, client: &C) -> Wording {
+        Wording {
+            memory_limit_mb: self.shared.config.memory_limit_mb,
+            total_memory_mb: self.shared.config.total_memory_mb,
+            scoped: self.scoped(client),
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -137,7 +121,10 @@ async fn build_service(shared: Arc<Shared>, user: String) -> PgWireResult<Arc<Df
     // No spilling: a statement past its memory stops with a message naming the limit rather
     // than filling the disk.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+        .with_memory_pool(Arc::new(ConnectionPool::new(
+            Arc::clone(&shared.memory),
+            limit,
+        )))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
@@ -164,18 +151,78 @@ async fn build_service(shared: Arc<Shared>, user: String) -> PgWireResult<Arc<Df
     )))
 }
 
-/// Errors as a client should read them: a memory refusal names the limit.
-fn explain(error: PgWireError, memory_limit_mb: usize) -> PgWireError {
+/// How errors are worded for one connection's user.
+#[derive(Debug, Clone, Copy)]
+struct Wording {
+    memory_limit_mb: usize,
+    total_memory_mb: usize,
+    scoped: bool,
+}
+
+/// SQLSTATEs of the endpoint's own messages, which quote no row.
+const OWN_SQLSTATES: &[&str] = &[
+    "25006", "42501", "0A000", "57014", "53200", "53300", "28000", "28P01",
+];
+
+/// What a merchant-scoped user is told of an error raised while rows were read: its kind
+/// only, since its text can quote a row's value. Planning errors quote only the user's SQL.
+fn withheld(message: &str) -> Option<String> {
+    const PLANNING: &[&str] = &[
+        "Error during planning",
+        "Schema error",
+        "SQL error",
+        "sql parser error",
+        "This feature is not implemented",
+    ];
+    if PLANNING.iter().any(|marker| message.contains(marker)) {
+        return None;
+    }
+    let lower = message.to_ascii_lowercase();
+    let kind = if lower.contains("divide by zero") || lower.contains("division by zero") {
+        "division by zero"
+    } else if lower.contains("cast") || lower.contains("pars") {
+        "a value could not be converted to the requested type"
+    } else if lower.contains("overflow") {
+        "arithmetic overflow"
+    } else {
+        "an expression failed on a row"
+    };
+    Some(format!(
+        "{kind} (details are withheld from merchant-scoped users, since they can quote row values)"
+    ))
+}
+
+/// Errors as a client should read them: a memory refusal names the limit it hit, and a
+/// merchant-scoped user's errors carry no row values.
+fn explain(error: PgWireError, wording: Wording) -> PgWireError {
     let text = error.to_string();
     if text.contains("Resources exhausted") {
-        return user_error(
-            "53200",
+        let message = if text.contains(memory::TOTAL_LIMIT) {
             format!(
-                "the query needs more memory than one statement may use (sql.memory_limit_mb = {memory_limit_mb}): {text}"
-            ),
-        );
+                "the SQL endpoint's memory (sql.total_memory_mb = {}) is taken by other queries; try again shortly",
+                wording.total_memory_mb
+            )
+        } else {
+            format!(
+                "the query needs more memory than one statement may use (sql.memory_limit_mb = {})",
+                wording.memory_limit_mb
+            )
+        };
+        return user_error("53200", message);
     }
-    error
+    if !wording.scoped {
+        return error;
+    }
+    let mut info = ErrorInfo::from(error);
+    if OWN_SQLSTATES.contains(&info.code.as_str()) {
+        return PgWireError::UserError(Box::new(info));
+    }
+    if let Some(message) = withheld(&info.message) {
+        info.message = message;
+        info.detail = None;
+        info.hint = None;
+    }
+    PgWireError::UserError(Box::new(info))
 }
 
 fn timed_out(limit: Duration) -> PgWireError {
@@ -193,7 +240,7 @@ fn limited(
     response: Response,
     deadline: tokio::time::Instant,
     limit: Duration,
-    memory_limit_mb: usize,
+    wording: Wording,
 ) -> Response {
     let Response::Query(query) = response else {
         return response;
@@ -207,7 +254,7 @@ fn limited(
         }
         match tokio::time::timeout_at(deadline, rows.next()).await {
             Ok(Some(Ok(row))) => Some((Ok(row), (rows, false))),
-            Ok(Some(Err(error))) => Some((Err(explain(error, memory_limit_mb)), (rows, true))),
+            Ok(Some(Err(error))) => Some((Err(explain(error, wording)), (rows, true))),
             Ok(None) => None,
             Err(_) => Some((Err(timed_out(limit)), (rows, true))),
         }
@@ -237,8 +284,13 @@ impl QueryParser for GuardedParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.session.check(client, sql)?;
+        let wording = self.session.wording(client);
         let service = self.session.service(client).await?;
-        service.query_parser().parse_sql(client, sql, types).await
+        service
+            .query_parser()
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(|error| explain(error, wording))
     }
 
     fn get_parameter_types(&self, statement: &Statement) -> PgWireResult<Vec<Type>> {
@@ -281,7 +333,7 @@ impl SimpleQueryHandler for Queries {
         self.session.check(client, query)?;
         let service = Arc::clone(self.session.service(client).await?);
         let limit = self.session.timeout();
-        let memory = self.session.shared.config.memory_limit_mb;
+        let wording = self.session.wording(client);
         let deadline = tokio::time::Instant::now() + limit;
         let responses = tokio::time::timeout_at(
             deadline,
@@ -289,10 +341,10 @@ impl SimpleQueryHandler for Queries {
         )
         .await
         .map_err(|_| timed_out(limit))?
-        .map_err(|error| explain(error, memory))?;
+        .map_err(|error| explain(error, wording))?;
         Ok(responses
             .into_iter()
-            .map(|response| limited(response, deadline, limit, memory))
+            .map(|response| limited(response, deadline, limit, wording))
             .collect())
     }
 }
@@ -318,9 +370,10 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.session.activity.touch();
         let service = Arc::clone(self.session.service(client).await?);
         let limit = self.session.timeout();
-        let memory = self.session.shared.config.memory_limit_mb;
+        let wording = self.session.wording(client);
         let deadline = tokio::time::Instant::now() + limit;
         let response = tokio::time::timeout_at(
             deadline,
@@ -328,29 +381,35 @@ impl ExtendedQueryHandler for Queries {
         )
         .await
         .map_err(|_| timed_out(limit))?
-        .map_err(|error| explain(error, memory))?;
-        Ok(limited(response, deadline, limit, memory))
+        .map_err(|error| explain(error, wording))?;
+        Ok(limited(response, deadline, limit, wording))
     }
 }
 
 /// The handlers of one connection. The SCRAM exchange keeps state, so each connection has its
 /// own.
 pub(crate) struct Connection {
-    startup: Arc<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+    startup: Arc<GatedStartup<SASLAuthStartupHandler<DefaultServerParameterProvider>>>,
     queries: Arc<Queries>,
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>) -> Connection {
+    pub(crate) fn new(shared: Arc<Shared>, activity: Arc<Activity>) -> Connection {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.is_superuser = false;
         parameters.default_transaction_read_only = true;
-        let mut scram = ScramAuth::new(Arc::new(Logins(Arc::clone(&shared))));
-        scram.set_iterations(SCRAM_ITERATIONS);
-        let startup = SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram);
+        let logins: Arc<dyn AuthSource> = Arc::clone(&shared.logins) as Arc<dyn AuthSource>;
+        let mut scram = ScramAuth::new(logins);
+        scram.set_iterations(shared.config.scram_iterations);
+        let startup = GatedStartup {
+            inner: SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram),
+            gate: Arc::clone(&shared.gate),
+            activity: Arc::clone(&activity),
+        };
         let session = Arc::new(Session {
             shared,
             service: OnceCell::new(),
+            activity,
         });
         let parser = Arc::new(GuardedParser {
             session: Arc::clone(&session),

@@ -1,30 +1,40 @@
 //! The Postgres wire endpoint: psql, psycopg, DBeaver and BI tools query the lakehouse as if it
 //! were a read-only PostgreSQL database.
 //!
-//! - Users log in with a password over SCRAM-SHA-256 (the password never crosses the wire).
+//! - Users log in with a password over SCRAM-SHA-256 (the password never crosses the wire);
+//!   unknown users go through the same exchange, and failed logins are throttled
+//!   ([`logins`]). Connections are admitted, timed out and capped per user by [`gate`].
 //! - Each connection gets its own DataFusion session, built on its first query for the user
-//!   it logged in as: every table (or, for a merchant-scoped user, only that merchant's rows),
-//!   the views, `pg_catalog` and `information_schema` for `\d` and tools' metadata queries.
-//! - Each connection has its own memory pool of `memory_limit_mb`; a PostgreSQL connection runs
-//!   one statement at a time, so that is a per-query limit. A statement that needs more fails
-//!   with SQLSTATE 53200 naming the limit (nothing spills to disk).
+//!   it logged in as: every table (or, for a merchant-scoped user, only that merchant's rows,
+//!   cut out inside the scan, [`crate::scope`]), the views, `pg_catalog` and
+//!   `information_schema` for `\d` and tools' metadata queries.
+//! - Memory: one pool of `total_memory_mb` for the endpoint, and within it `memory_limit_mb`
+//!   per connection; a PostgreSQL connection runs one statement at a time, so that is a
+//!   per-query limit. A statement past either fails with SQLSTATE 53200 naming the limit
+//!   (nothing spills to disk).
+//! - SQL runs on its own runtime threads (`threads`), so a heavy query does not hold the
+//!   threads that serve the HTTP API and the stream jobs.
 //! - Every statement (rows included) must finish within `query_timeout_ms` or it is cancelled
 //!   with SQLSTATE 57014; a client's own `SET statement_timeout` can only make that shorter.
 //! - Statements are checked before planning ([`guard`]): queries and session chatter run;
 //!   writes, DDL, COPY, external tables and file-reading functions are refused with 25006 or
 //!   42501 and a message.
 
+mod gate;
 pub mod guard;
 mod handlers;
+mod logins;
+mod memory;
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::memory_pool::GreedyMemoryPool;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::query::Scope;
 use crate::{LakeError, Storage};
 
 /// One login.
@@ -47,12 +57,32 @@ pub struct SqlConfig {
     pub users: Vec<SqlUser>,
     /// Longest a statement may run, rows included, ms.
     pub query_timeout_ms: u64,
-    /// Memory one statement may hold before spilling or failing, MiB.
+    /// Memory one statement may hold before it fails, MiB.
     pub memory_limit_mb: usize,
+    /// Memory all statements together may hold, MiB.
+    pub total_memory_mb: usize,
     /// Threads one statement may use.
     pub target_partitions: usize,
-    /// Connections served at once; more are refused.
+    /// Worker threads of the SQL endpoint's own runtime.
+    pub threads: usize,
+    /// Logged-in connections served at once; more are refused.
     pub max_connections: usize,
+    /// Logged-in connections one user may hold at once.
+    pub max_connections_per_user: usize,
+    /// Sockets still logging in at once; more are closed unanswered.
+    pub max_pending_logins: usize,
+    /// A socket that has not logged in by then is closed, ms.
+    pub auth_timeout_ms: u64,
+    /// A session that runs no statement for this long is closed, ms.
+    pub idle_timeout_ms: u64,
+    /// PBKDF2 rounds of the SCRAM exchange (OWASP's 2023 figure for PBKDF2-HMAC-SHA256).
+    pub scram_iterations: usize,
+    /// Failed logins in a row, per user name and per address, before the lockouts start.
+    pub login_failures_allowed: u32,
+    /// The first lockout, doubling with each further failure, ms.
+    pub login_lockout_ms: u64,
+    /// The longest lockout, ms.
+    pub login_lockout_max_ms: u64,
 }
 
 impl Default for SqlConfig {
@@ -61,9 +91,19 @@ impl Default for SqlConfig {
             listen: "127.0.0.1:5433".into(),
             users: Vec::new(),
             query_timeout_ms: 60_000,
-            memory_limit_mb: 1_024,
+            memory_limit_mb: 512,
+            total_memory_mb: 2_048,
             target_partitions: 2,
+            threads: 2,
             max_connections: 64,
+            max_connections_per_user: 8,
+            max_pending_logins: 256,
+            auth_timeout_ms: 5_000,
+            idle_timeout_ms: 600_000,
+            scram_iterations: 600_000,
+            login_failures_allowed: 5,
+            login_lockout_ms: 1_000,
+            login_lockout_max_ms: 300_000,
         }
     }
 }
@@ -86,33 +126,50 @@ impl SqlConfig {
                 return fail(format!("sql.users: {} is listed twice", user.name));
             }
         }
-        if self.query_timeout_ms == 0 || self.memory_limit_mb == 0 || self.target_partitions == 0 {
+        if self.query_timeout_ms == 0
+            || self.memory_limit_mb == 0
+            || self.target_partitions == 0
+            || self.threads == 0
+            || self.max_connections == 0
+            || self.max_connections_per_user == 0
+            || self.max_pending_logins == 0
+            || self.auth_timeout_ms == 0
+        {
             return fail(
-                "sql.query_timeout_ms, sql.memory_limit_mb and sql.target_partitions must be positive".into(),
+                "sql.query_timeout_ms, memory_limit_mb, target_partitions, threads, max_connections, max_connections_per_user, max_pending_logins and auth_timeout_ms must be positive".into(),
             );
+        }
+        if self.total_memory_mb < self.memory_limit_mb {
+            return fail(format!(
+                "sql.total_memory_mb ({}) must be at least sql.memory_limit_mb ({})",
+                self.total_memory_mb, self.memory_limit_mb
+            ));
+        }
+        if self.idle_timeout_ms <= self.query_timeout_ms {
+            return fail(format!(
+                "sql.idle_timeout_ms ({}) must be longer than sql.query_timeout_ms ({}): a session is idle only between statements",
+                self.idle_timeout_ms, self.query_timeout_ms
+            ));
+        }
+        if self.scram_iterations < 4_096 {
+            return fail("sql.scram_iterations must be at least 4096 (RFC 7677)".into());
         }
         Ok(())
     }
-}
-
-/// A user as the server keeps it: the SCRAM salted password, never the password itself.
-#[derive(Debug)]
-pub(crate) struct Login {
-    pub(crate) salt: Vec<u8>,
-    pub(crate) salted_password: Vec<u8>,
-    pub(crate) scope: Scope,
 }
 
 /// What every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) storage: Storage,
-    pub(crate) logins: HashMap<String, Login>,
+    pub(crate) logins: Arc<logins::Logins>,
+    pub(crate) gate: Arc<gate::Gate>,
+    pub(crate) memory: Arc<GreedyMemoryPool>,
     pub(crate) config: SqlConfig,
 }
 
-/// Serves the endpoint on `listener` until `shutdown`. Connections open at shutdown are left
-/// to finish their statement.
+/// Serves the endpoint on `listener` until `shutdown`, on a runtime of its own. Connections
+/// open at shutdown are left to finish their statement.
 pub async fn serve(
     config: SqlConfig,
     storage: Storage,
@@ -120,32 +177,58 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), LakeError> {
     config.validate()?;
-    let logins = config
-        .users
-        .iter()
-        .map(|user| {
-            let salt = uuid::Uuid::new_v4().as_bytes().to_vec();
-            let salted_password = handlers::salted_password(&user.password, &salt);
-            let scope = match &user.merchant_id {
-                Some(merchant) => Scope::Merchant(merchant.clone()),
-                None => Scope::All,
-            };
-            (
-                user.name.clone(),
-                Login {
-                    salt,
-                    salted_password,
-                    scope,
-                },
-            )
+    let io = |context: &str| {
+        let context = context.to_owned();
+        move |source| LakeError::Io { context, source }
+    };
+    // The socket moves to the SQL runtime's reactor.
+    let listener = listener
+        .into_std()
+        .map_err(io("handing the SQL listener to its runtime"))?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let threads = config.threads;
+    std::thread::Builder::new()
+        .name("sql-endpoint".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("sql")
+                .enable_all()
+                .build()
+                .map_err(io("starting the SQL runtime"))
+                .and_then(|runtime| runtime.block_on(accept(config, storage, listener, shutdown)));
+            // The caller may be gone; then nobody needs the outcome.
+            let _ = done.send(result);
         })
-        .collect();
+        .map_err(io("starting the SQL thread"))?;
+    finished.await.unwrap_or_else(|_| {
+        Err(LakeError::Sql(
+            "the SQL runtime ended without a word".into(),
+        ))
+    })
+}
+
+async fn accept(
+    config: SqlConfig,
+    storage: Storage,
+    listener: std::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), LakeError> {
+    let listener = TcpListener::from_std(listener).map_err(|source| LakeError::Io {
+        context: "listening for SQL connections".into(),
+        source,
+    })?;
+    let logins = Arc::new(logins::Logins::new(&config.users, config.scram_iterations));
+    let gate = Arc::new(gate::Gate::new(&config, logins.names()));
     let shared = Arc::new(Shared {
         storage,
         logins,
+        gate,
+        memory: Arc::new(GreedyMemoryPool::new(config.total_memory_mb * 1024 * 1024)),
         config,
     });
-    let connections = Arc::new(tokio::sync::Semaphore::new(shared.config.max_connections));
+    let login_timeout = Duration::from_millis(shared.config.auth_timeout_ms);
+    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -157,18 +240,22 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, "SQL connection refused: sql.max_connections reached");
+        let Some(activity) = shared.gate.admit() else {
+            tracing::warn!(%peer, "SQL connection refused: sql.max_pending_logins sockets are logging in");
             continue;
         };
-        let handlers = handlers::Connection::new(Arc::clone(&shared));
+        let handlers = handlers::Connection::new(Arc::clone(&shared), Arc::clone(&activity));
         tokio::spawn(async move {
-            if let Err(error) =
-                datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers).await
-            {
-                tracing::debug!(%peer, %error, "SQL connection ended with an error");
+            tokio::select! {
+                ended = datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers) => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%peer, %error, "SQL connection ended with an error");
+                    }
+                }
+                reason = activity.expired(login_timeout, idle_timeout) => {
+                    tracing::debug!(%peer, reason, "SQL connection closed");
+                }
             }
-            drop(permit);
         });
     }
 }
