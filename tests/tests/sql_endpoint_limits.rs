@@ -134,7 +134,11 @@ async fn logins_give_nothing_away_and_guessing_is_throttled() -> Result<()> {
         said(&nobody),
         "a wrong password and an unknown user read alike"
     );
-    assert!(said(&wrong).to_lowercase().contains("password authentication failed"));
+    assert!(
+        said(&wrong)
+            .to_lowercase()
+            .contains("password authentication failed")
+    );
 
     // Two more failures reach the allowance; the next is locked out, right password or not.
     for _ in 0..2 {
