@@ -229,8 +229,18 @@ impl Manifest {
                 .await?;
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
                 LakeError::Manifest(format!(
-                    "{} version {version} is unreadable: {e}",
-                    self.table
+                    "{table} manifest entry {path} (version {version}) is unreadable ({e}; {size} bytes). \
+                     Entries are fsynced before the sink moves on, so this is damage from outside \
+                     (a disk fault, a copy cut short, an edit). If it is the newest entry, move \
+                     it out of {dir}: the table is then as of version {previous}, and the sink \
+                     writes the records it covered again from the offsets that version recorded \
+                     (its data files are left for `shopstream lake vacuum`). If entries follow \
+                     it, restore it from a backup",
+                    table = self.table,
+                    path = self.dir.clone().join(entry_name(version)),
+                    size = bytes.len(),
+                    dir = self.dir,
+                    previous = version - 1,
                 ))
             })?;
             if entry.version != version {
@@ -318,6 +328,40 @@ mod tests {
             offsets,
             ..Entry::new(Operation::Append)
         }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_entry_is_named_with_the_way_out_and_moving_it_aside_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let manifest = Manifest::new(storage.clone(), Table::Orders);
+        let mut snapshot = Snapshot::default();
+        manifest
+            .commit(&mut snapshot, append(vec![range(0, 5)], "a"))
+            .await
+            .unwrap();
+        let torn = dir.path().join("orders/_manifest").join(entry_name(2));
+        std::fs::write(&torn, b"").unwrap();
+        let error = manifest.snapshot().await.unwrap_err().to_string();
+        for says in [
+            entry_name(2).as_str(),
+            "0 bytes",
+            "move it out",
+            "as of version 1",
+        ] {
+            assert!(error.contains(says), "{says:?} missing from: {error}");
+        }
+        std::fs::rename(&torn, dir.path().join("torn-entry")).unwrap();
+        let recovered = manifest.snapshot().await.unwrap();
+        assert_eq!(recovered.version, 1);
+        assert_eq!(
+            manifest
+                .commit(&mut snapshot, append(vec![range(5, 9)], "b"))
+                .await
+                .unwrap(),
+            2,
+            "the sink commits the version again"
+        );
     }
 
     #[tokio::test]

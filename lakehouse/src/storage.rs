@@ -5,6 +5,12 @@
 //! beside the target and renames it into place, so a reader (or a crash) never sees half a
 //! file; on S3 a put is atomic by itself. Manifest entries are created with `PutMode::Create`,
 //! which fails if the entry exists, so two writers can never both own one version.
+//!
+//! `object_store`'s local store does not fsync, so on a local directory every put is followed
+//! by an fsync of the file and of each directory from its own up to the lake's root: a data
+//! file is on disk before the manifest entry that names it is written, and an entry is on disk
+//! before the sink moves on. A power cut then cannot leave an entry pointing at a file that
+//! never reached the disk, nor an empty entry.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,13 +153,44 @@ impl Storage {
             .fold(self.root.clone(), |path, part| path.join(part))
     }
 
-    /// Writes a whole object, replacing any previous one.
+    /// Writes a whole object, replacing any previous one; durable when this returns.
     pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), LakeError> {
         self.store
             .put(path, PutPayload::from(bytes))
             .await
             .map_err(|e| LakeError::store(format!("writing {path}"), e))?;
-        Ok(())
+        self.sync(path).await
+    }
+
+    /// On a local directory: fsyncs the file at `path` and every directory from its own up to
+    /// the root (new partition directories included). Object stores are durable on their own.
+    async fn sync(&self, path: &Path) -> Result<(), LakeError> {
+        let Location::Directory(root) = &self.location else {
+            return Ok(());
+        };
+        let root = root.clone();
+        let file = path
+            .parts()
+            .fold(root.clone(), |file, part| file.join(part.as_ref()));
+        let context = format!("making {path} durable (fsync)");
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            let mut dir = file.parent();
+            while let Some(current) = dir {
+                std::fs::File::open(current)?.sync_all()?;
+                if current == root {
+                    break;
+                }
+                dir = current.parent();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| LakeError::Io {
+            context: context.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| LakeError::Io { context, source })
     }
 
     /// Writes a whole object only if nothing is there yet; `Ok(false)` if something is.
@@ -167,7 +204,7 @@ impl Storage {
             .put_opts(path, PutPayload::from(bytes), options)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => self.sync(path).await.map(|()| true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(LakeError::store(format!("creating {path}"), e)),
         }
