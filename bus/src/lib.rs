@@ -20,6 +20,11 @@ mod config;
 mod consumer;
 #[cfg(feature = "embedded-broker")]
 mod embedded;
+#[cfg(feature = "embedded-broker")]
+pub use embedded::BrokerStats;
+
+/// Where each partition's log ends, per (topic name, partition).
+pub type LogEnds = BTreeMap<(String, i32), i64>;
 mod error;
 mod producer;
 mod reader;
@@ -110,13 +115,46 @@ impl Bus {
         self.config.topic_name(topic)
     }
 
-    /// Writes the embedded broker's log to its data directory, if it has one. Called on
-    /// shutdown; the broker also saves itself every `embedded_autosave_ms`.
-    pub fn save(&self) {
+    /// The clean shutdown's final save of the embedded broker's log to its data directory
+    /// (if it has one), marking the shutdown clean; the broker also saves itself every
+    /// `embedded_autosave_ms`. `false` when the save failed (logged as an error).
+    pub fn save(&self) -> bool {
         #[cfg(feature = "embedded-broker")]
         if let Some(broker) = &self.embedded {
-            broker.save();
+            return broker.save();
         }
+        true
+    }
+
+    /// Says the positions of every stage were checked against [`Bus::broker_unclean_start`]'s
+    /// log ends (or there are none): from now on a clean shutdown may mark itself clean.
+    pub fn confirm_start(&self) {
+        #[cfg(feature = "embedded-broker")]
+        if let Some(broker) = &self.embedded {
+            broker.confirm_start();
+        }
+    }
+
+    /// How the embedded broker's saves are going; `None` on an external cluster.
+    #[cfg(feature = "embedded-broker")]
+    pub fn broker_stats(&self) -> Option<std::sync::Arc<BrokerStats>> {
+        self.embedded.as_ref().map(embedded::EmbeddedBroker::stats)
+    }
+
+    /// When the embedded broker's last run did not end with its final save (killed, or this
+    /// is its first start): where each partition's log ended as loaded, before any client
+    /// wrote. Records acknowledged after the last snapshot are gone and their offsets will be
+    /// handed out again, so a stage whose durable position is past one of these ends would
+    /// skip new records. `None` on a clean restart and on an external cluster.
+    ///
+    /// Until [`Bus::confirm_start`] the broker's clean shutdown does not mark itself clean, so
+    /// a run that stops because of this is just as suspicious to the next start.
+    pub fn broker_unclean_start(&self) -> Option<&LogEnds> {
+        #[cfg(feature = "embedded-broker")]
+        if let Some(broker) = &self.embedded {
+            return broker.unclean_start();
+        }
+        None
     }
 
     /// librdkafka settings shared by every client: bootstrap servers, then the configured

@@ -86,6 +86,9 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
     let mut scratch = Scratch::default();
     let mut list = StageList::default();
     let mut banner = Banner::default();
+    if let Some(stats) = bus.broker_stats() {
+        crate::recovery::export_broker_stats(stats, &list.metrics(), shutdown.clone());
+    }
 
     if role.has(Role::Core) {
         let data_dir = match &config.data_dir {
@@ -265,10 +268,14 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         banner
             .with(
                 "kafka broker",
-                format!(
-                    "{broker}{}",
-                    if bus.is_embedded() { " (embedded)" } else { "" }
-                ),
+                match (bus.is_embedded(), &config.bus.embedded_data_dir) {
+                    (false, _) => broker,
+                    (true, None) => format!("{broker} (embedded, in memory: lost when it stops)"),
+                    (true, Some(_)) => format!(
+                        "{broker} (embedded; a hard kill loses up to {} ms of acknowledged records: use a Kafka cluster in production)",
+                        config.bus.embedded_autosave_ms
+                    ),
+                },
             )
             .with("stages", list.names().join(", "))
             .with(
@@ -332,8 +339,15 @@ impl Banner {
 
 /// Connects to the configured cluster (or starts the embedded broker) and brings every topic
 /// to the settings its kind asks for.
+///
+/// After an embedded broker's unclean stop, the stages' positions are checked against the log
+/// it came back with first ([`crate::recovery`]): nothing runs on a log that went backwards.
 pub async fn connect(config: &Config) -> Result<Arc<Bus>> {
     let bus = Bus::connect(config.bus.clone())?;
+    if let Some(ends) = bus.broker_unclean_start() {
+        crate::recovery::check_positions(config, &bus, ends).await?;
+    }
+    bus.confirm_start();
     bus.ensure_topics(&Topic::ALL)
         .await
         .context("cannot create or align the topics")?;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod generate;
 pub mod import;
 pub mod pump;
+pub mod recovery;
 pub mod sql;
 
 use tokio_util::sync::CancellationToken;

@@ -17,3 +17,35 @@ pub mod view;
 pub use job::{TrendingConfig, WindowConfig};
 pub use service::{serve_view, stage};
 pub use view::{Audience, Entry, TrendingAnswer, TrendingView, Weights};
+
+use runtime::checkpoint::{CheckpointError, Checkpoints};
+
+/// Each shard's checkpointed position under `dir` (topic, partition, next offset): where the
+/// job resumes and below which it skips records as already counted.
+pub fn checkpointed_positions(
+    dir: &std::path::Path,
+) -> Result<Vec<(model::Topic, i32, i64)>, CheckpointError> {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let checkpoints = Checkpoints::open(dir)?;
+    let mut positions = Vec::new();
+    for name in names {
+        if let Some(shard) = checkpoints.load::<counter::ShardSnapshot>(&name)? {
+            positions.push((shard.shard.topic, shard.shard.partition, shard.next_offset));
+        }
+    }
+    Ok(positions)
+}
