@@ -41,8 +41,14 @@ pub(crate) async fn start_core(
         ..config.core.clone()
     };
     let token = CancellationToken::new();
-    let (stage, _) =
-        ingest::service::stage(core_config, store.path().to_owned(), bus, token.clone()).await?;
+    let (stage, _) = ingest::service::stage(
+        core_config,
+        store.path().to_owned(),
+        bus,
+        &runtime::metrics::Registry::default(),
+        token.clone(),
+    )
+    .await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
     let front = runtime::http::FrontConfig {

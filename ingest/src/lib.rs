@@ -18,6 +18,7 @@
 //!   stable error codes).
 //! - [`relay`]: publishes the outbox to Kafka in commit order and stamps what was acknowledged.
 
+pub mod breaker;
 pub mod catalog;
 pub mod collector;
 pub mod domain;

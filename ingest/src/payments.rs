@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use runtime::metrics::Registry;
+
+use crate::breaker::{Breaker, BreakerPolicy, BreakerState};
+
 use futures::future::BoxFuture;
 use model::{Money, OrderId, PaymentId};
 use rand::{Rng as _, SeedableRng as _};
@@ -120,16 +124,18 @@ impl PaymentError {
     }
 }
 
-/// Providers in order of preference, with the retry policy applied to each.
+/// Providers in order of preference, with the retry policy applied to each and a circuit
+/// breaker per provider: one that keeps failing is skipped until its probe succeeds, so a dead
+/// provider stops costing every order its timeouts and retries.
 #[derive(Clone)]
 pub struct Payments {
-    providers: Vec<Arc<dyn PaymentProvider>>,
+    providers: Vec<(Arc<dyn PaymentProvider>, Arc<Breaker>)>,
     retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Payments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = self.providers.iter().map(|(p, _)| p.name()).collect();
         f.debug_struct("Payments")
             .field("providers", &names)
             .field("retry", &self.retry)
@@ -138,8 +144,36 @@ impl std::fmt::Debug for Payments {
 }
 
 impl Payments {
+    /// With the default breaker policy, unreported.
     pub fn new(providers: Vec<Arc<dyn PaymentProvider>>, retry: RetryPolicy) -> Self {
+        Self::with_breakers(providers, retry, BreakerPolicy::default(), None)
+    }
+
+    /// Each provider gets a breaker under `policy`, reported on `registry` when given (as
+    /// `payment:<provider>`).
+    pub fn with_breakers(
+        providers: Vec<Arc<dyn PaymentProvider>>,
+        retry: RetryPolicy,
+        policy: BreakerPolicy,
+        registry: Option<&Registry>,
+    ) -> Self {
+        let providers = providers
+            .into_iter()
+            .map(|provider| {
+                let breaker = Breaker::new(format!("payment:{}", provider.name()), policy);
+                let breaker = match registry {
+                    Some(registry) => breaker.reported(registry),
+                    None => breaker,
+                };
+                (provider, Arc::new(breaker))
+            })
+            .collect();
         Self { providers, retry }
+    }
+
+    /// Each provider's breaker state, in order of preference.
+    pub fn breaker_states(&self) -> Vec<BreakerState> {
+        self.providers.iter().map(|(_, b)| b.state()).collect()
     }
 
     /// Charges `request`, retrying and falling back; the outcome names the provider that
@@ -150,10 +184,18 @@ impl Payments {
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(uuid::Uuid::now_v7().as_u64_pair().1);
         let mut tried = Vec::new();
-        for provider in &self.providers {
+        for (provider, breaker) in &self.providers {
             for attempt in 0..self.retry.attempts.max(1) {
                 if attempt > 0 {
                     tokio::time::sleep(self.retry.backoff(attempt - 1, &mut rng)).await;
+                }
+                if let Err(refused) = breaker.admit() {
+                    tried.push(format!(
+                        "{}: circuit open after repeated failures (next probe in {} ms)",
+                        provider.name(),
+                        refused.retry_in.as_millis()
+                    ));
+                    break;
                 }
                 let call = provider.charge(request);
                 let timeout = Duration::from_millis(self.retry.timeout_ms);
@@ -165,6 +207,10 @@ impl Payments {
                     }),
                 };
                 let provider_name = provider.name().to_owned();
+                match &answer {
+                    Ok(_) => breaker.succeeded(),
+                    Err(_) => breaker.failed(),
+                }
                 match answer {
                     Ok(Charge::Captured { payment_id }) => {
                         return Ok(PaymentOutcome::Captured {
@@ -397,6 +443,50 @@ mod tests {
             matches!(outcome, PaymentOutcome::Captured { ref provider, .. } if provider == "backup")
         );
         assert_eq!((down.calls(), backup.calls()), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_dead_provider_stops_costing_each_charge_its_retries_once_its_breaker_opens() {
+        let charges = |policy: BreakerPolicy| async move {
+            let dead = provider(SimulatedConfig {
+                name: "dead".into(),
+                unavailable_rate: 1.0,
+                ..SimulatedConfig::default()
+            });
+            let backup = provider(SimulatedConfig {
+                name: "backup".into(),
+                ..SimulatedConfig::default()
+            });
+            let payments = Payments::with_breakers(
+                vec![dead.clone(), backup.clone()],
+                fast_retry(),
+                policy,
+                None,
+            );
+            for _ in 0..20 {
+                let outcome = payments.charge(&request()).await.unwrap();
+                assert!(
+                    matches!(outcome, PaymentOutcome::Captured { ref provider, .. } if provider == "backup")
+                );
+            }
+            (dead.calls(), payments.breaker_states())
+        };
+        // Without a breaker that ever opens: three calls (and their timeouts) per charge.
+        let never = BreakerPolicy {
+            failures_to_open: u32::MAX,
+            ..BreakerPolicy::default()
+        };
+        assert_eq!(charges(never).await.0, 60);
+        let (calls, states) = charges(BreakerPolicy {
+            failures_to_open: 5,
+            cool_down_ms: 60_000,
+        })
+        .await;
+        assert_eq!(
+            calls, 5,
+            "the dead provider is called until its breaker opens, then skipped"
+        );
+        assert_eq!(states, [BreakerState::Open, BreakerState::Closed]);
     }
 
     #[tokio::test]

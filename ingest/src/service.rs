@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use bus::Bus;
 use futures::{FutureExt as _, TryFutureExt as _};
+use runtime::metrics::Registry;
 use runtime::{Readiness, Stage};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::BreakerPolicy;
 use crate::collector::CollectorConfig;
 use crate::domain::{FxRate, GstRates};
 use crate::http::auth::{self, Limiter, Origin, RateLimit, Role};
@@ -80,6 +82,9 @@ impl CoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsConfig {
     pub retry: RetryPolicy,
+    /// A breaker per provider: open after this many failures in a row, probe after the
+    /// cool-down.
+    pub breaker: BreakerPolicy,
     /// Simulated providers, in order of preference.
     pub simulated: Vec<SimulatedConfig>,
 }
@@ -88,6 +93,7 @@ impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
             simulated: vec![
                 SimulatedConfig {
                     name: "upi-sim".to_owned(),
@@ -140,6 +146,7 @@ pub async fn stage(
     config: CoreConfig,
     data_dir: PathBuf,
     bus: Arc<Bus>,
+    metrics: &Registry,
     shutdown: CancellationToken,
 ) -> Result<(Stage, Started), ServiceError> {
     let store = Store::open(&config.store, &data_dir).await?;
@@ -157,7 +164,12 @@ pub async fn stage(
     let state = CoreState {
         store: store.clone(),
         rules: Arc::new(config.order_rules()),
-        payments: Payments::new(providers, config.payments.retry),
+        payments: Payments::with_breakers(
+            providers,
+            config.payments.retry,
+            config.payments.breaker,
+            Some(metrics),
+        ),
         address: config.address,
         limiter: Arc::new(Limiter::new(config.rate_limit)),
         keys: Arc::new(auth::StoreKeys(store.clone())),
@@ -167,7 +179,7 @@ pub async fn stage(
             config: config.collector.clone(),
         }),
     };
-    let notifiers = config.notify.notifiers()?;
+    let notifiers = config.notify.notifiers(metrics)?;
     let work = async move {
         // The sweeper and the notifier stop on a token of our own: `shutdown` is the
         // supervisor's, and a failing notifier must stop them without cancelling it.

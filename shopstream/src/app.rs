@@ -104,6 +104,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             config.core.clone(),
             data_dir,
             Arc::clone(&bus),
+            &list.metrics(),
             token.clone(),
         )
         .await

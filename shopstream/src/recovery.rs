@@ -131,22 +131,22 @@ pub fn export_broker_stats(
     use std::sync::atomic::Ordering::Relaxed;
     let saves = registry.gauge(
         "shopstream_broker_snapshot_saves",
-        "Snapshots the embedded broker saved since start.",
+        "Snapshots the embedded broker saved since start",
         "broker",
     );
     let failures = registry.gauge(
         "shopstream_broker_snapshot_save_failures",
-        "Snapshot saves of the embedded broker that failed since start (each is logged as an error).",
+        "Snapshot saves of the embedded broker that failed since start (each is logged as an error)",
         "broker",
     );
     let bytes = registry.gauge(
         "shopstream_broker_snapshot_bytes",
-        "Size of the embedded broker's last saved snapshot.",
+        "Size of the embedded broker's last saved snapshot",
         "broker",
     );
     let seconds = registry.float_gauge(
         "shopstream_broker_snapshot_save_seconds",
-        "How long the embedded broker's last save took (serialise, write, fsync, rename).",
+        "How long the embedded broker's last save took (serialise, write, fsync, rename)",
         "broker",
     );
     tokio::spawn(async move {

@@ -177,8 +177,14 @@ pub async fn launch_core(
     let dir = tempfile::tempdir()?;
     config.admin_key = Some(ADMIN_KEY.to_owned());
     let token = tokio_util::sync::CancellationToken::new();
-    let (stage, _) =
-        ingest::service::stage(config, dir.path().to_owned(), bus, token.clone()).await?;
+    let (stage, _) = ingest::service::stage(
+        config,
+        dir.path().to_owned(),
+        bus,
+        &runtime::metrics::Registry::default(),
+        token.clone(),
+    )
+    .await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
     let running = runtime::supervisor::spawn_local(list).await?;

@@ -274,7 +274,14 @@ async fn core_on(
         ..CoreConfig::default()
     };
     let token = CancellationToken::new();
-    let (stage, _) = ingest::service::stage(config, dir.to_owned(), bus, token.clone()).await?;
+    let (stage, _) = ingest::service::stage(
+        config,
+        dir.to_owned(),
+        bus,
+        &runtime::metrics::Registry::default(),
+        token.clone(),
+    )
+    .await?;
     let mut list = runtime::supervisor::StageList::default();
     list.push(stage, token);
     Ok(runtime::supervisor::spawn_local(list).await?)

@@ -32,6 +32,7 @@ async fn core_and_trending(
         config,
         dir.path().join("core"),
         Arc::clone(&bus),
+        &list.metrics(),
         token.clone(),
     )
     .await?;

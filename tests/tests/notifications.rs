@@ -10,6 +10,7 @@ use anyhow::{Result, bail, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use bus::{Bus, NoHook};
+use ingest::breaker::BreakerPolicy;
 use ingest::notify::{NotifyConfig, WebhookConfig};
 use ingest::payments::SimulatedConfig;
 use ingest::service::CoreConfig;
@@ -103,6 +104,7 @@ fn config(webhook_url: &str, max_tries: u32) -> CoreConfig {
         webhook: Some(WebhookConfig {
             url: webhook_url.to_owned(),
             timeout_ms: 2_000,
+            breaker: BreakerPolicy::default(),
         }),
         max_tries,
         initial_backoff_ms: 10,
@@ -294,6 +296,35 @@ async fn every_order_change_is_told_once_per_channel_and_a_replay_tells_nobody()
                 .as_str()
                 .is_some_and(|t| t.starts_with("Hello c-7,")),
         "the webhook gets the long text for the customer: {first}"
+    );
+    core.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_opens_its_breaker_and_notifications_wait_instead_of_calling_it()
+-> Result<()> {
+    let bus = testkit::bus("notify-breaker")?;
+    let (receiver, url) = Receiver::start(|_, _| StatusCode::SERVICE_UNAVAILABLE).await?;
+    let mut config = config(&url, 5);
+    if let Some(webhook) = config.notify.webhook.as_mut() {
+        webhook.breaker = BreakerPolicy {
+            failures_to_open: 2,
+            cool_down_ms: 60_000,
+        };
+    }
+    let core = start_core(Arc::clone(&bus), config).await?;
+    let client = Client::new(&core);
+    let (_, storefront) = shop(&client, &core.admin_key).await?;
+    for n in 0..3 {
+        place(&client, &storefront, &format!("breaker-{n}")).await?;
+    }
+    // Without the breaker: 5 tries for each notification, one after the other. With it: two
+    // failures, then nothing until the probe a minute later; nothing is dead-lettered.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let calls = receiver.requests().len();
+    ensure!(
+        calls == 2,
+        "{calls} calls reached a receiver known to be down"
     );
     core.stop().await
 }

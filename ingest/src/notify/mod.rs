@@ -56,6 +56,9 @@ pub enum DeliveryError {
     /// Trying again will not help: the receiver refused this message.
     #[error("{0}")]
     Refused(String),
+    /// The receiver's circuit breaker is open: no call was made; it may be tried after this.
+    #[error("circuit open: the receiver failed repeatedly; next probe in {} ms", retry_in.as_millis())]
+    CircuitOpen { retry_in: std::time::Duration },
 }
 
 /// A way to reach customers.

@@ -1,12 +1,15 @@
 //! Delivers notifications as JSON `POST`s to an HTTP endpoint the merchant runs (which mails,
 //! pushes or texts them on).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use runtime::metrics::Registry;
 use serde::Deserialize;
 
 use super::{DeliveryError, Notification, Notifier, Style};
+use crate::breaker::{Breaker, BreakerPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +18,10 @@ pub struct WebhookConfig {
     pub url: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Failures in a row (unreachable, timeouts, 5xx, 408, 429) that open the endpoint's
+    /// breaker, and how long it then waits before one probe.
+    #[serde(default)]
+    pub breaker: BreakerPolicy,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -25,11 +32,13 @@ fn default_timeout_ms() -> u64 {
 pub struct WebhookNotifier {
     client: reqwest::Client,
     url: reqwest::Url,
+    breaker: Arc<Breaker>,
 }
 
 impl WebhookNotifier {
     /// Checks the URL now, so a typo fails at start instead of at the first order.
-    pub fn new(config: &WebhookConfig) -> Result<Self, String> {
+    /// The endpoint's breaker reports on `metrics` when given (as `webhook:<host:port>`).
+    pub fn new(config: &WebhookConfig, metrics: Option<&Registry>) -> Result<Self, String> {
         let url = reqwest::Url::parse(&config.url)
             .map_err(|e| format!("notify.webhook.url {:?}: {e}", config.url))?;
         if url.scheme() != "http" {
@@ -44,7 +53,21 @@ impl WebhookNotifier {
             .timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .build()
             .map_err(|e| format!("webhook client: {e}"))?;
-        Ok(Self { client, url })
+        let name = format!(
+            "webhook:{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(80)
+        );
+        let breaker = Breaker::new(name, config.breaker);
+        let breaker = Arc::new(match metrics {
+            Some(metrics) => breaker.reported(metrics),
+            None => breaker,
+        });
+        Ok(Self {
+            client,
+            url,
+            breaker,
+        })
     }
 }
 
@@ -62,6 +85,25 @@ impl Notifier for WebhookNotifier {
         notification: &'a Notification,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
+            if let Err(refused) = self.breaker.admit() {
+                return Err(DeliveryError::CircuitOpen {
+                    retry_in: refused.retry_in,
+                });
+            }
+            let outcome = self.post(notification).await;
+            match &outcome {
+                Err(DeliveryError::Transient(_)) => self.breaker.failed(),
+                // The receiver answered: it is up, whatever it thought of the message.
+                _ => self.breaker.succeeded(),
+            }
+            outcome
+        })
+    }
+}
+
+impl WebhookNotifier {
+    async fn post(&self, notification: &Notification) -> Result<(), DeliveryError> {
+        {
             let response = self
                 .client
                 .post(self.url.clone())
@@ -88,6 +130,6 @@ impl Notifier for WebhookNotifier {
             } else {
                 Err(DeliveryError::Refused(message))
             }
-        })
+        }
     }
 }

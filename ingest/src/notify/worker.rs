@@ -10,6 +10,7 @@ use model::payload::NotificationSent;
 use model::{CustomerId, Envelope, Event, Money, OrderId, Topic};
 use rand::SeedableRng as _;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
+use runtime::metrics::Registry;
 use serde::Deserialize;
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
@@ -54,13 +55,15 @@ impl Default for NotifyConfig {
 
 impl NotifyConfig {
     /// The configured channels; an error names the setting that is wrong.
-    pub fn notifiers(&self) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
+    /// The configured channels; the webhook's circuit breaker reports on `metrics`.
+    pub fn notifiers(&self, metrics: &Registry) -> Result<Vec<Arc<dyn Notifier>>, NotifyError> {
         let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
         if self.log {
             notifiers.push(Arc::new(super::LogNotifier));
         }
         if let Some(webhook) = &self.webhook {
-            let webhook = super::WebhookNotifier::new(webhook).map_err(NotifyError::Config)?;
+            let webhook =
+                super::WebhookNotifier::new(webhook, Some(metrics)).map_err(NotifyError::Config)?;
             notifiers.push(Arc::new(webhook));
         }
         Ok(notifiers)
@@ -210,13 +213,22 @@ impl Worker {
 
     async fn deliver(&self, notifier: &dyn Notifier, notification: &Notification) -> Delivery {
         let tries = self.config.max_tries.max(1);
-        for attempt in 1..=tries {
+        let mut attempt = 1;
+        loop {
             let error = match notifier.deliver(notification).await {
                 Ok(()) => return Delivery::Delivered,
                 Err(DeliveryError::Refused(message)) => {
                     return Delivery::Failed(Reason::new(REFUSED, message));
                 }
                 Err(DeliveryError::Transient(message)) => message,
+                // The receiver is known to be down: wait for its breaker's probe without
+                // spending a try, rather than dead-letter every notification of an outage.
+                Err(DeliveryError::CircuitOpen { retry_in }) => {
+                    if !self.wait(retry_in).await {
+                        return Delivery::Interrupted;
+                    }
+                    continue;
+                }
             };
             if attempt == tries {
                 return Delivery::Failed(Reason::new(
@@ -233,8 +245,8 @@ impl Worker {
             if !self.pause(attempt - 1).await {
                 return Delivery::Interrupted;
             }
+            attempt += 1;
         }
-        Delivery::Interrupted
     }
 
     /// Runs a store call until it succeeds: the store being briefly unavailable is no reason
@@ -256,6 +268,14 @@ impl Worker {
                 return None;
             }
             attempt += 1;
+        }
+    }
+
+    /// Sleeps `wait`; false when shutdown interrupted it.
+    async fn wait(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
         }
     }
 
