@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bus::{Bus, OutRecord};
 use model::Topic;
+use runtime::metrics::{Counter, Gauge, Registry};
 use serde::Deserialize;
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +66,56 @@ impl From<sqlx::Error> for RelayError {
     }
 }
 
+/// What the relay reports on `/metrics` (job `outbox`).
+#[derive(Debug, Clone)]
+pub struct RelayMetrics {
+    backlog: Gauge,
+    published: Counter,
+    republished: Counter,
+    parked: Counter,
+    failed_rounds: Counter,
+}
+
+impl RelayMetrics {
+    pub fn new(registry: &Registry) -> RelayMetrics {
+        let job = "outbox";
+        RelayMetrics {
+            backlog: registry.gauge(
+                "shopstream_outbox_backlog",
+                "Outbox rows committed and not yet acknowledged by the broker (checked every second)",
+                job,
+            ),
+            published: registry.counter(
+                "shopstream_outbox_published",
+                "Outbox rows the broker acknowledged and the relay stamped sent",
+                job,
+            ),
+            republished: registry.counter(
+                "shopstream_outbox_republished",
+                "Rows acknowledged in a round that then failed: they go out again with their event ids, which consumers drop",
+                job,
+            ),
+            parked: registry.counter(
+                "shopstream_outbox_parked",
+                "Rows the broker refused for good, parked on the DLQ (reason unpublishable)",
+                job,
+            ),
+            failed_rounds: registry.counter(
+                "shopstream_outbox_failed_rounds",
+                "Relay rounds that failed and were retried with back-off",
+                job,
+            ),
+        }
+    }
+}
+
+/// What one round did before it ended, well or not.
+#[derive(Debug, Default)]
+struct Round {
+    acknowledged: u64,
+    parked: u64,
+}
+
 struct Pending {
     seq: i64,
     topic: Topic,
@@ -78,15 +129,27 @@ pub async fn run(
     config: RelayConfig,
     store: Store,
     bus: &Bus,
+    metrics: RelayMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
     let producer = bus.producer()?;
     let mut backoff = Duration::from_millis(config.retry_ms);
     let drain = Duration::from_millis(config.drain_timeout_ms);
+    let mut backlog_checked: Option<tokio::time::Instant> = None;
     loop {
+        if backlog_checked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            backlog_checked = Some(tokio::time::Instant::now());
+            match unsent(&store).await {
+                Ok(rows) => {
+                    metrics.backlog.set(rows);
+                }
+                Err(error) => tracing::debug!(%error, "outbox backlog not counted"),
+            }
+        }
         // A round may wait on a broker that is gone; after shutdown it gets `drain` to finish.
+        let mut round = Round::default();
         let outcome = tokio::select! {
-            outcome = publish_batch(&store, &producer, config.batch) => outcome,
+            outcome = publish_round(&store, &producer, config.batch, &mut round) => outcome,
             () = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(drain).await;
@@ -94,8 +157,23 @@ pub async fn run(
                 return Err(RelayError::DrainTimedOut { waited_ms: config.drain_timeout_ms });
             }
         };
+        metrics.parked.inc_by(round.parked);
+        match &outcome {
+            Ok(rows) => {
+                metrics.published.inc_by(*rows as u64 - round.parked);
+            }
+            Err(_) => {
+                metrics.failed_rounds.inc();
+                metrics.republished.inc_by(round.acknowledged);
+            }
+        }
         let pause = match outcome {
-            Ok(0) if shutdown.is_cancelled() => return Ok(()),
+            Ok(0) if shutdown.is_cancelled() => {
+                if let Ok(rows) = unsent(&store).await {
+                    metrics.backlog.set(rows);
+                }
+                return Ok(());
+            }
             Ok(0) => Duration::from_millis(config.idle_poll_ms),
             Ok(_) => {
                 backoff = Duration::from_millis(config.retry_ms);
@@ -116,11 +194,22 @@ pub async fn run(
     }
 }
 
-/// Publishes up to `batch` unsent rows and stamps them; returns how many.
+/// Publishes up to `batch` unsent rows and stamps them; returns how many (parked ones
+/// included).
 pub async fn publish_batch(
     store: &Store,
     producer: &bus::Producer,
     batch: i64,
+) -> Result<usize, RelayError> {
+    publish_round(store, producer, batch, &mut Round::default()).await
+}
+
+/// [`publish_batch`], counting into `round` what was acknowledged and parked as it goes.
+async fn publish_round(
+    store: &Store,
+    producer: &bus::Producer,
+    batch: i64,
+    round: &mut Round,
 ) -> Result<usize, RelayError> {
     let rows = sqlx::query(
         "SELECT seq, topic, partition_key, payload FROM outbox
@@ -166,11 +255,10 @@ pub async fn publish_batch(
                 // acknowledgement. With nothing of ours in flight the queue belongs to others;
                 // the round fails and is retried with back-off.
                 Err(bus::BusError::QueueFull) => match acks.pop_front() {
-                    Some((oldest, ack)) => {
-                        if let Err(error) = ack.await {
-                            refused(error, oldest, &mut parked)?;
-                        }
-                    }
+                    Some((oldest, ack)) => match ack.await {
+                        Ok(_) => round.acknowledged += 1,
+                        Err(error) => refused(error, oldest, &mut parked)?,
+                    },
                     None => return Err(bus::BusError::QueueFull.into()),
                 },
                 Err(error) => {
@@ -181,12 +269,14 @@ pub async fn publish_batch(
         }
     }
     for (index, ack) in acks {
-        if let Err(error) = ack.await {
-            refused(error, index, &mut parked)?;
+        match ack.await {
+            Ok(_) => round.acknowledged += 1,
+            Err(error) => refused(error, index, &mut parked)?,
         }
     }
     for (index, error) in &parked {
         park(producer, &pending[*index], error).await?;
+        round.parked += 1;
     }
     stamp(store, &pending).await?;
     Ok(pending.len())

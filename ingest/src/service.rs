@@ -180,6 +180,7 @@ pub async fn stage(
         }),
     };
     let notifiers = config.notify.notifiers(metrics)?;
+    let relay_metrics = relay::RelayMetrics::new(metrics);
     let work = async move {
         // The sweeper and the notifier stop on a token of our own: `shutdown` is the
         // supervisor's, and a failing notifier must stop them without cancelling it.
@@ -197,7 +198,7 @@ pub async fn stage(
         let relay_stop = CancellationToken::new();
         let mut relay = tokio::spawn({
             let (config, stop) = (config.relay.clone(), relay_stop.clone());
-            async move { relay::run(config, store, &bus, stop).await }
+            async move { relay::run(config, store, &bus, relay_metrics, stop).await }
         });
         // The relay and the notifier end on their own only when they cannot go on; then
         // the core has failed, and says which part.

@@ -57,7 +57,16 @@ async fn every_event_committed_by_64_writers_on_postgres_is_published_once() -> 
             idle_poll_ms: 1,
             ..RelayConfig::default()
         };
-        async move { relay::run(config, store, &bus, shutdown).await }
+        async move {
+            relay::run(
+                config,
+                store,
+                &bus,
+                relay::RelayMetrics::new(&runtime::metrics::Registry::default()),
+                shutdown,
+            )
+            .await
+        }
     });
     // Each writer numbers its outbox row, then takes a while to commit (as a transaction
     // waiting on a lock or a slow client does), so rows commit out of `seq` order.

@@ -113,9 +113,11 @@ async fn a_row_the_broker_refuses_is_parked_and_the_rows_behind_it_go_out() -> R
 
     let started = Instant::now();
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let registry = runtime::metrics::Registry::default();
     let relay = tokio::spawn({
         let (store, bus, shutdown) = (store.clone(), Arc::clone(&bus), shutdown.clone());
-        async move { relay::run(RelayConfig::default(), store, &bus, shutdown).await }
+        let metrics = relay::RelayMetrics::new(&registry);
+        async move { relay::run(RelayConfig::default(), store, &bus, metrics, shutdown).await }
     });
     let consumer = bus.consumer(
         "oversized-check",
@@ -172,5 +174,18 @@ async fn a_row_the_broker_refuses_is_parked_and_the_rows_behind_it_go_out() -> R
     );
     shutdown.cancel();
     relay.await??;
+    // The backlog and what became of each row, as /metrics reports them.
+    let metrics = registry.render();
+    for line in [
+        "shopstream_outbox_backlog{job=\"outbox\"} 0",
+        "shopstream_outbox_published_total{job=\"outbox\"} 1",
+        "shopstream_outbox_parked_total{job=\"outbox\"} 1",
+        "shopstream_outbox_republished_total{job=\"outbox\"} 0",
+    ] {
+        ensure!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     Ok(())
 }

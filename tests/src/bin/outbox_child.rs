@@ -37,8 +37,16 @@ async fn main() -> Result<()> {
     };
     let relay_store = store.clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let relay =
-        tokio::spawn(async move { relay::run(small_batches, relay_store, &bus, shutdown).await });
+    let relay = tokio::spawn(async move {
+        relay::run(
+            small_batches,
+            relay_store,
+            &bus,
+            relay::RelayMetrics::new(&runtime::metrics::Registry::default()),
+            shutdown,
+        )
+        .await
+    });
     let rules = OrderRules {
         reservation_hold_ms: 60_000,
         gst: GstRates::default(),
