@@ -149,7 +149,8 @@ async fn a_scoped_user_finds_no_other_merchants_value_in_any_row_error_or_plan()
             password: PASSWORD.into(),
             merchant_id: Some(merchant.clone()),
         }],
-        query_timeout_ms: 10_000,
+        // Generous: under the full suite a statement here took over 10 s once.
+        query_timeout_ms: 60_000,
         memory_limit_mb: 64,
         ..SqlConfig::default()
     };
@@ -234,7 +235,15 @@ async fn a_scoped_user_finds_no_other_merchants_value_in_any_row_error_or_plan()
         .split("THEN 1 / 0 ELSE 1 END FROM orders\n")
         .nth(1)
         .unwrap_or_default();
-    assert!(case.starts_with("1\n"), "CASE over orders: {case:.200}");
+    assert!(
+        case.starts_with("1\n"),
+        "CASE over orders: {case:.200}\nerrors:\n{}",
+        stderr
+            .lines()
+            .filter(|line| !line.contains("Unsupported Datatype"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     shutdown.cancel();
     server.await??;
