@@ -31,6 +31,10 @@ pub struct BusConfig {
     /// `topics.<name>.retention_ms` says otherwise. Reference topics (the catalog) never
     /// expire; derived ones (trending) use this too.
     pub retention_ms: i64,
+    /// How many bytes each partition of an event or derived topic keeps at most (older
+    /// records go first), unless `topics.<name>.retention_bytes` says otherwise. A bound on
+    /// the embedded broker's memory however fast records come; time retention alone is not.
+    pub retention_bytes: i64,
     /// Settings of one topic, by its name without prefix, e.g.
     /// `bus.topics.clicks.retention_ms = 86400000`.
     pub topics: BTreeMap<String, TopicSettings>,
@@ -50,6 +54,7 @@ impl Default for BusConfig {
             partitions: 3,
             replication_factor: 1,
             retention_ms: 60 * 60 * 1000,
+            retention_bytes: 128 << 20,
             topics: BTreeMap::new(),
             properties: BTreeMap::new(),
         }
@@ -62,7 +67,8 @@ impl Default for BusConfig {
 pub struct TopicSettings {
     /// How long the topic keeps records, in milliseconds. Unset: `bus.retention_ms`.
     pub retention_ms: Option<i64>,
-    /// How many bytes each partition keeps at most; older records go first. Unset: no limit.
+    /// How many bytes each partition keeps at most; older records go first. Unset:
+    /// `bus.retention_bytes`.
     pub retention_bytes: Option<i64>,
 }
 
@@ -76,7 +82,7 @@ impl BusConfig {
     pub fn topic_settings(&self, topic: Topic) -> Vec<(&'static str, String)> {
         let settings = self.topics.get(topic.name()).cloned().unwrap_or_default();
         let retention_ms = settings.retention_ms.unwrap_or(self.retention_ms);
-        let retention_bytes = settings.retention_bytes.unwrap_or(-1);
+        let retention_bytes = settings.retention_bytes.unwrap_or(self.retention_bytes);
         let segment_ms = (retention_ms / 10).clamp(100, MAX_SEGMENT_MS);
         match topic.kind() {
             TopicKind::Event => vec![
@@ -114,6 +120,12 @@ impl BusConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let fail = |message: String| Err(BusError::Config(message));
+        if self.retention_bytes < 1 {
+            return fail(format!(
+                "bus.retention_bytes must be positive, got {}",
+                self.retention_bytes
+            ));
+        }
         if self.partitions < 1 {
             return fail(format!(
                 "bus.partitions must be at least 1, got {}",
@@ -221,6 +233,12 @@ mod tests {
         assert_eq!(setting(&clicks, "retention.bytes"), "1073741824");
         let orders = config.topic_settings(Topic::Orders);
         assert_eq!(setting(&orders, "retention.ms"), "3600000");
+        assert_eq!(
+            setting(&orders, "retention.bytes"),
+            "134217728",
+            "every event topic is bounded in bytes too"
+        );
+        assert_eq!(setting(&catalog, "retention.bytes"), "-1");
         assert_eq!(setting(&orders, "segment.ms"), "360000");
         let trending = config.topic_settings(Topic::Trending);
         assert_eq!(setting(&trending, "cleanup.policy"), "compact,delete");
