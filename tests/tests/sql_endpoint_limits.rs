@@ -280,11 +280,21 @@ async fn a_user_has_a_connection_cap_and_idle_sessions_end() -> Result<()> {
             .stderr(Stdio::piped());
         command.spawn()
     };
-    let mut held: Vec<std::process::Child> = (0..2).map(|_| session()).collect::<Result<_, _>>()?;
-    for child in &mut held {
-        writeln!(child.stdin.as_mut().unwrap(), "SELECT 1;")?;
-    }
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let held: Vec<std::process::Child> = (0..2).map(|_| session()).collect::<Result<_, _>>()?;
+    // Both sessions logged in and answered: their slots are taken.
+    let mut held = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .map(|mut child| {
+                writeln!(child.stdin.as_mut().unwrap(), "SELECT 1;")?;
+                let mut answers = std::io::BufReader::new(child.stdout.take().unwrap());
+                let mut first = String::new();
+                std::io::BufRead::read_line(&mut answers, &mut first)?;
+                assert_eq!(first.trim(), "1");
+                Ok((child, answers))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
     let third = tokio::task::spawn_blocking(move || {
         psql(port, "analyst", "analyst-password", "SELECT 1").output()
     })
@@ -297,18 +307,19 @@ async fn a_user_has_a_connection_cap_and_idle_sessions_end() -> Result<()> {
     // Past the idle timeout both held sessions are gone: their next statement fails.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let outcomes = tokio::task::spawn_blocking(move || {
-        held.into_iter()
-            .map(|mut child| {
+        held.drain(..)
+            .map(|(mut child, mut answers)| {
                 let _ = writeln!(child.stdin.as_mut().unwrap(), "SELECT 2;");
                 drop(child.stdin.take());
-                child.wait_with_output()
+                let mut rest = String::new();
+                answers.read_to_string(&mut rest)?;
+                Ok((rest, child.wait_with_output()?))
             })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<std::io::Result<Vec<_>>>()
     })
     .await??;
-    for output in outcomes {
+    for (out, output) in outcomes {
         let said = String::from_utf8_lossy(&output.stderr);
-        let out = String::from_utf8_lossy(&output.stdout);
         assert!(
             !out.contains('2') && (said.contains("closed") || said.contains("terminat")),
             "an idle session still answered: stdout {out:?} stderr {said:?}"
