@@ -100,6 +100,12 @@ impl ManifestTable {
     }
 }
 
+/// Whether `filter` reads `event_date` alone: a partition filter, answered from the manifest
+/// over day values, never over rows.
+pub(crate) fn on_event_date_only(filter: &Expr) -> bool {
+    expr_applicable_for_cols(&["event_date"], filter)
+}
+
 fn external(error: LakeError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
 }
@@ -121,7 +127,7 @@ impl TableProvider for ManifestTable {
         Ok(filters
             .iter()
             .map(|filter| {
-                if expr_applicable_for_cols(&["event_date"], filter) {
+                if on_event_date_only(filter) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -140,7 +146,7 @@ impl TableProvider for ManifestTable {
         let snapshot = self.current().await.map_err(external)?;
         let partition_filters: Vec<Expr> = filters
             .iter()
-            .filter(|filter| expr_applicable_for_cols(&["event_date"], filter))
+            .filter(|filter| on_event_date_only(filter))
             .cloned()
             .collect();
         let days: BTreeSet<i32> = snapshot

@@ -22,7 +22,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::helpers::expr_applicable_for_cols;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -33,6 +32,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use futures::StreamExt;
+
+use crate::query::on_event_date_only;
 
 /// `inner` with only `merchant`'s rows.
 #[derive(Debug)]
@@ -51,10 +52,6 @@ impl MerchantTable {
             merchant_column,
         })
     }
-}
-
-fn on_event_date_only(filter: &Expr) -> bool {
-    expr_applicable_for_cols(&["event_date"], filter)
 }
 
 #[async_trait]
