@@ -68,6 +68,10 @@ pub struct ScopedCounts {
 /// Product-id slices per pane, shard and scope.
 pub const BUCKETS: u16 = 16;
 
+/// The bucket of the record that carries a pane's [`PaneRecord::other`] counts: past the
+/// product buckets, so it is keyed and compacted like them and never holds products.
+pub const OTHER_BUCKET: u16 = BUCKETS;
+
 /// The slice `product` belongs to: FNV-1a of its id, the same in every process and version.
 pub fn bucket_of(product: &ProductId) -> u16 {
     let hash = product
@@ -129,6 +133,11 @@ pub struct PaneRecord {
     pub bucket: u16,
     /// Sorted by product, so equal state always encodes to equal bytes.
     pub products: Vec<ProductCounts>,
+    /// Interactions with products past the job's cap of products per pane and scope, summed;
+    /// only on the record of bucket [`OTHER_BUCKET`]. The cap keeps a flood of made-up
+    /// product ids from growing the job and its readers without bound.
+    #[serde(default, skip_serializing_if = "Counts::is_zero")]
+    pub other: Counts,
 }
 
 /// How far one shard's event time has come.
@@ -202,14 +211,41 @@ mod tests {
             scope: Scope::City("Pune".into()),
             bucket: 3,
             products: vec![ProductCounts(ProductId::new("p-1"), 1, 0, 2)],
+            other: Counts::default(),
         });
         assert_eq!(record.key(), "pane/10000/clicks/2/3/city:Pune");
-        assert!(String::from_utf8_lossy(&record.encode()).contains("[\"p-1\",1,0,2]"));
+        let encoded = String::from_utf8_lossy(&record.encode()).into_owned();
+        assert!(encoded.contains("[\"p-1\",1,0,2]"));
+        // Records without overflow stay as they were before the cap existed.
+        assert!(!encoded.contains("other"), "{encoded}");
         assert_eq!(
             bucket_of(&ProductId::new("p-1")),
             bucket_of(&ProductId::new("p-1"))
         );
         assert_eq!(TrendingRecord::decode(&record.encode()).ok(), Some(record));
         assert!(TrendingRecord::decode(b"{\"kind\":\"pane\"}").is_err());
+    }
+
+    #[test]
+    fn the_other_record_has_a_key_of_its_own_and_round_trips() {
+        let record = TrendingRecord::Pane(PaneRecord {
+            shard: Shard {
+                topic: Topic::Orders,
+                partition: 0,
+            },
+            pane_start: 20_000,
+            pane_ms: 10_000,
+            is_final: true,
+            scope: Scope::Global,
+            bucket: OTHER_BUCKET,
+            products: Vec::new(),
+            other: Counts {
+                views: 7,
+                carts: 2,
+                orders: 1,
+            },
+        });
+        assert_eq!(record.key(), "pane/20000/orders/0/16/global");
+        assert_eq!(TrendingRecord::decode(&record.encode()).ok(), Some(record));
     }
 }

@@ -12,20 +12,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, ensure};
 use model::geo::Directory;
 use model::payload::ProductViewed;
-use model::trending::{Shard, ShardWatermark, TrendingRecord};
+use model::trending::{Counts, Shard, ShardWatermark, TrendingRecord};
 use model::{Envelope, Event, ProductId, SessionId, Topic};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use runtime::window::Hopping;
-use streams::trending::counter::{ShardCounter, ShardSnapshot, Timing, Verdict};
+use streams::trending::counter::{PaneRules, ShardCounter, ShardSnapshot, Verdict};
 use streams::trending::{Audience, TrendingView, Weights};
 use testkit::trending::{Published, batch_panes, batch_windows, first_difference};
 use uuid::Uuid;
 
-const TIMING: Timing = Timing {
+const RULES: PaneRules = PaneRules {
     pane_ms: 1_000,
     max_out_of_orderness_ms: 500,
     allowed_lateness_ms: 2_000,
+    max_products_per_pane: 1_000_000,
 };
 
 struct Partition {
@@ -66,7 +67,7 @@ async fn case(seed: u64) -> Result<()> {
 
     // Three partitions; arrival order within each is event time plus a jitter below the
     // bound, so every generated event is on time (its lag behind the newest is < 2.5 s).
-    let bound = TIMING.max_out_of_orderness_ms + TIMING.allowed_lateness_ms;
+    let bound = RULES.max_out_of_orderness_ms + RULES.allowed_lateness_ms;
     let shards = [(Topic::Clicks, 0), (Topic::Clicks, 1), (Topic::Orders, 0)];
     let mut arrivals: Vec<Vec<(i64, Envelope)>> = vec![Vec::new(); shards.len()];
     for envelope in &generated {
@@ -90,7 +91,7 @@ async fn case(seed: u64) -> Result<()> {
                 && rng.random_ratio(1, 40)
             {
                 // Certainly beyond the bound: its pane ended before watermark - lateness.
-                let time = newest - bound - TIMING.pane_ms - rng.random_range(0..5_000);
+                let time = newest - bound - RULES.pane_ms - rng.random_range(0..5_000);
                 let stale = late_view(time, late.len() as u64 + 1000 * seed, &envelope.merchant_id);
                 late.insert(stale.event_id);
                 log.push(stale);
@@ -129,14 +130,19 @@ async fn case(seed: u64) -> Result<()> {
 
     let places = Directory::load();
     let windows = [Hopping::new(10_000, 2_000)?, Hopping::tumbling(5_000)?];
-    let mut view = TrendingView::new(&windows, Weights::default());
+    let mut view = TrendingView::new(&windows, Weights::default(), 1_000_000);
+    // The same records into a view that keeps 3 products per pane: what it ranks plus what
+    // it counts as other must still be every interaction.
+    let mut capped = TrendingView::new(&windows, Weights::default(), 3);
     let mut published = Published::default();
     let mut refused = BTreeSet::new();
     let publish = |records: Vec<model::trending::PaneRecord>,
-                   view: &mut TrendingView,
+                   mut views: [&mut TrendingView; 2],
                    published: &mut Published| {
         for record in records {
-            view.apply(TrendingRecord::Pane(record.clone()));
+            for view in &mut views {
+                view.apply(TrendingRecord::Pane(record.clone()));
+            }
             published.apply(TrendingRecord::Pane(record));
         }
     };
@@ -146,14 +152,18 @@ async fn case(seed: u64) -> Result<()> {
             let Some(envelope) = p.log.get(p.read) else {
                 break;
             };
-            if let Verdict::Late { .. } = p.counter.apply(&TIMING, &places, p.read as i64, envelope)
+            if let Verdict::Late { .. } = p.counter.apply(&RULES, &places, p.read as i64, envelope)
             {
                 refused.insert(envelope.event_id);
             }
             p.read += 1;
         }
         match rng.random_range(0..10) {
-            0..=5 => publish(p.counter.flush(&TIMING, false), &mut view, &mut published),
+            0..=5 => publish(
+                p.counter.flush(&RULES, false),
+                [&mut view, &mut capped],
+                &mut published,
+            ),
             6 => p.checkpoint = p.counter.snapshot(),
             7 => {
                 // A crash: the state comes back from the checkpoint, and the broker redelivers
@@ -167,20 +177,27 @@ async fn case(seed: u64) -> Result<()> {
         }
         let mark = ShardWatermark {
             shard: p.shard.clone(),
-            watermark_ms: p.counter.watermark(&TIMING),
+            watermark_ms: p.counter.watermark(&RULES),
             newest_event_ms: p.counter.newest_event_ms(),
             idle: false,
         };
+        capped.apply(TrendingRecord::Watermark(mark.clone()));
         view.apply(TrendingRecord::Watermark(mark));
     }
     for p in &mut partitions {
-        publish(p.counter.flush(&TIMING, true), &mut view, &mut published);
-        view.apply(TrendingRecord::Watermark(ShardWatermark {
+        publish(
+            p.counter.flush(&RULES, true),
+            [&mut view, &mut capped],
+            &mut published,
+        );
+        let mark = ShardWatermark {
             shard: p.shard.clone(),
-            watermark_ms: p.counter.watermark(&TIMING),
+            watermark_ms: p.counter.watermark(&RULES),
             newest_event_ms: p.counter.newest_event_ms(),
             idle: true,
-        }));
+        };
+        capped.apply(TrendingRecord::Watermark(mark.clone()));
+        view.apply(TrendingRecord::Watermark(mark));
     }
 
     ensure!(
@@ -196,7 +213,7 @@ async fn case(seed: u64) -> Result<()> {
         .filter(|e| !late.contains(&e.event_id) && counted.insert(e.event_id))
         .cloned()
         .collect();
-    let want = batch_panes(&on_time, TIMING.pane_ms).await?;
+    let want = batch_panes(&on_time, RULES.pane_ms).await?;
     let got = published.panes();
     if let Some(difference) = first_difference(&got, &want) {
         anyhow::bail!("seed {seed}: panes differ at {difference}");
@@ -220,6 +237,22 @@ async fn case(seed: u64) -> Result<()> {
                 for (product, counts) in view.window_counts(window, &audience, at) {
                     got.insert((at, (name.clone(), product.to_string())), counts);
                 }
+                let mut capped_total = capped.other_counts(window, &audience, at).unwrap();
+                for counts in capped.window_counts(window, &audience, at).values() {
+                    capped_total.add(counts);
+                }
+                let mut want_total = Counts::default();
+                for ((_, (scope, _)), counts) in want.range((at, (name.clone(), String::new()))..) {
+                    if *scope != name {
+                        break;
+                    }
+                    want_total.add(counts);
+                }
+                ensure!(
+                    capped_total == want_total,
+                    "seed {seed}: {name} at {at}: the capped view holds {capped_total:?}, every \
+                     interaction is {want_total:?}"
+                );
             }
         }
         if let Some(difference) = first_difference(&got, &want) {

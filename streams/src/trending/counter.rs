@@ -9,21 +9,27 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use model::geo::Directory;
-use model::trending::{Counts, PaneRecord, ProductCounts, Scope, ScopedCounts, Shard, bucket_of};
+use model::trending::{
+    Counts, OTHER_BUCKET, PaneRecord, ProductCounts, Scope, ScopedCounts, Shard, bucket_of,
+};
 use model::{Envelope, Event, ProductId};
 use serde::{Deserialize, Serialize};
 
 use runtime::dedup::{Dedup, DedupSnapshot};
 use runtime::window::{floor_to, is_late};
 
-/// Event-time settings of the counter.
+/// How the counter cuts event time into panes, and how much one pane may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
+pub struct PaneRules {
     pub pane_ms: i64,
     /// How far behind the newest event of its shard an event may be and still be on time.
     pub max_out_of_orderness_ms: i64,
     /// How long after the watermark passes a pane it still accepts events.
     pub allowed_lateness_ms: i64,
+    /// Most distinct products a pane counts per scope; interactions with any product past
+    /// them are summed as the scope's `other`. The first products seen keep their places,
+    /// so a replay of the same records makes the same choice.
+    pub max_products_per_pane: usize,
 }
 
 /// What happened to one record.
@@ -45,8 +51,28 @@ pub enum Verdict {
 #[derive(Debug, Clone, Default)]
 struct Pane {
     counts: HashMap<(Scope, ProductId), Counts>,
+    /// Distinct products counted per scope, to hold each scope to the cap.
+    products_per_scope: HashMap<Scope, usize>,
+    /// What products past the cap added, per scope.
+    other: BTreeMap<Scope, Counts>,
     /// Changed since its last emission.
     dirty: bool,
+}
+
+impl Pane {
+    fn add(&mut self, scope: Scope, product: &ProductId, counts: &Counts, cap: usize) {
+        if let Some(total) = self.counts.get_mut(&(scope.clone(), product.clone())) {
+            total.add(counts);
+            return;
+        }
+        let held = self.products_per_scope.entry(scope.clone()).or_default();
+        if *held < cap {
+            *held += 1;
+            self.counts.insert((scope, product.clone()), *counts);
+        } else {
+            self.other.entry(scope).or_default().add(counts);
+        }
+    }
 }
 
 /// One shard's state; also its checkpoint.
@@ -84,6 +110,9 @@ pub struct PaneSnapshot {
     pub start_ms: i64,
     pub dirty: bool,
     pub counts: Vec<ScopedCounts>,
+    /// Absent in checkpoints written before products per pane were capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other: Vec<(Scope, Counts)>,
 }
 
 impl ShardCounter {
@@ -128,9 +157,9 @@ impl ShardCounter {
     }
 
     /// The shard's watermark: newest event time minus the out-of-orderness bound.
-    pub fn watermark(&self, timing: &Timing) -> Option<i64> {
+    pub fn watermark(&self, rules: &PaneRules) -> Option<i64> {
         self.newest_event_ms
-            .map(|newest| newest - timing.max_out_of_orderness_ms)
+            .map(|newest| newest - rules.max_out_of_orderness_ms)
     }
 
     /// A record whose payload could not be decoded still moves the offset on.
@@ -145,7 +174,7 @@ impl ShardCounter {
     /// Folds the record at `offset` in.
     pub fn apply(
         &mut self,
-        timing: &Timing,
+        rules: &PaneRules,
         places: &Directory,
         offset: i64,
         envelope: &Envelope,
@@ -204,12 +233,12 @@ impl ShardCounter {
                     return Verdict::Ignored;
                 }
             };
-        if let Some(watermark_ms) = self.watermark(timing)
+        if let Some(watermark_ms) = self.watermark(rules)
             && is_late(
                 envelope.event_time,
-                timing.pane_ms,
+                rules.pane_ms,
                 watermark_ms,
-                timing.allowed_lateness_ms,
+                rules.allowed_lateness_ms,
             )
         {
             self.late_events += 1;
@@ -218,7 +247,7 @@ impl ShardCounter {
         self.advance(envelope.event_time);
         let pane = self
             .panes
-            .entry(floor_to(envelope.event_time, timing.pane_ms))
+            .entry(floor_to(envelope.event_time, rules.pane_ms))
             .or_default();
         pane.dirty = true;
         for product in products {
@@ -226,10 +255,7 @@ impl ShardCounter {
                 .into_iter()
                 .flatten()
             {
-                pane.counts
-                    .entry((scope, product.clone()))
-                    .or_default()
-                    .add(&counts);
+                pane.add(scope, product, &counts, rules.max_products_per_pane);
             }
         }
         Verdict::Counted
@@ -247,15 +273,15 @@ impl ShardCounter {
     /// the state. An `idle` shard has nothing more to read for now, so it also publishes its
     /// changed open panes: readers stop waiting for an idle shard, and must not miss what it
     /// holds.
-    pub fn flush(&mut self, timing: &Timing, idle: bool) -> Vec<PaneRecord> {
-        let Some(watermark) = self.watermark(timing) else {
+    pub fn flush(&mut self, rules: &PaneRules, idle: bool) -> Vec<PaneRecord> {
+        let Some(watermark) = self.watermark(rules) else {
             return Vec::new();
         };
-        let final_before = watermark - timing.allowed_lateness_ms;
+        let final_before = watermark - rules.allowed_lateness_ms;
         let mut records = Vec::new();
         let mut finished = Vec::new();
         for (start, pane) in self.panes.range_mut(..) {
-            let end = start + timing.pane_ms;
+            let end = start + rules.pane_ms;
             if end > watermark && !idle {
                 break;
             }
@@ -264,7 +290,7 @@ impl ShardCounter {
                 records.extend(records_of(
                     &self.shard,
                     *start,
-                    timing.pane_ms,
+                    rules.pane_ms,
                     is_final,
                     pane,
                 ));
@@ -293,6 +319,11 @@ impl ShardCounter {
                     start_ms: *start,
                     dirty: pane.dirty,
                     counts: sorted_counts(pane),
+                    other: pane
+                        .other
+                        .iter()
+                        .map(|(scope, counts)| (scope.clone(), *counts))
+                        .collect(),
                 })
                 .collect(),
             duplicates: self.duplicates,
@@ -312,6 +343,10 @@ impl ShardCounter {
                 .panes
                 .into_iter()
                 .map(|pane| {
+                    let mut products_per_scope: HashMap<Scope, usize> = HashMap::new();
+                    for counted in &pane.counts {
+                        *products_per_scope.entry(counted.scope.clone()).or_default() += 1;
+                    }
                     let counts = pane
                         .counts
                         .into_iter()
@@ -321,6 +356,8 @@ impl ShardCounter {
                         pane.start_ms,
                         Pane {
                             counts,
+                            products_per_scope,
+                            other: pane.other.into_iter().collect(),
                             dirty: pane.dirty,
                         },
                     )
@@ -344,7 +381,8 @@ fn sorted_counts(pane: &Pane) -> Vec<ScopedCounts> {
     counts
 }
 
-/// A pane as records: one per scope and product bucket, products sorted.
+/// A pane as records: one per scope and product bucket, products sorted, and one per scope
+/// that has products past the cap.
 fn records_of(
     shard: &Shard,
     start: i64,
@@ -371,8 +409,19 @@ fn records_of(
                 scope,
                 bucket,
                 products,
+                other: Counts::default(),
             }
         })
+        .chain(pane.other.iter().map(|(scope, other)| PaneRecord {
+            shard: shard.clone(),
+            pane_start: start,
+            pane_ms,
+            is_final,
+            scope: scope.clone(),
+            bucket: OTHER_BUCKET,
+            products: Vec::new(),
+            other: *other,
+        }))
         .collect()
 }
 
@@ -386,10 +435,11 @@ mod tests {
     use crate::trending::view::{Audience, TrendingView, Weights};
     use runtime::window::Hopping;
 
-    const TIMING: Timing = Timing {
+    const RULES: PaneRules = PaneRules {
         pane_ms: 10,
         max_out_of_orderness_ms: 5,
         allowed_lateness_ms: 20,
+        max_products_per_pane: 1_000,
     };
 
     /// An event with an id of its own, as every real event has.
@@ -439,7 +489,7 @@ mod tests {
     fn watermark_of(counter: &ShardCounter) -> TrendingRecord {
         TrendingRecord::Watermark(model::trending::ShardWatermark {
             shard: counter.shard().clone(),
-            watermark_ms: counter.watermark(&TIMING),
+            watermark_ms: counter.watermark(&RULES),
             newest_event_ms: counter.newest_event_ms(),
             idle: false,
         })
@@ -457,24 +507,24 @@ mod tests {
         let places = Directory::load();
         let mut counter = ShardCounter::new(shard(), 1_000);
         assert_eq!(
-            counter.apply(&TIMING, &places, 0, &view(12, "a")),
+            counter.apply(&RULES, &places, 0, &view(12, "a")),
             Verdict::Counted
         );
         assert_eq!(
-            counter.apply(&TIMING, &places, 1, &view(60, "a")),
+            counter.apply(&RULES, &places, 1, &view(60, "a")),
             Verdict::Counted
         );
         // Watermark 55, lateness 20: panes ending at or before 35 are final.
         assert_eq!(
-            counter.apply(&TIMING, &places, 2, &view(36, "b")),
+            counter.apply(&RULES, &places, 2, &view(36, "b")),
             Verdict::Counted
         );
         assert_eq!(
-            counter.apply(&TIMING, &places, 3, &view(29, "b")),
+            counter.apply(&RULES, &places, 3, &view(29, "b")),
             Verdict::Late { watermark_ms: 55 }
         );
         assert_eq!(
-            counter.apply(&TIMING, &places, 1, &view(60, "a")),
+            counter.apply(&RULES, &places, 1, &view(60, "a")),
             Verdict::Replayed
         );
         assert_eq!(counter.late_events(), 1);
@@ -487,23 +537,20 @@ mod tests {
         let mut counter = ShardCounter::new(shard(), 1_000);
         let first = view(12, "a");
         let second = view(13, "a");
-        assert_eq!(counter.apply(&TIMING, &places, 0, &first), Verdict::Counted);
-        assert_eq!(
-            counter.apply(&TIMING, &places, 1, &second),
-            Verdict::Counted
-        );
+        assert_eq!(counter.apply(&RULES, &places, 0, &first), Verdict::Counted);
+        assert_eq!(counter.apply(&RULES, &places, 1, &second), Verdict::Counted);
         // The relay re-publishes both at later offsets (same ids).
         assert_eq!(
-            counter.apply(&TIMING, &places, 2, &first),
+            counter.apply(&RULES, &places, 2, &first),
             Verdict::Duplicate
         );
         let mut restored = ShardCounter::restore(counter.snapshot(), 1_000);
         assert_eq!(
-            restored.apply(&TIMING, &places, 3, &second),
+            restored.apply(&RULES, &places, 3, &second),
             Verdict::Duplicate
         );
         assert_eq!(restored.duplicates(), 2);
-        let records = restored.flush(&TIMING, true);
+        let records = restored.flush(&RULES, true);
         let views: u64 = records
             .iter()
             .filter(|r| r.scope == Scope::Global)
@@ -539,13 +586,13 @@ mod tests {
                     // The broker redelivers from an older commit.
                     for (old, again) in events[..offset].iter().enumerate().skip(offset / 2) {
                         assert_eq!(
-                            counter.apply(&TIMING, &places, old as i64, again),
+                            counter.apply(&RULES, &places, old as i64, again),
                             Verdict::Replayed
                         );
                     }
                 }
-                counter.apply(&TIMING, &places, offset as i64, event);
-                records.extend(counter.flush(&TIMING, false));
+                counter.apply(&RULES, &places, offset as i64, event);
+                records.extend(counter.flush(&RULES, false));
             }
             records
                 .into_iter()
@@ -561,7 +608,7 @@ mod tests {
     fn the_view_sums_shards_and_overwrites_replayed_panes() {
         let places = Directory::load();
         let window = Hopping::new(20, 10).expect("valid");
-        let mut view_state = TrendingView::new(&[window], Weights::default());
+        let mut view_state = TrendingView::new(&[window], Weights::default(), 1_000);
         let mut left = ShardCounter::new(shard(), 1_000);
         let mut right = ShardCounter::new(
             Shard {
@@ -570,13 +617,13 @@ mod tests {
             },
             1_000,
         );
-        left.apply(&TIMING, &places, 0, &view(1, "a"));
-        left.apply(&TIMING, &places, 1, &view(11, "b"));
-        right.apply(&TIMING, &places, 0, &order(12, &["b"], "110001"));
-        left.apply(&TIMING, &places, 2, &view(30, "a"));
-        right.apply(&TIMING, &places, 1, &order(30, &["a"], "110001"));
+        left.apply(&RULES, &places, 0, &view(1, "a"));
+        left.apply(&RULES, &places, 1, &view(11, "b"));
+        right.apply(&RULES, &places, 0, &order(12, &["b"], "110001"));
+        left.apply(&RULES, &places, 2, &view(30, "a"));
+        right.apply(&RULES, &places, 1, &order(30, &["a"], "110001"));
         for counter in [&mut left, &mut right] {
-            for pane in counter.flush(&TIMING, false) {
+            for pane in counter.flush(&RULES, false) {
                 // Delivered twice, as after a crash before the checkpoint.
                 view_state.apply(TrendingRecord::Pane(pane.clone()));
                 view_state.apply(TrendingRecord::Pane(pane));
@@ -608,7 +655,7 @@ mod tests {
         // After the catalog topic is compacted, a deactivated product's upsert may be gone.
         let places = Directory::load();
         let window = Hopping::new(20, 10).expect("valid");
-        let mut view_state = TrendingView::new(&[window], Weights::default());
+        let mut view_state = TrendingView::new(&[window], Weights::default(), 1_000);
         view_state.apply_catalog(&envelope(
             0,
             Event::ProductDeactivated(model::payload::ProductDeactivated {
@@ -617,10 +664,10 @@ mod tests {
             }),
         ));
         let mut counter = ShardCounter::new(shard(), 1_000);
-        counter.apply(&TIMING, &places, 0, &view(1, "a"));
-        counter.apply(&TIMING, &places, 1, &view(11, "b"));
-        counter.apply(&TIMING, &places, 2, &view(30, "c"));
-        for pane in counter.flush(&TIMING, false) {
+        counter.apply(&RULES, &places, 0, &view(1, "a"));
+        counter.apply(&RULES, &places, 1, &view(11, "b"));
+        counter.apply(&RULES, &places, 2, &view(30, "c"));
+        for pane in counter.flush(&RULES, false) {
             view_state.apply(TrendingRecord::Pane(pane));
         }
         view_state.apply(watermark_of(&counter));
@@ -631,5 +678,38 @@ mod tests {
             .map(|e| e.product_id.as_str())
             .collect();
         assert_eq!(shown, vec!["b"]);
+    }
+
+    #[test]
+    fn a_pane_holds_the_first_products_up_to_the_cap_and_sums_the_rest_even_after_a_restore() {
+        let places = Directory::load();
+        let rules = PaneRules {
+            max_products_per_pane: 2,
+            ..RULES
+        };
+        let mut counter = ShardCounter::new(shard(), 1_000);
+        for (offset, product) in ["a", "b", "c", "d", "a"].into_iter().enumerate() {
+            counter.apply(&rules, &places, offset as i64, &view(1, product));
+        }
+        let mut counter = ShardCounter::restore(counter.snapshot(), 1_000);
+        counter.apply(&rules, &places, 5, &view(2, "e"));
+        counter.apply(&rules, &places, 6, &view(3, "b"));
+        let global: Vec<PaneRecord> = counter
+            .flush(&rules, true)
+            .into_iter()
+            .filter(|r| r.scope == Scope::Global)
+            .collect();
+        let products: BTreeMap<String, u64> = global
+            .iter()
+            .flat_map(|r| &r.products)
+            .map(|p| (p.product_id().to_string(), p.counts().views))
+            .collect();
+        assert_eq!(products, BTreeMap::from([("a".into(), 2), ("b".into(), 2)]));
+        let other: Vec<(u16, u64)> = global
+            .iter()
+            .filter(|r| !r.other.is_zero())
+            .map(|r| (r.bucket, r.other.views))
+            .collect();
+        assert_eq!(other, vec![(OTHER_BUCKET, 3)]);
     }
 }

@@ -98,7 +98,7 @@ fn audience(
         ("limit" = Option<u32>, Query, description = "how many products, 1 to trending.max_limit (default 10)"),
     ),
     responses(
-        (status = 200, description = "the window's top products, best first", content_type = "application/json"),
+        (status = 200, description = "the window's top products, best first, and `other`: what products past `trending.max_products_per_pane` added (absent for a category)", content_type = "application/json"),
         (status = 400, description = "a parameter is missing or out of range (`invalid_parameter`)", body = model::api::ErrorBody),
     )
 )]

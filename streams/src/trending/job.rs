@@ -30,7 +30,7 @@ use model::{Topic, codec};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::counter::{ShardCounter, Timing, Verdict};
+use super::counter::{PaneRules, ShardCounter, Verdict};
 use crate::StreamError;
 use runtime::checkpoint::Checkpoints;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
@@ -80,6 +80,10 @@ pub struct TrendingConfig {
     /// How many offsets back each partition remembers event ids, so a re-published event
     /// (same id, same partition, a little later) counts once. Checkpointed with the counts.
     pub dedup_horizon: i64,
+    /// Most distinct products one pane holds per scope, in the job and in the serving view;
+    /// interactions with further products are counted as `other`. Bounds memory against a
+    /// flood of made-up product ids.
+    pub max_products_per_pane: usize,
 }
 
 impl Default for TrendingConfig {
@@ -111,6 +115,7 @@ impl Default for TrendingConfig {
             weights: super::Weights::default(),
             ready_max_lag: 10_000,
             dedup_horizon: 20_000,
+            max_products_per_pane: 10_000,
         }
     }
 }
@@ -150,17 +155,21 @@ impl TrendingConfig {
         if self.dedup_horizon < 1 {
             return fail("trending.dedup_horizon must be at least 1".into());
         }
+        if self.max_products_per_pane == 0 {
+            return fail("trending.max_products_per_pane must be at least 1".into());
+        }
         if self.max_limit == 0 {
             return fail("trending.max_limit must be at least 1".into());
         }
         Ok(())
     }
 
-    pub fn timing(&self) -> Timing {
-        Timing {
+    pub fn pane_rules(&self) -> PaneRules {
+        PaneRules {
             pane_ms: self.pane_ms,
             max_out_of_orderness_ms: self.max_out_of_orderness_ms,
             allowed_lateness_ms: self.allowed_lateness_ms,
+            max_products_per_pane: self.max_products_per_pane,
         }
     }
 }
@@ -182,7 +191,7 @@ struct Owned {
 /// What the consumer loop and the rebalance hook share.
 pub(super) struct Job {
     config: TrendingConfig,
-    timing: Timing,
+    rules: PaneRules,
     places: Directory,
     checkpoints: Checkpoints,
     producer: Producer,
@@ -222,7 +231,7 @@ impl Job {
             ));
         };
         Ok(Self {
-            timing: config.timing(),
+            rules: config.pane_rules(),
             places: Directory::load(),
             checkpoints: Checkpoints::open(dir)?,
             producer: bus.producer()?,
@@ -334,7 +343,7 @@ impl Job {
                     continue;
                 }
                 let idle = marks.is_idle(shard, now) && lag.get(shard) == Some(&0);
-                for pane in counter.flush(&self.timing, idle) {
+                for pane in counter.flush(&self.rules, idle) {
                     if !pane.is_final {
                         self.metrics
                             .observe_emission_delay(now - (pane.pane_start + pane.pane_ms));
@@ -343,7 +352,7 @@ impl Job {
                 }
                 let mark = ShardWatermark {
                     shard: shard.clone(),
-                    watermark_ms: counter.watermark(&self.timing),
+                    watermark_ms: counter.watermark(&self.rules),
                     newest_event_ms: counter.newest_event_ms(),
                     idle,
                 };
@@ -433,7 +442,7 @@ impl Job {
         let decoded = codec::decode(record.payload.as_deref().unwrap_or_default());
         let verdict = match &decoded {
             Ok(envelope) => {
-                let verdict = counter.apply(&self.timing, &self.places, record.offset, envelope);
+                let verdict = counter.apply(&self.rules, &self.places, record.offset, envelope);
                 if matches!(verdict, Verdict::Counted | Verdict::Ignored) {
                     marks.observe(&shard, envelope.event_time, now);
                 }
@@ -457,7 +466,7 @@ impl Job {
                     Reason::LATE,
                     format!(
                         "event time {} is before partition {shard}'s watermark {watermark_ms} minus the allowed lateness of {} ms",
-                        envelope.event_time, self.timing.allowed_lateness_ms
+                        envelope.event_time, self.rules.allowed_lateness_ms
                     ),
                 ))
             }

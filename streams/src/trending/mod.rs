@@ -16,7 +16,7 @@ pub mod view;
 
 pub use job::{TrendingConfig, WindowConfig};
 pub use service::{serve_view, stage};
-pub use view::{Audience, Entry, TrendingAnswer, TrendingView, Weights};
+pub use view::{Audience, Entry, OtherCounts, TrendingAnswer, TrendingView, Weights};
 
 use runtime::checkpoint::{CheckpointError, Checkpoints};
 

@@ -34,7 +34,11 @@ pub fn stage(
         .iter()
         .filter_map(|w| Hopping::new(w.size_ms, w.slide_ms).ok())
         .collect();
-    let view = Arc::new(RwLock::new(TrendingView::new(&windows, config.weights)));
+    let view = Arc::new(RwLock::new(TrendingView::new(
+        &windows,
+        config.weights,
+        config.max_products_per_pane,
+    )));
     let readiness = job.readiness.clone();
     let served = Arc::clone(&view);
     let work = async move {

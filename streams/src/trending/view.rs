@@ -6,6 +6,10 @@
 //! per configured slide ("coarse panes"). A window is the sum of its coarse panes. Windows
 //! shown end at the newest slide boundary the readers' watermark has passed, where the
 //! watermark is the minimum over shards that are not idle.
+//!
+//! Memory does not grow with the number of product ids: each coarse pane holds at most
+//! `max_products_per_pane` products per scope (the first to arrive; later ones add to the
+//! scope's `other`), and a final record is remembered by its key alone, not its products.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -87,32 +91,90 @@ pub struct TrendingAnswer {
     pub products: Vec<Entry>,
     /// Products whose score grew most against the previous window, best first.
     pub rising: Vec<Entry>,
+    /// Interactions with products past the cap of products per pane, summed: not ranked,
+    /// but not lost either. Absent for a category, which such products cannot be filed in.
+    pub other: Option<OtherCounts>,
+}
+
+/// What products past the cap added to a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherCounts {
+    pub score: u64,
+    pub views: u64,
+    pub carts: u64,
+    pub orders: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Rollup {
     window: Hopping,
-    /// Coarse pane start -> scope -> product -> counts.
-    panes: BTreeMap<i64, HashMap<Scope, HashMap<ProductId, Counts>>>,
+    /// Coarse pane start -> scope -> its counts.
+    panes: BTreeMap<i64, HashMap<Scope, ScopeCounts>>,
 }
+
+/// One scope's counts in one coarse pane. A product keeps its entry once admitted (even at
+/// zero), so a rewrite subtracts from the same place its first version added to.
+#[derive(Debug, Clone, Default)]
+struct ScopeCounts {
+    products: HashMap<ProductId, Counts>,
+    other: Counts,
+}
+
+impl ScopeCounts {
+    fn change(&mut self, product: &ProductId, counts: &Counts, adding: bool, cap: usize) {
+        let admitted = self.products.contains_key(product);
+        let total = if admitted || (adding && self.products.len() < cap) {
+            self.products.entry(product.clone()).or_default()
+        } else {
+            &mut self.other
+        };
+        change(total, counts, adding);
+    }
+}
+
+fn change(total: &mut Counts, counts: &Counts, adding: bool) {
+    if adding {
+        total.add(counts);
+    } else {
+        total.subtract(counts);
+    }
+}
+
+/// What the view last applied for one record key.
+#[derive(Debug, Clone)]
+enum Applied {
+    /// A version that may still be replaced: kept whole, to be subtracted.
+    Provisional {
+        products: Vec<ProductCounts>,
+        other: Counts,
+    },
+    /// The final version, counted in full and remembered without its products. Only a
+    /// replay can send this key again, and the job is deterministic: a replay's versions end
+    /// in this same final, so they change nothing.
+    Final,
+}
+
+type AppliedKey = (i64, Shard, Scope, u16);
 
 /// Everything the trending topic and the catalog say, ready to answer queries.
 #[derive(Debug, Clone)]
 pub struct TrendingView {
     weights: Weights,
+    max_products_per_pane: usize,
     rollups: Vec<Rollup>,
     /// What each shard last said about each retained pane, so a rewrite (a provisional pane
     /// made final, or any version replayed after a crash) replaces instead of adding.
-    applied: HashMap<(i64, Shard, Scope, u16), Vec<ProductCounts>>,
+    applied: HashMap<AppliedKey, Applied>,
     watermarks: BTreeMap<Shard, ShardWatermark>,
     catalog: HashMap<ProductId, ProductInfo>,
 }
 
 impl TrendingView {
     /// `windows` are the sizes and slides that can be asked for.
-    pub fn new(windows: &[Hopping], weights: Weights) -> Self {
+    pub fn new(windows: &[Hopping], weights: Weights, max_products_per_pane: usize) -> Self {
         Self {
             weights,
+            max_products_per_pane,
             rollups: windows
                 .iter()
                 .map(|window| Rollup {
@@ -147,14 +209,42 @@ impl TrendingView {
             pane.scope.clone(),
             pane.bucket,
         );
-        if let Some(old) = self.applied.remove(&key) {
-            self.add(pane.pane_start, &pane.scope, &old, false);
+        match self.applied.remove(&key) {
+            Some(Applied::Final) => {
+                self.applied.insert(key, Applied::Final);
+                return;
+            }
+            Some(Applied::Provisional { products, other }) => {
+                self.change(pane.pane_start, &pane.scope, &products, &other, false);
+            }
+            None => {}
         }
-        self.add(pane.pane_start, &pane.scope, &pane.products, true);
-        self.applied.insert(key, pane.products);
+        self.change(
+            pane.pane_start,
+            &pane.scope,
+            &pane.products,
+            &pane.other,
+            true,
+        );
+        let applied = if pane.is_final {
+            Applied::Final
+        } else {
+            Applied::Provisional {
+                products: pane.products,
+                other: pane.other,
+            }
+        };
+        self.applied.insert(key, applied);
     }
 
-    fn add(&mut self, pane_start: i64, scope: &Scope, products: &[ProductCounts], adding: bool) {
+    fn change(
+        &mut self,
+        pane_start: i64,
+        scope: &Scope,
+        products: &[ProductCounts],
+        other: &Counts,
+        adding: bool,
+    ) {
         for rollup in &mut self.rollups {
             let coarse = rollup
                 .panes
@@ -163,13 +253,14 @@ impl TrendingView {
                 .entry(scope.clone())
                 .or_default();
             for entry in products {
-                let total = coarse.entry(entry.product_id().clone()).or_default();
-                if adding {
-                    total.add(&entry.counts());
-                } else {
-                    total.subtract(&entry.counts());
-                }
+                coarse.change(
+                    entry.product_id(),
+                    &entry.counts(),
+                    adding,
+                    self.max_products_per_pane,
+                );
             }
+            change(&mut coarse.other, other, adding);
         }
     }
 
@@ -254,7 +345,8 @@ impl TrendingView {
             Audience::City(city) => Scope::City(city.clone()),
         };
         for (_, scopes) in rollup.panes.range(end_ms - window.size_ms()..end_ms) {
-            for (product, counts) in scopes.get(&scope).into_iter().flatten() {
+            let products = scopes.get(&scope).map(|counts| &counts.products);
+            for (product, counts) in products.into_iter().flatten() {
                 if let Audience::Category(category) = audience
                     && self
                         .catalog
@@ -271,6 +363,31 @@ impl TrendingView {
         totals
     }
 
+    /// What products past the cap added to `audience`'s window ending at `end_ms`; `None`
+    /// for a category.
+    pub fn other_counts(
+        &self,
+        window: &Hopping,
+        audience: &Audience,
+        end_ms: i64,
+    ) -> Option<Counts> {
+        let scope = match audience {
+            Audience::Category(_) => return None,
+            Audience::Global => Scope::Global,
+            Audience::Merchant(merchant) => Scope::Merchant(merchant.clone()),
+            Audience::City(city) => Scope::City(city.clone()),
+        };
+        let mut total = Counts::default();
+        if let Some(rollup) = self.rollups.iter().find(|r| r.window == *window) {
+            for (_, scopes) in rollup.panes.range(end_ms - window.size_ms()..end_ms) {
+                if let Some(counts) = scopes.get(&scope) {
+                    total.add(&counts.other);
+                }
+            }
+        }
+        Some(total)
+    }
+
     /// The `limit` best products of `audience` over the newest complete `window`, and the
     /// `limit` fastest risers; ties go to the smaller product id so answers are reproducible.
     pub fn top(&self, window: &Hopping, audience: &Audience, limit: usize) -> TrendingAnswer {
@@ -280,6 +397,7 @@ impl TrendingView {
             window_end_ms: None,
             products: Vec::new(),
             rising: Vec::new(),
+            other: None,
         };
         let Some(watermark) = self.watermark() else {
             return answer;
@@ -314,6 +432,14 @@ impl TrendingView {
         answer.window_end_ms = Some(end);
         answer.products = ranked;
         answer.rising = rising;
+        answer.other = self
+            .other_counts(window, audience, end)
+            .map(|counts| OtherCounts {
+                score: self.weights.score(&counts),
+                views: counts.views,
+                carts: counts.carts,
+                orders: counts.orders,
+            });
         answer
     }
 
@@ -330,5 +456,80 @@ impl TrendingView {
             orders: counts.orders,
             previous_score,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::Topic;
+    use model::trending::OTHER_BUCKET;
+
+    use super::*;
+
+    fn shard() -> Shard {
+        Shard {
+            topic: Topic::Clicks,
+            partition: 0,
+        }
+    }
+
+    fn pane(bucket: u16, is_final: bool, views: &[(&str, u64)], other: u64) -> TrendingRecord {
+        TrendingRecord::Pane(PaneRecord {
+            shard: shard(),
+            pane_start: 0,
+            pane_ms: 10,
+            is_final,
+            scope: Scope::Global,
+            bucket,
+            products: views
+                .iter()
+                .map(|(id, n)| ProductCounts(ProductId::new(*id), *n, 0, 0))
+                .collect(),
+            other: Counts {
+                views: other,
+                ..Counts::default()
+            },
+        })
+    }
+
+    fn shown(view: &TrendingView, window: &Hopping) -> (Vec<(String, u64)>, Option<u64>) {
+        let answer = view.top(window, &Audience::Global, 10);
+        let products = answer
+            .products
+            .into_iter()
+            .map(|e| (e.product_id, e.views))
+            .collect();
+        (products, answer.other.map(|o| o.views))
+    }
+
+    #[test]
+    fn products_past_the_cap_are_counted_as_other_and_rewrites_move_nothing_between_them() {
+        let window = Hopping::new(20, 10).expect("valid");
+        let mut view = TrendingView::new(&[window], Weights::default(), 2);
+        view.apply(TrendingRecord::Watermark(ShardWatermark {
+            shard: shard(),
+            watermark_ms: Some(25),
+            newest_event_ms: Some(25),
+            idle: false,
+        }));
+        view.apply(pane(0, false, &[("a", 3), ("b", 1), ("c", 5)], 0));
+        view.apply(pane(OTHER_BUCKET, false, &[], 4));
+        let want = |a, b, other| (vec![("a".to_owned(), a), ("b".to_owned(), b)], Some(other));
+        // c arrived third: its 5 views join the job's own 4 overflow views.
+        assert_eq!(shown(&view, &window), want(3, 1, 9));
+        // A rewrite takes the old version out of the places it went to.
+        view.apply(pane(0, false, &[("a", 4), ("b", 1), ("c", 6)], 0));
+        assert_eq!(shown(&view, &window), want(4, 1, 10));
+        view.apply(pane(0, true, &[("a", 4), ("b", 2), ("c", 6)], 0));
+        view.apply(pane(OTHER_BUCKET, true, &[], 5));
+        assert_eq!(shown(&view, &window), want(4, 2, 11));
+        // A replay after a job crash resends older versions, then the same finals.
+        view.apply(pane(0, false, &[("a", 1)], 0));
+        view.apply(pane(OTHER_BUCKET, false, &[], 1));
+        view.apply(pane(0, true, &[("a", 4), ("b", 2), ("c", 6)], 0));
+        assert_eq!(shown(&view, &window), want(4, 2, 11));
+        // Categories cannot hold products the view never kept.
+        let category = view.top(&window, &Audience::Category("shoes".into()), 10);
+        assert_eq!(category.other, None);
     }
 }
