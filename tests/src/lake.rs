@@ -210,3 +210,26 @@ pub async fn wait_committed(
         }
     }
 }
+
+/// The one integer `sql` answers over the committed tables of `config`'s lake.
+pub async fn query_int(config: &LakeConfig, sql: &str) -> Result<i64> {
+    let storage = config.storage()?;
+    let context = session(
+        &storage,
+        datafusion::prelude::SessionConfig::new(),
+        &Scope::All,
+    )
+    .await?;
+    let batches = context
+        .sql(sql)
+        .await
+        .with_context(|| sql.to_owned())?
+        .collect()
+        .await
+        .with_context(|| sql.to_owned())?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .with_context(|| format!("{sql} answered no rows"))?;
+    Ok(int(batch.column(0), 0))
+}

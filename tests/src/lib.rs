@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod core;
+pub mod demo;
 pub mod lake;
 pub mod postgres;
 pub mod tools;
