@@ -93,21 +93,33 @@ pub fn psql() -> Result<PathBuf> {
 /// A Python with psycopg, DuckDB, polars, pyarrow and moto, in a venv under the machine's
 /// cache.
 pub fn python() -> Result<PathBuf> {
-    let (dir, _lock) = cache_lock("venv-lake")?;
-    let venv = dir.join("venv-lake");
+    venv("venv-lake", PYTHON_PACKAGES, "the lakehouse reader checks")
+}
+
+/// The `schemathesis` command, in a venv of its own under the machine's cache.
+pub fn schemathesis() -> Result<PathBuf> {
+    let python = venv("venv-api", &["schemathesis==4.32.5"], "the API fuzzing")?;
+    Ok(python.with_file_name("schemathesis"))
+}
+
+/// The Python of the venv `name` under the machine's cache with `packages` installed, made
+/// once per machine (and again when the list changes).
+fn venv(name: &str, packages: &[&str], why: &str) -> Result<PathBuf> {
+    let (dir, _lock) = cache_lock(name)?;
+    let venv = dir.join(name);
     let python = venv.join("bin").join("python");
     let stamp = venv.join("installed.txt");
-    let wanted = PYTHON_PACKAGES.join("\n");
+    let wanted = packages.join("\n");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(python);
     }
     if !python.exists() {
         run_output(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("creating a Python venv for the lakehouse reader checks (python3-venv)")?;
+            .with_context(|| format!("creating a Python venv for {why} (python3-venv)"))?;
     }
     eprintln!(
         "installing {} into {} (once per machine)",
-        PYTHON_PACKAGES.join(", "),
+        packages.join(", "),
         venv.display()
     );
     run_output(
@@ -119,7 +131,7 @@ pub fn python() -> Result<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PYTHON_PACKAGES),
+            .args(packages),
     )?;
     std::fs::write(&stamp, wanted)?;
     Ok(python)

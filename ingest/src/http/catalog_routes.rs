@@ -37,7 +37,7 @@ pub(super) fn routes() -> Router<CoreState> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct MerchantRequest {
+pub struct MerchantRequest {
     merchant_id: MerchantId,
     name: String,
     /// Set for merchants that deliver only near their store.
@@ -149,7 +149,7 @@ pub(super) async fn create_merchant(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct KeyRequest {
+pub struct KeyRequest {
     role: Role,
     /// Required for merchant and collector keys; optional for storefront keys (bound to one
     /// shop, or unbound for a marketplace front end); never for admin keys.
@@ -176,6 +176,7 @@ pub(super) struct KeyCreated {
     responses(
         (status = 201, description = "created", body = KeyCreated),
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
+        (status = 404, description = "the merchant named does not exist (`unknown_merchant`)", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn create_api_key(
@@ -273,7 +274,7 @@ fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct ProductRequest {
+pub struct ProductRequest {
     #[schema(max_length = 100)]
     category: String,
     #[schema(max_length = 100)]
@@ -434,7 +435,7 @@ pub(super) async fn deactivate_product(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct StockRequest {
+pub struct StockRequest {
     /// Units received (positive) or written off (negative).
     delta: i64,
     #[schema(max_length = 500)]

@@ -67,11 +67,15 @@ type Ack = BoxFuture<'static, bus::Result<bus::Delivered>>;
     post,
     path = "/v1/events",
     tag = "collector",
-    request_body(content = String, content_type = "application/x-ndjson", description = "envelopes, one per line (see model/tests/golden/)"),
+    request_body(
+        description = "envelopes, one per line (see model/tests/golden/); or one envelope as application/json",
+        content((String = "application/x-ndjson"), ("application/json"))
+    ),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "per-line results", body = BatchAnswer),
         (status = 413, description = "body over the limit (`payload_too_large`)", body = model::api::ErrorBody),
+        (status = 422, description = "a single application/json envelope that is not an event we accept, with the decoder's code (e.g. `missing_field`); NDJSON lines are answered per line in a 200", body = model::api::ErrorBody),
         (status = 503, description = "the broker did not acknowledge in time (`unavailable`); resend", body = model::api::ErrorBody),
     )
 )]

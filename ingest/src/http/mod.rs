@@ -26,6 +26,15 @@ use crate::store::{Store, StoreError};
 use auth::{Caller, Limiter, Role};
 pub use collector_routes::Collector;
 
+/// The JSON bodies the routes take, each parsed by [`parse_json`] exactly as its route does:
+/// for clients in Rust and for the fuzz target.
+pub mod requests {
+    pub use super::catalog_routes::{KeyRequest, MerchantRequest, ProductRequest, StockRequest};
+    pub use super::order_routes::{AddressRequest, CancelRequest, RefundRequest};
+    pub use crate::lifecycle::ShipRequest;
+    pub use crate::orders::PlaceOrder;
+}
+
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct CoreState {

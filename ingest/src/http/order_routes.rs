@@ -158,7 +158,7 @@ pub(super) async fn pay(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct CancelRequest {
+pub struct CancelRequest {
     #[schema(max_length = 500)]
     reason: String,
 }
@@ -201,7 +201,7 @@ pub(super) async fn cancel(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct AddressRequest {
+pub struct AddressRequest {
     delivery_pincode: Pincode,
 }
 
@@ -348,7 +348,7 @@ pub(super) async fn deliver(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
-pub(super) struct RefundRequest {
+pub struct RefundRequest {
     amount: Money,
     #[schema(max_length = 500)]
     reason: String,

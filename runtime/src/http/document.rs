@@ -11,7 +11,12 @@ use utoipa::{PartialSchema, ToSchema};
 use model::api::ErrorBody;
 
 /// Answers every guarded route can give: `(status, component name, description)`.
-const EVERY_ROUTE: [(&str, &str, &str); 2] = [
+const EVERY_ROUTE: [(&str, &str, &str); 3] = [
+    (
+        "400",
+        "BadRequest",
+        "a path or query parameter that cannot be read, e.g. an unknown parameter or a number out of range (`invalid_parameter`)",
+    ),
     (
         "429",
         "RateLimited",

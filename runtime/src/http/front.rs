@@ -362,20 +362,7 @@ async fn guard(
             .into_response();
         }
     };
-    // axum's body limit answers in plain text; every error here is JSON.
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    let mut response = if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "the request body is over this route's limit",
-        )
-        .into_response()
-    } else {
-        response
-    };
+    let mut response = error_shape(response).await;
     // The rest of a refused body is still on the wire; a client that reused this
     // connection would have its next request read as that body's tail.
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -385,6 +372,42 @@ async fn guard(
         );
     }
     response
+}
+
+/// axum's own refusals (a body over the limit, a path or query string its extractors cannot
+/// read) answer in plain text; every error here has the one JSON shape, its text kept as the
+/// message.
+async fn error_shape(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is over this route's limit",
+            )
+            .into_response();
+        }
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        _ => ErrorCode::InvalidParameter,
+    };
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        format!("the request was refused ({status})")
+    } else {
+        text
+    };
+    ApiError::new(code, message).into_response()
 }
 
 /// Open connections per client address, and in total.
