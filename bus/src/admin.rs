@@ -97,6 +97,16 @@ impl Bus {
             .collect())
     }
 
+    /// The id the cluster reports for itself (`None` if it reports none within 10 s): the
+    /// name of the log that offsets stored anywhere refer to.
+    pub async fn cluster_id(&self) -> Result<Option<String>> {
+        let admin = self.admin()?;
+        // librdkafka blocks the calling thread for this.
+        tokio::task::spawn_blocking(move || admin.inner().fetch_cluster_id(Duration::from_secs(10)))
+            .await
+            .map_err(|_| BusError::Kafka(rdkafka::error::KafkaError::Canceled))
+    }
+
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
         Ok(self.client_config(&[]).create()?)
     }

@@ -341,10 +341,12 @@ impl Banner {
 /// Connects to the configured cluster (or starts the embedded broker) and brings every topic
 /// to the settings its kind asks for.
 ///
-/// After an embedded broker's unclean stop, the stages' positions are checked against the log
-/// it came back with first ([`crate::recovery`]): nothing runs on a log that went backwards.
+/// First the cluster is checked to be the one the data dir's positions belong to, and after an
+/// embedded broker's unclean stop, the stages' positions against the log it came back with
+/// ([`crate::recovery`]): nothing runs on another log or on one that went backwards.
 pub async fn connect(config: &Config) -> Result<Arc<Bus>> {
     let bus = Bus::connect(config.bus.clone())?;
+    crate::recovery::check_cluster(config, &bus).await?;
     if let Some(ends) = bus.broker_unclean_start() {
         crate::recovery::check_positions(config, &bus, ends).await?;
     }

@@ -1,7 +1,9 @@
-//! After the embedded broker ran without its final save: make sure no stage's durable position
-//! is past the log the broker came back with, before any stage or producer starts. Such a
-//! stage would skip the new records that reuse the lost offsets, silently; instead the run
-//! stops and says what happened and how to go on.
+//! Before any stage or producer starts: make sure the stages' durable positions belong to the
+//! log they are about to read. After the embedded broker ran without its final save, no
+//! position may be past the log the broker came back with (such a stage would skip the new
+//! records that reuse the lost offsets, silently); and the cluster must be the one the data
+//! dir's positions were taken on. Otherwise the run stops and says what happened and how to
+//! go on.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -162,4 +164,58 @@ pub fn export_broker_stats(
             seconds.set(stats.save_micros.load(Relaxed) as f64 / 1e6);
         }
     });
+}
+
+/// The file in the data dir naming the Kafka cluster whose offsets the stages there hold.
+pub const CLUSTER_FILE: &str = "kafka-cluster-id";
+
+/// Fails when the data dir's stages hold offsets of another Kafka cluster than the one `bus`
+/// reaches (a cluster re-created empty, or the embedded broker swapped for an external one):
+/// on this log those offsets would skip or repeat records. The first start with a data dir
+/// records the cluster's id.
+pub async fn check_cluster(config: &Config, bus: &Bus) -> Result<()> {
+    let Some(dir) = &config.data_dir else {
+        return Ok(());
+    };
+    let Some(id) = bus.cluster_id().await? else {
+        tracing::warn!(
+            "the Kafka cluster reports no cluster id: a switch to another cluster under this data dir cannot be noticed"
+        );
+        return Ok(());
+    };
+    let file = dir.join(CLUSTER_FILE);
+    let recorded = match std::fs::read_to_string(&file) {
+        Ok(recorded) => recorded.trim().to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&file, format!("{id}\n"))
+                .with_context(|| format!("recording the cluster id in {}", file.display()))?;
+            return Ok(());
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", file.display()));
+        }
+    };
+    if recorded == id {
+        return Ok(());
+    }
+    let states: Vec<String> = [
+        config.trending.checkpoint_dir.as_ref(),
+        config.lakehouse.dir.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|path| path.display().to_string())
+    .collect();
+    bail!(
+        "the data dir {} holds stage positions in Kafka cluster {recorded} (recorded in {}), but \
+         {} is cluster {id}. Those positions are offsets of the other cluster's log: here they \
+         would skip or repeat records, so nothing was started. To go on, point \
+         bus.bootstrap_servers back at cluster {recorded}; or start from an empty data dir; or \
+         move aside {} and delete {} so the stages rebuild from this cluster.",
+        dir.display(),
+        file.display(),
+        bus.bootstrap_servers(),
+        states.join(" and "),
+        file.display()
+    )
 }
