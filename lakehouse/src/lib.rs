@@ -14,6 +14,7 @@
 //! - [`query`] registers the tables (as of their manifests) and the analyst views with
 //!   DataFusion.
 
+pub mod bounded;
 pub mod config;
 pub mod evolution;
 pub mod maintain;

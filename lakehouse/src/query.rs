@@ -228,6 +228,7 @@ pub async fn install(
     scope: &Scope,
 ) -> Result<(), LakeError> {
     context.register_object_store(storage.url().as_ref(), storage.store());
+    crate::bounded::install(context)?;
     for table in Table::ALL {
         let provider: Arc<dyn TableProvider> = Arc::new(ManifestTable::new(storage.clone(), table));
         let provider = match scope {
