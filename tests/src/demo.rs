@@ -119,9 +119,10 @@ impl Demo {
             }),
             _ => {
                 let _ = child.kill();
-                let _ = child.wait();
+                let status = child.wait()?;
                 bail!(
-                    "the demo printed no banner within 120 s (or exited); its stderr ends:\n{}",
+                    "the demo printed no banner within 120 s (or exited: {status}); its stderr \
+                     ends:\n{}",
                     tail(&log)
                 )
             }
@@ -149,6 +150,11 @@ impl Demo {
             .with_context(|| format!("reading {}", path.display()))?
             .trim()
             .to_owned())
+    }
+
+    /// Posts NDJSON `lines` to this demo's collector as the admin; see [`post_ndjson`].
+    pub async fn post_events(&self, client: &reqwest::Client, lines: String) -> Result<()> {
+        post_ndjson(client, self.http, &self.admin_key()?, lines).await
     }
 
     /// SIGKILL: no final snapshot, no checkpoint, no clean-shutdown marker.
@@ -182,24 +188,6 @@ impl Demo {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-
-    /// Waits for the child to exit by itself (a refused start), up to `within`.
-    pub async fn wait_exit(mut self, within: Duration) -> Result<Ended> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(Ended {
-                    success: status.success(),
-                    log_tail: tail(&self.log),
-                });
-            }
-            if std::time::Instant::now() > deadline {
-                self.child.kill()?;
-                bail!("the demo did not exit within {within:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 impl Drop for Demo {
@@ -209,35 +197,66 @@ impl Drop for Demo {
     }
 }
 
-/// The last 40 lines of `log`.
+/// Posts NDJSON `lines` to the collector at `http` with `key` and checks that every line was
+/// accepted. A free function so a spawned load task can post without holding the [`Demo`].
+pub async fn post_ndjson(
+    client: &reqwest::Client,
+    http: SocketAddr,
+    key: &str,
+    lines: String,
+) -> Result<()> {
+    let count = lines.lines().count();
+    let answer = client
+        .post(format!("http://{http}/v1/events"))
+        .bearer_auth(key)
+        .header("content-type", "application/x-ndjson")
+        .body(lines)
+        .send()
+        .await?;
+    let status = answer.status();
+    let text = answer.text().await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "the collector answered {status}: {text}"
+    );
+    let answer: serde_json::Value = serde_json::from_str(&text)?;
+    anyhow::ensure!(
+        answer["accepted"] == count,
+        "the collector accepted only part of {count} lines: {text}"
+    );
+    Ok(())
+}
+
+/// The last 40 lines of `log`, before any backtrace (`RUST_BACKTRACE=1` in CI appends one to
+/// the error, and the error is what the tests read).
 pub fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = match std::fs::read(log) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) => format!("(cannot read {}: {error})", log.display()),
+    };
+    let text = text.split("\nStack backtrace:").next().unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// The sum of every sample of `name` (any labels) in a Prometheus text exposition.
-pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+/// Every sample of `name` (any labels) in a Prometheus text exposition.
+fn samples<'a>(exposition: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
     exposition
         .lines()
         .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
+        .filter_map(move |line| {
             let (series, value) = line.rsplit_once(' ')?;
             let metric = series.split('{').next()?;
             (metric == name).then(|| value.parse::<f64>().ok())?
         })
-        .sum()
+}
+
+/// The sum of every sample of `name` (any labels).
+pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    samples(exposition, name).sum()
 }
 
 /// The largest sample of `name` (any labels).
 pub fn metric_max(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let metric = series.split('{').next()?;
-            (metric == name).then(|| value.parse::<f64>().ok())?
-        })
-        .fold(0.0, f64::max)
+    samples(exposition, name).fold(0.0, f64::max)
 }

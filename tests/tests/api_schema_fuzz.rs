@@ -30,6 +30,8 @@ async fn generated_requests_get_no_5xx_and_only_documented_answers() -> Result<(
     )
     .await?;
     let key = demo.admin_key()?;
+    // Schemathesis keeps a cache in its working directory; not in the checkout.
+    let workdir = dir.path().to_owned();
     let schema = format!("http://{}/v1/openapi.json", demo.http);
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&schemathesis)
@@ -44,6 +46,7 @@ async fn generated_requests_get_no_5xx_and_only_documented_answers() -> Result<(
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--request-timeout", "30"])
             .env("NO_COLOR", "1")
+            .current_dir(&workdir)
             .output()
             .with_context(|| format!("running {}", schemathesis.display()))
     })

@@ -83,21 +83,7 @@ async fn post_views(
     count: usize,
 ) -> Result<Vec<String>> {
     let (ids, body): (Vec<String>, String) = (0..count).map(|_| view_line(rng, product)).unzip();
-    let answer = reqwest::Client::new()
-        .post(format!("http://{}/v1/events", demo.http))
-        .bearer_auth(demo.admin_key()?)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await?;
-    let status = answer.status();
-    let text = answer.text().await?;
-    ensure!(
-        status.is_success(),
-        "the collector answered {status}: {text}"
-    );
-    let answer: serde_json::Value = serde_json::from_str(&text)?;
-    ensure!(answer["accepted"] == count, "not all accepted: {text}");
+    demo.post_events(&reqwest::Client::new(), body).await?;
     Ok(ids)
 }
 
@@ -175,7 +161,9 @@ async fn repeated_sigkills_lose_only_the_autosave_window_and_never_skip_what_fol
     let mut acknowledged = BTreeSet::new();
     let mut report = Vec::new();
     for round in 0..rounds {
-        let (demo, refusal) = start_following_the_way_out(&data, round).await?;
+        let (demo, refusal) = start_following_the_way_out(&data, round)
+            .await
+            .with_context(|| format!("starting round {round}"))?;
         let started = Instant::now();
         let run_for = Duration::from_millis(rng.random_range(3_000..7_000));
         let mut posted = 0;

@@ -66,7 +66,7 @@ fn batch(rng: &mut impl Rng) -> String {
 
 /// Posts batches until `stop`; returns each post's latency in ms, with the time it ended.
 async fn flood(
-    url: String,
+    http: std::net::SocketAddr,
     key: String,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<Vec<(Instant, f64)>> {
@@ -79,25 +79,9 @@ async fn flood(
         every.tick().await;
         let body = batch(&mut rng);
         let started = Instant::now();
-        let answer = client
-            .post(&url)
-            .bearer_auth(&key)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await?;
-        let status = answer.status();
-        let text = answer.text().await?;
+        let posted = testkit::demo::post_ndjson(&client, http, &key, body).await;
         latencies.push((Instant::now(), started.elapsed().as_secs_f64() * 1e3));
-        ensure!(
-            status.is_success(),
-            "the collector answered {status}: {text}"
-        );
-        let answer: serde_json::Value = serde_json::from_str(&text)?;
-        ensure!(
-            answer["accepted"] == BATCH,
-            "the collector refused part of a batch: {text}"
-        );
+        posted?;
     }
     Ok(latencies)
 }
@@ -163,11 +147,7 @@ async fn the_demo_at_ten_times_its_rate_levels_off_in_memory_and_lag() -> Result
     let demo = Demo::start(env!("CARGO_BIN_EXE_demo_child"), &data, &settings, "soak").await?;
     let base = format!("http://{}", demo.http);
     let stop = tokio_util::sync::CancellationToken::new();
-    let flooding = tokio::spawn(flood(
-        format!("{base}/v1/events"),
-        demo.admin_key()?,
-        stop.clone(),
-    ));
+    let flooding = tokio::spawn(flood(demo.http, demo.admin_key()?, stop.clone()));
     let client = reqwest::Client::new();
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
