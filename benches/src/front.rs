@@ -54,7 +54,7 @@ pub async fn front_door(
     requests: usize,
     concurrency: usize,
 ) -> Result<()> {
-    let (running, _store) = crate::orders::start_core(config).await?;
+    let (running, _store, _bus) = crate::orders::start_core(config).await?;
     let front = &config.http;
     let target = running.addr;
     let base = format!("http://{target}");

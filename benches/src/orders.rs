@@ -19,6 +19,7 @@ struct Running {
     base: String,
     storefront: String,
     core: runtime::supervisor::Running,
+    bus: Arc<bus::Bus>,
     /// The core's scratch store, removed at the end of the run.
     _store: tempfile::TempDir,
 }
@@ -29,7 +30,11 @@ struct Running {
 /// buckets would measure themselves.
 pub(crate) async fn start_core(
     config: &Config,
-) -> Result<(runtime::supervisor::Running, tempfile::TempDir)> {
+) -> Result<(
+    runtime::supervisor::Running,
+    tempfile::TempDir,
+    Arc<bus::Bus>,
+)> {
     let bus = shopstream::app::connect(config).await?;
     let store = tempfile::tempdir()?;
     let core_config = ingest::service::CoreConfig {
@@ -44,7 +49,7 @@ pub(crate) async fn start_core(
     let (stage, _) = ingest::service::stage(
         core_config,
         store.path().to_owned(),
-        bus,
+        Arc::clone(&bus),
         &runtime::metrics::Registry::default(),
         token.clone(),
     )
@@ -58,11 +63,15 @@ pub(crate) async fn start_core(
         ..config.http.clone()
     };
     let listener = runtime::supervisor::bind(&front).await?;
-    Ok((runtime::supervisor::spawn(front, listener, list)?, store))
+    Ok((
+        runtime::supervisor::spawn(front, listener, list)?,
+        store,
+        bus,
+    ))
 }
 
 async fn start(config: &Config) -> Result<Running> {
-    let (core, store) = start_core(config).await?;
+    let (core, store, bus) = start_core(config).await?;
     let base = format!("http://{}/v1", core.addr);
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {
@@ -110,6 +119,7 @@ async fn start(config: &Config) -> Result<Running> {
         base,
         storefront: storefront["api_key"].as_str().context("no key")?.to_owned(),
         core,
+        bus,
         _store: store,
     })
 }
@@ -119,55 +129,119 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Places `orders` orders of 1-3 lines with `concurrency` clients; prints orders/s, p50, p99.
-pub async fn orders(config: &Config, orders: usize, concurrency: usize) -> Result<()> {
+/// Places `orders` orders of 1-3 lines: with `rate`, one every 1/rate s whatever the answers
+/// (open loop; latency from when the order was due, so a stall counts against every order it
+/// held up); without, `concurrency` clients back to back. Prints orders/s, p50, p99 and the
+/// relay's lag: placement to `order.placed` readable on the broker.
+pub async fn orders(
+    config: &Config,
+    orders: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> Result<()> {
     let running = start(config).await?;
+    let lag = tokio::spawn(relay_lag(Arc::clone(&running.bus), orders));
     let http = reqwest::Client::new();
     let url = format!("{}/orders", running.base);
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = futures::stream::iter(0..orders)
-        .map(|i| {
-            let (http, url, key) = (http.clone(), url.clone(), running.storefront.clone());
-            async move {
-                let lines: Vec<Value> = (0..1 + i % 3)
-                    .map(|l| json!({"product_id": format!("p-{}", (i * 7 + l * 13) % PRODUCTS), "quantity": 1}))
-                    .collect();
-                let body = json!({"merchant_id": "m-bench", "customer_id": format!("c-{}", i % 5_000),
-                    "delivery_pincode": "560001", "currency": "INR", "lines": lines});
-                let sent = Instant::now();
-                let response = http
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .header("Idempotency-Key", format!("bench-{i}"))
-                    .json(&body)
-                    .send()
-                    .await?;
-                let status = response.status();
-                ensure!(status.as_u16() == 201, "order {i}: {status} {}", response.text().await?);
-                Ok::<_, anyhow::Error>(sent.elapsed())
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+    // Each order is its own task, so the clients spread over the runtime's threads.
+    let place = |i: usize, due: Instant| {
+        let (http, url, key) = (http.clone(), url.clone(), running.storefront.clone());
+        let order = tokio::spawn(async move {
+            let lines: Vec<Value> = (0..1 + i % 3)
+                .map(|l| json!({"product_id": format!("p-{}", (i * 7 + l * 13) % PRODUCTS), "quantity": 1}))
+                .collect();
+            let body = json!({"merchant_id": "m-bench", "customer_id": format!("c-{}", i % 5_000),
+                "delivery_pincode": "560001", "currency": "INR", "lines": lines});
+            tokio::time::sleep_until(due.into()).await;
+            let response = http
+                .post(&url)
+                .bearer_auth(&key)
+                .header("Idempotency-Key", format!("bench-{i}"))
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status();
+            ensure!(
+                status.as_u16() == 201,
+                "order {i}: {status} {}",
+                response.text().await?
+            );
+            Ok::<_, anyhow::Error>(due.elapsed())
+        });
+        async move { order.await? }
+    };
+    let answers: Vec<Result<Duration>> = match rate {
+        Some(rate) => {
+            ensure!(rate > 0.0, "--rate must be above 0");
+            let every = Duration::from_secs_f64(1.0 / rate);
+            futures::stream::iter(0..orders)
+                .map(|i| place(i, started + every.mul_f64(i as f64)))
+                // Enough in flight that the client never holds an order back.
+                .buffer_unordered(orders.max(1))
+                .collect()
+                .await
+        }
+        None => {
+            futures::stream::iter(0..orders)
+                .map(|i| place(i, Instant::now()))
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await
+        }
+    };
+    let mut latencies: Vec<Duration> = answers.into_iter().collect::<Result<_>>()?;
     let elapsed = started.elapsed();
     latencies.sort();
+    let lag = lag.await??;
     println!(
-        "orders over HTTP ({}; {concurrency} clients): {orders} in {:.2} s = {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms",
+        "orders over HTTP ({}; {}): {orders} in {:.2} s = {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         relay lag (placed -> on the broker) p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         if config.core.store.url.is_some() {
             "PostgreSQL"
         } else {
             "SQLite"
         },
+        match rate {
+            Some(rate) => format!("open loop at {rate} orders/s"),
+            None => format!("{concurrency} clients"),
+        },
         elapsed.as_secs_f64(),
         orders as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        percentile(&lag, 0.50).as_secs_f64() * 1e3,
+        percentile(&lag, 0.99).as_secs_f64() * 1e3,
+        lag.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     running.core.stop().await.context("orders core failed")?;
     Ok(())
+}
+
+/// Reads the orders topic until `orders` `order.placed` events have arrived; for each, how
+/// long after its placement (its event time) it was readable. The reader polls continuously,
+/// so its own delay is the fetch wait (librdkafka's default 500 ms at most, usually far less).
+async fn relay_lag(bus: Arc<bus::Bus>, orders: usize) -> Result<Vec<Duration>> {
+    let reader = bus.reader(&[model::Topic::Orders]).await?;
+    let mut lags = Vec::with_capacity(orders);
+    while lags.len() < orders {
+        let record = tokio::time::timeout(Duration::from_secs(120), reader.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "{} of {orders} order.placed events on the broker; none for 120 s",
+                    lags.len()
+                )
+            })??;
+        let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
+        if let model::Event::OrderPlaced(_) = envelope.event {
+            let lag_ms = ingest::store::now_ms().saturating_sub(envelope.event_time);
+            lags.push(Duration::from_millis(u64::try_from(lag_ms).unwrap_or(0)));
+        }
+    }
+    lags.sort();
+    Ok(lags)
 }
 
 /// Posts `events` click events in NDJSON batches of `batch` with `concurrency` clients;

@@ -30,6 +30,10 @@ pub enum Target {
         orders: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Orders per second, open loop (one due every 1/rate s whatever the answers);
+        /// without it, `--concurrency` clients place orders back to back.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// Nexmark q5 (hot items: HOP 10 s / 2 s, bids per auction, top auctions per window) on
     /// the streaming runtime's panes, one thread, no broker.
@@ -106,7 +110,8 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         Target::Orders {
             orders,
             concurrency,
-        } => crate::orders::orders(&config, orders, concurrency).await,
+            rate,
+        } => crate::orders::orders(&config, orders, concurrency, rate).await,
         Target::Collector {
             events,
             batch,

@@ -334,6 +334,9 @@ async fn park(
 /// neighbours already visible) was never published and must stay unsent.
 async fn stamp(store: &Store, published: &[Pending]) -> Result<(), RelayError> {
     let now = crate::store::now_ms();
+    // A write like any other: on SQLite it queues for the writer connection with placements
+    // instead of sleeping in SQLite's busy handler.
+    let mut tx = store.write().await?;
     for chunk in published.chunks(1_000) {
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
@@ -344,8 +347,9 @@ async fn stamp(store: &Store, published: &[Pending]) -> Result<(), RelayError> {
         for row in chunk {
             query = query.bind(row.seq);
         }
-        query.execute(store.pool()).await?;
+        query.execute(&mut *tx).await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
