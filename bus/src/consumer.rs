@@ -110,6 +110,10 @@ impl ConsumerContext for GroupContext {
 pub struct Consumer {
     /// Shared so commits, which block on a broker round trip, can run on a blocking thread.
     inner: Arc<StreamConsumer<GroupContext>>,
+    /// Asks for log ends. Not `inner`: a broker answers a connection's requests in order,
+    /// and `inner`'s connection is mostly holding a Fetch that waits for records (up to
+    /// `fetch.wait.max.ms`), so every watermark query behind it waited too.
+    ends: Arc<StreamConsumer>,
     config: crate::BusConfig,
 }
 
@@ -151,6 +155,7 @@ impl Bus {
         inner.subscribe(&names)?;
         Ok(Consumer {
             inner: Arc::new(inner),
+            ends: self.groupless_consumer()?,
             config: self.config.clone(),
         })
     }
@@ -214,8 +219,8 @@ impl Consumer {
     /// The log-end offset (next offset to be written) of each owned partition, so a job can
     /// measure its lag against its own position. Asks the broker, on a blocking thread.
     pub async fn log_ends(&self) -> Result<Vec<(TopicPartition, i64)>> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || log_ends_of(&inner))
+        let (inner, ends) = (Arc::clone(&self.inner), Arc::clone(&self.ends));
+        tokio::task::spawn_blocking(move || log_ends_of(&inner, &ends))
             .await
             .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
@@ -259,13 +264,15 @@ pub(crate) fn owned(
     })
 }
 
-/// The log-end offset of every partition assigned to `consumer`. Blocks on the broker.
+/// The log-end offset of every partition assigned to `consumer`, asked through `asker` (a
+/// client whose connection is not held by a waiting Fetch). Blocks on the broker.
 pub(crate) fn log_ends_of<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
+    asker: &StreamConsumer,
 ) -> Result<Vec<(TopicPartition, i64)>> {
     let mut ends = Vec::new();
     for element in consumer.assignment()?.elements() {
-        let (_, high) = consumer.fetch_watermarks(
+        let (_, high) = asker.fetch_watermarks(
             element.topic(),
             element.partition(),
             std::time::Duration::from_secs(5),

@@ -17,7 +17,6 @@
 //! connection handler) rather than its `spawn_persistent`, whose save neither fsyncs nor
 //! reports errors.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,19 +54,22 @@ impl Persistence {
     fn save(&self) -> std::io::Result<()> {
         let _one = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let bytes = serde_json::to_vec(&self.engine.snapshot()).map_err(std::io::Error::other)?;
         let path = self.dir.join(SNAPSHOT);
         let temporary = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&bytes)?;
+        // Streamed to the file: the engine's copy of its state is held anyway, but the JSON
+        // text (about twice its size) never is. A 1 GB snapshot held as one buffer made
+        // every save a 1 GB spike in resident memory (the soak in BENCHMARKS.md).
+        let mut file =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temporary)?);
+        serde_json::to_writer(&mut file, &self.engine.snapshot()).map_err(std::io::Error::other)?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        let bytes = file.metadata()?.len();
         drop(file);
         std::fs::rename(&temporary, &path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.stats.saves.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .snapshot_bytes
-            .store(bytes.len() as u64, Ordering::Relaxed);
+        self.stats.snapshot_bytes.store(bytes, Ordering::Relaxed);
         self.stats
             .save_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -105,15 +107,6 @@ pub(crate) struct EmbeddedBroker {
     /// Dropping the sender wakes and ends the autosave thread.
     stop_autosave: Option<mpsc::Sender<()>>,
     autosave: Option<JoinHandle<()>>,
-}
-
-fn serve(listener: TcpListener, engine: Engine) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let engine = engine.clone();
-            std::thread::spawn(move || noida::kafka::connection::handle_connection(stream, engine));
-        }
-    });
 }
 
 fn load(dir: &Path, host: String, port: i32) -> std::io::Result<(Engine, LogEnds)> {
@@ -155,7 +148,7 @@ impl EmbeddedBroker {
         let Some(dir) = &config.embedded_data_dir else {
             let engine = Engine::new(host, port);
             engine.spawn_log_cleaner();
-            serve(listener, engine);
+            crate::longpoll::serve(listener, engine).map_err(failed)?;
             tracing::info!(%addr, "embedded Kafka broker started (in memory)");
             return Ok(Self {
                 addr,
@@ -185,7 +178,7 @@ impl EmbeddedBroker {
             stats: Arc::clone(&stats),
             saving: Mutex::new(()),
         });
-        serve(listener, engine);
+        crate::longpoll::serve(listener, engine).map_err(failed)?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let interval = Duration::from_millis(config.embedded_autosave_ms.max(100));
         let autosave = {

@@ -21,6 +21,8 @@ mod consumer;
 #[cfg(feature = "embedded-broker")]
 mod embedded;
 #[cfg(feature = "embedded-broker")]
+mod longpoll;
+#[cfg(feature = "embedded-broker")]
 pub use embedded::BrokerStats;
 
 /// Where each partition's log ends, per (topic name, partition).

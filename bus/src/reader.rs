@@ -17,6 +17,8 @@ use crate::{Bus, BusError, InRecord, Result};
 /// Reads every partition of some topics from their first retained record.
 pub struct Reader {
     inner: Arc<StreamConsumer>,
+    /// Asks for log ends, off `inner`'s connection (see `Consumer`'s field of that name).
+    ends: Arc<StreamConsumer>,
     config: crate::BusConfig,
 }
 
@@ -55,6 +57,7 @@ impl Bus {
         inner.assign(&list)?;
         Ok(Reader {
             inner,
+            ends: self.groupless_consumer()?,
             config: self.config.clone(),
         })
     }
@@ -121,7 +124,7 @@ impl Bus {
     /// A consumer for manual assignment, outside any group. librdkafka wants a group id even
     /// then; it is never joined or committed to, only made unique so such consumers cannot
     /// disturb each other.
-    fn groupless_consumer(&self) -> Result<Arc<StreamConsumer>> {
+    pub(crate) fn groupless_consumer(&self) -> Result<Arc<StreamConsumer>> {
         static CONSUMERS: AtomicU64 = AtomicU64::new(0);
         let group_id = format!(
             "{}reader-{}-{}",
@@ -151,8 +154,8 @@ impl Reader {
     /// The log-end offset of every partition read, so a follower knows when it has caught up
     /// with what was on the topic when it started. Asks the broker, on a blocking thread.
     pub async fn log_ends(&self) -> Result<Vec<(crate::TopicPartition, i64)>> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || crate::consumer::log_ends_of(&inner))
+        let (inner, ends) = (Arc::clone(&self.inner), Arc::clone(&self.ends));
+        tokio::task::spawn_blocking(move || crate::consumer::log_ends_of(&inner, &ends))
             .await
             .map_err(|_| BusError::Kafka(KafkaError::Canceled))?
     }
