@@ -20,7 +20,7 @@ use crate::domain::{
     price_order,
 };
 use crate::outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// What the core needs besides the request to place an order.
 #[derive(Debug, Clone)]
@@ -42,6 +42,7 @@ pub struct PlaceOrder {
     pub session_id: Option<SessionId>,
     pub delivery_pincode: Pincode,
     pub currency: Currency,
+    #[schema(min_items = 1, max_items = 2000)]
     pub lines: Vec<RequestedLine>,
 }
 
@@ -99,6 +100,8 @@ pub enum OrderError {
     Radius(#[from] RadiusError),
     #[error("Idempotency-Key {0:?} was already used with a different request")]
     IdempotencyConflict(String),
+    #[error("an order has at most {max} lines; this one has {lines}", max = model::limits::ORDER_LINES)]
+    TooManyLines { lines: usize },
 }
 
 impl From<sqlx::Error> for OrderError {
@@ -117,7 +120,7 @@ impl OrderError {
             OrderError::ProductInactive { .. } => ErrorCode::ProductInactive,
             OrderError::DuplicateProduct { .. } => ErrorCode::DuplicateProduct,
             OrderError::OutOfStock { .. } => ErrorCode::OutOfStock,
-            OrderError::Pricing(_) => ErrorCode::InvalidOrder,
+            OrderError::Pricing(_) | OrderError::TooManyLines { .. } => ErrorCode::InvalidOrder,
             OrderError::Radius(RadiusError::OutOfRadius { .. }) => ErrorCode::OutsideDeliveryRadius,
             OrderError::Radius(RadiusError::UnknownPincode(_)) => ErrorCode::UnknownPincode,
             OrderError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
@@ -125,10 +128,19 @@ impl OrderError {
     }
 }
 
+/// What the catalog says about one ordered product, read before the write lock.
 struct CatalogLine {
     category: String,
     unit_price: Money,
     warehouse_id: String,
+}
+
+/// Everything an order writes, worked out before the write lock is taken: inside it only
+/// the writes run, a handful of statements whatever the number of lines.
+struct Plan {
+    catalog: Vec<CatalogLine>,
+    answer: PlacedOrder,
+    outbox: Vec<outbox::Row>,
 }
 
 /// Places `request` at `now` (UTC ms). With `idempotency`, a repeat of the same request
@@ -157,6 +169,11 @@ fn is_unique_violation(error: &OrderError) -> bool {
     )
 }
 
+/// The writer is the bottleneck (on SQLite there is one), so the reads and the pricing run
+/// first on a read connection, beside other orders' writes. The write then reserves stock only
+/// while each product is still as it was read (same owner, active, price, category and
+/// warehouse); if one is not, or stock ran out, the order is worked out again under the write
+/// lock, where what it reads is final.
 async fn place_once(
     store: &Store,
     rules: &OrderRules,
@@ -164,17 +181,75 @@ async fn place_once(
     idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<PlacedOrder, OrderError> {
-    let mut tx = store.write().await?;
+    if request.lines.len() > model::limits::ORDER_LINES {
+        return Err(OrderError::TooManyLines {
+            lines: request.lines.len(),
+        });
+    }
     if let Some(idem) = idempotency
-        && let Some(previous) = remembered_answer(&mut tx, idem).await?
+        && let Some(previous) = remembered_answer(store.pool(), idem).await?
     {
         return Ok(previous);
     }
+    let planned = {
+        let mut read = store.pool().acquire().await?;
+        plan(&mut read, rules, request, now, None).await?
+    };
+    let (backend, request_owned, idempotency_owned) =
+        (store.backend(), request.clone(), idempotency.cloned());
+    let written = store
+        .write_grouped(move |tx| {
+            Box::pin(async move {
+                let (request, idempotency) = (&request_owned, idempotency_owned.as_ref());
+                match write(tx, backend, request, &planned, idempotency, now).await {
+                    Ok(Ok(())) => Ok(planned.answer),
+                    Ok(Err(_)) => Err(Unwritten::Stale),
+                    Err(error) => Err(Unwritten::Failed(error)),
+                }
+            })
+        })
+        .await;
+    match written {
+        Ok(answer) => return Ok(answer),
+        Err(Unwritten::Failed(error)) => return Err(error),
+        Err(Unwritten::Stale) => {}
+    }
 
+    let mut tx = store.write().await?;
+    let planned = plan(&mut tx, rules, request, now, Some(store.backend())).await?;
+    match write(
+        &mut tx,
+        store.backend(),
+        request,
+        &planned,
+        idempotency,
+        now,
+    )
+    .await?
+    {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(planned.answer)
+        }
+        // Read under the lock, the product is as planned: the stock is what is missing.
+        Err(line) => Err(out_of_stock(&mut tx, request, line).await?),
+    }
+}
+
+/// Reads the merchant and the products, checks the radius, prices the order and encodes its
+/// events. Writes nothing. `locked` inside a write transaction: the products read stay as read
+/// until it ends (PostgreSQL share-locks their rows; SQLite's one writer holds everything).
+async fn plan(
+    conn: &mut sqlx::AnyConnection,
+    rules: &OrderRules,
+    request: &PlaceOrder,
+    now: i64,
+    locked: Option<Backend>,
+) -> Result<Plan, OrderError> {
     let merchant =
         sqlx::query("SELECT store_pincode, radius_km FROM merchants WHERE merchant_id = $1")
             .bind(request.merchant_id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| OrderError::UnknownMerchant(request.merchant_id.clone()))?;
     let store_pincode: Option<i64> = merchant.try_get(0)?;
@@ -203,7 +278,7 @@ async fn place_once(
                 product_id: requested.product_id.clone(),
             });
         }
-        catalog.push(catalog_line(&mut tx, request, line, requested).await?);
+        catalog.push(catalog_line(&mut *conn, locked, request, line, requested).await?);
     }
     let inputs: Vec<LineInput<'_>> = catalog
         .iter()
@@ -223,18 +298,8 @@ async fn place_once(
         .copied();
     let totals = price_order(&inputs, request.currency, &rules.gst, fx)?;
 
-    // Reserve in product-id order, so concurrent orders on PostgreSQL lock rows in one order
-    // and cannot deadlock each other.
-    let mut by_product: Vec<(usize, &RequestedLine)> = request.lines.iter().enumerate().collect();
-    by_product.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
-    for (line, requested) in by_product {
-        reserve(&mut tx, line, requested).await?;
-    }
-
     let order_id = OrderId::new(format!("o-{}", uuid::Uuid::now_v7().simple()));
     let expires_at = crate::domain::stock::reservation_expiry(now, rules.reservation_hold_ms);
-    insert_order(&mut tx, request, &order_id, &totals, now, expires_at).await?;
-
     let lines = totals
         .lines
         .iter()
@@ -253,7 +318,7 @@ async fn place_once(
         delivery_pincode: request.delivery_pincode,
         total: totals.total,
     });
-    outbox::append(&mut tx, &request.merchant_id, now, placed).await?;
+    let mut events = vec![outbox::encode(&request.merchant_id, now, placed)?];
     for (found, requested) in catalog.iter().zip(&request.lines) {
         let reserved = Event::StockReserved(StockReserved {
             product_id: requested.product_id.clone(),
@@ -262,27 +327,70 @@ async fn place_once(
             quantity: requested.quantity,
             expires_at,
         });
-        outbox::append(&mut tx, &request.merchant_id, now, reserved).await?;
+        events.push(outbox::encode(&request.merchant_id, now, reserved)?);
     }
-
-    let answer = PlacedOrder {
-        order_id,
-        status: OrderStatus::Placed,
-        totals,
-        placed_at: now,
-        reservation_expires_at: expires_at,
-    };
-    if let Some(idem) = idempotency {
-        remember_answer(&mut tx, idem, &answer, now).await?;
-    }
-    tx.commit().await?;
-    Ok(answer)
+    Ok(Plan {
+        catalog,
+        answer: PlacedOrder {
+            order_id,
+            status: OrderStatus::Placed,
+            totals,
+            placed_at: now,
+            reservation_expires_at: expires_at,
+        },
+        outbox: events,
+    })
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// Writes a planned order inside `tx`: `Ok(Err(line))` when that line could not be reserved
+/// (out of stock, or its product changed since the plan); the caller rolls back.
+async fn write(
+    tx: &mut Tx,
+    backend: Backend,
+    request: &PlaceOrder,
+    plan: &Plan,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> Result<Result<(), usize>, OrderError> {
+    // First, so a second first use of the key fails before anything else is done.
+    if let Some(idem) = idempotency {
+        remember_answer(tx, idem, &plan.answer, now).await?;
+    }
+    // Reserve in product-id order, so concurrent orders on PostgreSQL lock rows in one order
+    // and cannot deadlock each other.
+    let mut by_product: Vec<usize> = (0..request.lines.len()).collect();
+    by_product.sort_by(|&a, &b| {
+        request.lines[a]
+            .product_id
+            .cmp(&request.lines[b].product_id)
+    });
+    for line in by_product {
+        if !reserve(tx, backend, request, line, &plan.catalog[line]).await? {
+            return Ok(Err(line));
+        }
+    }
+    insert_order(tx, request, &plan.answer, now).await?;
+    outbox::insert(tx, &plan.outbox).await?;
+    Ok(Ok(()))
+}
+
+use crate::store::Tx;
+
+/// Why a planned order's write section wrote nothing.
+enum Unwritten {
+    Failed(OrderError),
+    /// A line could not be reserved as planned: out of stock, or its product changed.
+    Stale,
+}
+
+impl From<StoreError> for Unwritten {
+    fn from(error: StoreError) -> Self {
+        Unwritten::Failed(error.into())
+    }
+}
 
 async fn remembered_answer(
-    tx: &mut Tx,
+    pool: &sqlx::AnyPool,
     idem: &Idempotency,
 ) -> Result<Option<PlacedOrder>, OrderError> {
     let Some(row) = sqlx::query(
@@ -290,7 +398,7 @@ async fn remembered_answer(
     )
     .bind(idem.scope.as_str())
     .bind(idem.key.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(pool)
     .await?
     else {
         return Ok(None);
@@ -330,22 +438,28 @@ async fn remember_answer(
 }
 
 async fn catalog_line(
-    tx: &mut Tx,
+    conn: &mut sqlx::AnyConnection,
+    locked: Option<Backend>,
     request: &PlaceOrder,
     line: usize,
     requested: &RequestedLine,
 ) -> Result<CatalogLine, OrderError> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT p.merchant_id, p.active, p.category, p.price_minor, p.currency, s.warehouse_id
-         FROM products p JOIN stock s ON s.product_id = p.product_id WHERE p.product_id = $1",
-    )
-    .bind(requested.product_id.as_str())
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| OrderError::UnknownProduct {
-        line,
-        product_id: requested.product_id.clone(),
-    })?;
+         FROM products p JOIN stock s ON s.product_id = p.product_id WHERE p.product_id = $1{}",
+        match locked {
+            Some(Backend::Postgres) => " FOR SHARE OF p",
+            Some(Backend::Sqlite) | None => "",
+        }
+    );
+    let row = sqlx::query(&sql)
+        .bind(requested.product_id.as_str())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| OrderError::UnknownProduct {
+            line,
+            product_id: requested.product_id.clone(),
+        })?;
     let owner: String = row.try_get(0)?;
     if owner != request.merchant_id.as_str() {
         // Said as of a product that does not exist: whose it is, is not the caller's business.
@@ -370,28 +484,57 @@ async fn catalog_line(
     })
 }
 
-/// Takes `quantity` out of what is available in one conditional update, so two buyers of the
-/// last unit cannot both get it on either database.
-async fn reserve(tx: &mut Tx, line: usize, requested: &RequestedLine) -> Result<(), OrderError> {
-    let quantity = i64::from(requested.quantity);
-    let updated = sqlx::query(
+/// Takes the line's quantity out of what is available in one conditional update, so two
+/// buyers of the last unit cannot both get it on either database, and only while the product
+/// is still the one `found` describes. `false`: nothing was reserved.
+async fn reserve(
+    tx: &mut Tx,
+    backend: Backend,
+    request: &PlaceOrder,
+    line: usize,
+    found: &CatalogLine,
+) -> Result<bool, OrderError> {
+    let requested = &request.lines[line];
+    // On PostgreSQL the product row is share-locked until commit: a reprice committing
+    // between this statement and the order's commit would otherwise leave the order priced
+    // as of before a change its commit follows. SQLite's one writer rules that out.
+    let sql = format!(
         "UPDATE stock SET reserved = reserved + $1
-         WHERE product_id = $2 AND on_hand - reserved >= $1",
-    )
-    .bind(quantity)
-    .bind(requested.product_id.as_str())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        return Ok(());
-    }
+         WHERE product_id = $2 AND warehouse_id = $3 AND on_hand - reserved >= $1
+           AND EXISTS (SELECT 1 FROM products p WHERE p.product_id = $2 AND p.merchant_id = $4
+                       AND p.active = 1 AND p.category = $5 AND p.price_minor = $6
+                       AND p.currency = $7{})",
+        match backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        }
+    );
+    let updated = sqlx::query(&sql)
+        .bind(i64::from(requested.quantity))
+        .bind(requested.product_id.as_str())
+        .bind(found.warehouse_id.as_str())
+        .bind(request.merchant_id.as_str())
+        .bind(found.category.as_str())
+        .bind(found.unit_price.amount_minor)
+        .bind(found.unit_price.currency.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
+}
+
+async fn out_of_stock(
+    tx: &mut Tx,
+    request: &PlaceOrder,
+    line: usize,
+) -> Result<OrderError, OrderError> {
+    let requested = &request.lines[line];
     let available: i64 = sqlx::query("SELECT on_hand - reserved FROM stock WHERE product_id = $1")
         .bind(requested.product_id.as_str())
         .fetch_one(&mut **tx)
         .await?
         .try_get(0)?;
-    Err(OrderError::OutOfStock {
+    Ok(OrderError::OutOfStock {
         line,
         product_id: requested.product_id.clone(),
         available,
@@ -399,14 +542,14 @@ async fn reserve(tx: &mut Tx, line: usize, requested: &RequestedLine) -> Result<
     })
 }
 
+/// The order row and all its lines: two statements whatever the number of lines.
 async fn insert_order(
     tx: &mut Tx,
     request: &PlaceOrder,
-    order_id: &OrderId,
-    totals: &OrderTotals,
+    answer: &PlacedOrder,
     now: i64,
-    expires_at: i64,
 ) -> Result<(), OrderError> {
+    let totals = &answer.totals;
     let fx = totals
         .fx
         .map(|rate| serde_json::to_string(&rate))
@@ -418,7 +561,7 @@ async fn insert_order(
            reservation_expires_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
     )
-    .bind(order_id.as_str())
+    .bind(answer.order_id.as_str())
     .bind(request.merchant_id.as_str())
     .bind(request.customer_id.as_str())
     .bind(OrderStatus::Placed.as_str())
@@ -429,26 +572,27 @@ async fn insert_order(
     .bind(totals.total.amount_minor)
     .bind(fx)
     .bind(now)
-    .bind(expires_at)
+    .bind(answer.reservation_expires_at)
     .execute(&mut **tx)
     .await?;
+    let sql = format!(
+        "INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor,
+           gross_minor, taxable_minor, gst_minor, gst_bps) VALUES {}",
+        crate::store::placeholders(totals.lines.len(), 9)
+    );
+    let mut query = sqlx::query(&sql);
     for (line_no, (priced, requested)) in totals.lines.iter().zip(&request.lines).enumerate() {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor,
-               gross_minor, taxable_minor, gst_minor, gst_bps)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(order_id.as_str())
-        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-        .bind(requested.product_id.as_str())
-        .bind(i64::from(priced.quantity))
-        .bind(priced.unit_price.amount_minor)
-        .bind(priced.gross.amount_minor)
-        .bind(priced.taxable.amount_minor)
-        .bind(priced.gst.amount_minor)
-        .bind(i64::from(priced.gst_bps))
-        .execute(&mut **tx)
-        .await?;
+        query = query
+            .bind(answer.order_id.as_str())
+            .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
+            .bind(requested.product_id.as_str())
+            .bind(i64::from(priced.quantity))
+            .bind(priced.unit_price.amount_minor)
+            .bind(priced.gross.amount_minor)
+            .bind(priced.taxable.amount_minor)
+            .bind(priced.gst.amount_minor)
+            .bind(i64::from(priced.gst_bps));
     }
+    query.execute(&mut **tx).await?;
     Ok(())
 }

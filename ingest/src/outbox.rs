@@ -8,16 +8,19 @@ use sqlx::{Any, Transaction};
 
 use crate::store::StoreError;
 
-/// Appends one event for `merchant_id` at `event_time` (UTC ms) inside `tx`.
-pub async fn append(
-    tx: &mut Transaction<'static, Any>,
-    merchant_id: &MerchantId,
-    event_time: i64,
-    event: Event,
-) -> Result<Envelope, StoreError> {
+/// An outbox row, encoded and size-checked, not yet written.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub envelope: Envelope,
+    payload: String,
+}
+
+/// Encodes `event` for `merchant_id` at `event_time` (UTC ms) as an outbox row, refusing one
+/// that would not fit a Kafka message.
+pub fn encode(merchant_id: &MerchantId, event_time: i64, event: Event) -> Result<Row, StoreError> {
     let envelope = Envelope::new(uuid::Uuid::now_v7(), event_time, merchant_id.clone(), event);
     let encoded = model::codec::encode(&envelope);
-    // Checked here, inside the transaction: a row the relay could never publish would hold up
+    // Refused before anything is written: a row the relay could never publish would hold up
     // every event behind it.
     if encoded.len() > model::limits::MAX_EVENT_BYTES {
         return Err(StoreError::EventTooLarge {
@@ -28,18 +31,41 @@ pub async fn append(
     }
     let payload = String::from_utf8(encoded)
         .map_err(|e| StoreError::Corrupt(format!("encoded event is not UTF-8: {e}")))?;
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, partition_key, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(envelope.event_id.to_string())
-    .bind(envelope.topic().name())
-    .bind(envelope.key().to_owned())
-    .bind(payload)
-    .bind(event_time)
-    .execute(&mut **tx)
-    .await?;
-    Ok(envelope)
+    Ok(Row { envelope, payload })
+}
+
+/// Writes `rows` inside `tx` in one statement, in their order (the relay publishes by `seq`).
+pub async fn insert(tx: &mut Transaction<'static, Any>, rows: &[Row]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO outbox (event_id, topic, partition_key, payload, created_at) VALUES {}",
+        crate::store::placeholders(rows.len(), 5)
+    );
+    let mut query = sqlx::query(&sql);
+    for row in rows {
+        query = query
+            .bind(row.envelope.event_id.to_string())
+            .bind(row.envelope.topic().name())
+            .bind(row.envelope.key().to_owned())
+            .bind(row.payload.as_str())
+            .bind(row.envelope.event_time);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Appends one event for `merchant_id` at `event_time` (UTC ms) inside `tx`.
+pub async fn append(
+    tx: &mut Transaction<'static, Any>,
+    merchant_id: &MerchantId,
+    event_time: i64,
+    event: Event,
+) -> Result<Envelope, StoreError> {
+    let row = encode(merchant_id, event_time, event)?;
+    insert(tx, std::slice::from_ref(&row)).await?;
+    Ok(row.envelope)
 }
 
 /// Appends a record that is not an event (an API key's state on its reference topic) inside

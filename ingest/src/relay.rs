@@ -334,23 +334,28 @@ async fn park(
 /// neighbours already visible) was never published and must stay unsent.
 async fn stamp(store: &Store, published: &[Pending]) -> Result<(), RelayError> {
     let now = crate::store::now_ms();
-    // A write like any other: on SQLite it queues for the writer connection with placements
-    // instead of sleeping in SQLite's busy handler.
-    let mut tx = store.write().await?;
-    for chunk in published.chunks(1_000) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "UPDATE outbox SET sent_at = $1 WHERE seq IN ({}) AND sent_at IS NULL",
-            list.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(now);
-        for row in chunk {
-            query = query.bind(row.seq);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let seqs: Vec<i64> = published.iter().map(|row| row.seq).collect();
+    // A write like any other: on SQLite it shares a group commit with the placements.
+    store
+        .write_grouped(move |tx| {
+            Box::pin(async move {
+                for chunk in seqs.chunks(1_000) {
+                    let list: Vec<String> =
+                        (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                    let sql = format!(
+                        "UPDATE outbox SET sent_at = $1 WHERE seq IN ({}) AND sent_at IS NULL",
+                        list.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql).bind(now);
+                    for seq in chunk {
+                        query = query.bind(*seq);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Ok::<_, RelayError>(())
+            })
+        })
+        .await
 }
 
 /// Rows committed but not yet acknowledged by the broker.

@@ -17,6 +17,10 @@ pub const ATTRIBUTE_NAME_CHARS: usize = 64;
 pub const ATTRIBUTE_VALUE_CHARS: usize = 1_000;
 /// A free-text reason (stock change, cancellation, refund, deactivation).
 pub const REASON_CHARS: usize = 500;
+/// Lines in one order: a shopper's cart is far smaller, but wholesale invoices are not (the
+/// UCI Online Retail week has one of 675 lines). 2,000 lines encode well under
+/// [`MAX_EVENT_BYTES`] and bind under SQLite's 32,766 parameters in one multi-row insert.
+pub const ORDER_LINES: usize = 2_000;
 /// One encoded event: a quarter of the broker's default message limit.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 

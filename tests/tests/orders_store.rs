@@ -165,6 +165,227 @@ async fn hyperlocal_orders_outside_the_radius_are_refused(db: Db) -> Result<()> 
     Ok(())
 }
 
+/// Orders are worked out on a read connection before the write lock: one must still commit
+/// against the catalog as it stands when it commits. 200 orders race 20 reprices and then a
+/// deactivation; in the outbox's order every `order.placed` carries the price of the last
+/// `catalog.product_upserted` before it, and none follows the deactivation.
+async fn orders_commit_against_the_catalog_as_it_stands(db: Db) -> Result<()> {
+    use futures::StreamExt as _;
+    let store = db.store.clone();
+    shop(&store, false, 10_000).await?;
+    let rules = Arc::new(rules());
+    let buyers = {
+        let (store, rules) = (store.clone(), Arc::clone(&rules));
+        tokio::spawn(async move {
+            futures::stream::iter(0..200)
+                .map(|i| {
+                    let (store, rules) = (store.clone(), Arc::clone(&rules));
+                    async move {
+                        let request = order(&format!("c-{i}"), &[("p-1", 1)], "560001");
+                        place_order(&store, &rules, &request, None, NOW).await
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    for step in 1..=20 {
+        tokio::task::yield_now().await;
+        reprice(&store, 42_000 + step).await?;
+    }
+    ingest::catalog::deactivate_product(
+        &store,
+        &model::MerchantId::new("m-1"),
+        &model::ProductId::new("p-1"),
+        "discontinued",
+        NOW,
+    )
+    .await?;
+    for outcome in buyers.await? {
+        match outcome {
+            Ok(_) | Err(OrderError::ProductInactive { .. }) => {}
+            Err(other) => anyhow::bail!("unexpected error: {other}"),
+        }
+    }
+
+    let rows = sqlx::query("SELECT payload FROM outbox ORDER BY seq")
+        .fetch_all(store.pool())
+        .await?;
+    let (mut price, mut active, mut placed) = (None, true, 0);
+    for row in rows {
+        let payload: String = sqlx::Row::try_get(&row, 0)?;
+        match model::codec::decode(payload.as_bytes())?.event {
+            model::Event::ProductUpserted(listing) if listing.product_id.as_str() == "p-1" => {
+                price = Some(listing.price);
+            }
+            model::Event::ProductDeactivated(_) => active = false,
+            model::Event::OrderPlaced(order) => {
+                ensure!(
+                    active,
+                    "order {} committed after the deactivation",
+                    order.order_id
+                );
+                ensure!(
+                    Some(order.lines[0].unit_price) == price,
+                    "order {} at {:?}, the catalog said {price:?}",
+                    order.order_id,
+                    order.lines[0].unit_price
+                );
+                placed += 1;
+            }
+            _ => {}
+        }
+    }
+    ensure!(placed > 0, "no order was placed");
+    Ok(())
+}
+
+/// The largest order allowed is written whole (one multi-row insert binds every line), and
+/// one line more is refused before anything is written.
+async fn an_order_of_the_most_lines_is_placed_and_one_more_refused(db: Db) -> Result<()> {
+    let store = db.store.clone();
+    shop(&store, false, 1).await?;
+    let most = model::limits::ORDER_LINES;
+    let ids: Vec<String> = (0..=most).map(|i| format!("bulk-{i:04}")).collect();
+    for id in &ids {
+        let product = ingest::catalog::Product {
+            merchant_id: model::MerchantId::new("m-1"),
+            listing: model::payload::ProductUpserted {
+                product_id: model::ProductId::new(id.as_str()),
+                category: "grocery".into(),
+                brand: "Bulk".into(),
+                title: format!("Sack {id}"),
+                description: String::new(),
+                attributes: Default::default(),
+                price: Money::inr(1_000),
+            },
+        };
+        ingest::catalog::upsert_product(&store, &product, &model::WarehouseId::new("w-1"), NOW)
+            .await?;
+        ingest::catalog::adjust_stock(
+            &store,
+            &product.merchant_id,
+            &product.listing.product_id,
+            5,
+            "receipt",
+            NOW,
+        )
+        .await?;
+    }
+    let lines: Vec<(&str, u32)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+    let too_many = place_order(&store, &rules(), &order("c-1", &lines, "560001"), None, NOW)
+        .await
+        .unwrap_err();
+    ensure!(too_many.code().as_str() == "invalid_order", "{too_many}");
+    ensure!(count(&store, "SELECT COUNT(*) FROM orders").await? == 0);
+
+    let placed = place_order(
+        &store,
+        &rules(),
+        &order("c-1", &lines[..most], "560001"),
+        None,
+        NOW,
+    )
+    .await?;
+    let stored = count(&store, "SELECT COUNT(*) FROM order_lines").await?;
+    ensure!(stored == most as i64, "{stored} lines stored of {most}");
+    ensure!(placed.totals.lines.len() == most);
+    let reserved = count(
+        &store,
+        "SELECT COUNT(*) FROM outbox WHERE payload LIKE '%\"inventory.stock_reserved\"%'",
+    )
+    .await?;
+    ensure!(reserved == most as i64, "{reserved} stock_reserved events");
+    Ok(())
+}
+
+/// 64 write sections at once, every other one failing after it wrote: the failures are undone
+/// and answered with their own error, the rest are all there. On SQLite they share group
+/// commits (fewer groups than sections), each failure rolled back to its savepoint only.
+async fn write_sections_commit_or_vanish_alone(db: Db) -> Result<()> {
+    #[derive(Debug)]
+    enum Refused {
+        Odd(usize),
+        Store(ingest::store::StoreError),
+    }
+    impl From<ingest::store::StoreError> for Refused {
+        fn from(error: ingest::store::StoreError) -> Self {
+            Refused::Store(error)
+        }
+    }
+    let store = db.store.clone();
+    let sections: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write_grouped(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO notifications_sent (source_event_id, channel, sent_at)
+                                 VALUES ($1, 'test', 0)",
+                            )
+                            .bind(format!("e-{i}"))
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(ingest::store::StoreError::from)?;
+                            if i % 2 == 1 {
+                                return Err(Refused::Odd(i));
+                            }
+                            Ok(i)
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for (i, section) in sections.into_iter().enumerate() {
+        match section.await? {
+            Ok(written) => ensure!(i % 2 == 0 && written == i, "section {i} answered {written}"),
+            Err(Refused::Odd(refused)) => ensure!(refused == i && i % 2 == 1, "section {i}"),
+            Err(Refused::Store(error)) => anyhow::bail!("section {i}: {error}"),
+        }
+    }
+    let kept =
+        sqlx::query("SELECT source_event_id FROM notifications_sent ORDER BY source_event_id")
+            .fetch_all(store.pool())
+            .await?
+            .iter()
+            .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+    let mut expected: Vec<String> = (0..64).step_by(2).map(|i| format!("e-{i}")).collect();
+    expected.sort();
+    ensure!(kept == expected, "kept {kept:?}");
+    if store.backend() == ingest::store::Backend::Sqlite {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counts = store.group_counts();
+        let (groups, sections) = (counts.groups.load(Relaxed), counts.sections.load(Relaxed));
+        ensure!(
+            sections >= 64 && groups < sections,
+            "{sections} sections in {groups} groups: nothing was grouped"
+        );
+    }
+    Ok(())
+}
+
+async fn reprice(store: &Store, amount_minor: i64) -> Result<()> {
+    let product = ingest::catalog::Product {
+        merchant_id: model::MerchantId::new("m-1"),
+        listing: model::payload::ProductUpserted {
+            product_id: model::ProductId::new("p-1"),
+            category: "grocery".into(),
+            brand: "Annapurna".into(),
+            title: "Organic Honey 500 g".into(),
+            description: "Raw forest honey.".into(),
+            attributes: Default::default(),
+            price: Money::inr(amount_minor),
+        },
+    };
+    ingest::catalog::upsert_product(store, &product, &model::WarehouseId::new("w-1"), NOW).await?;
+    Ok(())
+}
+
 async fn reopening_applies_no_migration_twice(db: Db) -> Result<()> {
     let migrations = count(&db.store, "SELECT COUNT(*) FROM schema_migrations").await?;
     let versions = count(
@@ -185,7 +406,37 @@ testkit::on_both_databases!(
     idempotency_key_replays_the_answer_and_refuses_another_body,
     racing_first_uses_of_one_key_place_one_order,
     hyperlocal_orders_outside_the_radius_are_refused,
+    orders_commit_against_the_catalog_as_it_stands,
+    an_order_of_the_most_lines_is_placed_and_one_more_refused,
+    write_sections_commit_or_vanish_alone,
 );
+
+/// Commits never checkpoint the WAL themselves (that stalled the writer); the store's
+/// checkpointer must keep it from growing. 4 rounds of 100 commits of 20 KB rows (about 6 MB
+/// of WAL a round: the text is in the row and in its key's index), a pause after each: the
+/// WAL stays near one round's size. Without the checkpointer it reached 23.8 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_stays_small_without_checkpoints_at_commit() -> Result<()> {
+    let db = testkit::core::sqlite().await?;
+    let filler = "x".repeat(20_000);
+    for round in 0..4 {
+        for row in 0..100 {
+            let mut tx = db.store.write().await?;
+            sqlx::query(
+                "INSERT INTO notifications_sent (source_event_id, channel, sent_at) VALUES ($1, $2, 0)",
+            )
+            .bind(format!("{round}-{row}-{filler}"))
+            .bind("test")
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    }
+    let wal = std::fs::metadata(db.dir.path().join("orders.sqlite3-wal"))?.len();
+    ensure!(wal < 12_000_000, "the WAL grew to {wal} bytes");
+    Ok(())
+}
 
 #[tokio::test]
 async fn sqlite_reopens_without_reapplying_migrations() -> Result<()> {

@@ -51,7 +51,7 @@ pub(super) fn routes() -> Router<CoreState> {
         (status = 400, description = "invalid JSON, naming the field (`invalid_json`)", body = model::api::ErrorBody),
         (status = 404, description = "unknown merchant or product", body = model::api::ErrorBody),
         (status = 409, description = "`out_of_stock`, `idempotency_conflict`", body = model::api::ErrorBody),
-        (status = 422, description = "`outside_delivery_radius`", body = model::api::ErrorBody),
+        (status = 422, description = "`outside_delivery_radius`; `invalid_order` (e.g. more than 2,000 lines)", body = model::api::ErrorBody),
     )
 )]
 pub(super) async fn place(

@@ -361,28 +361,35 @@ async fn record_sent(
     channel: &str,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let mut tx = store.write().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO notifications_sent (source_event_id, channel, sent_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(notification.source_event_id.clone())
-    .bind(channel.to_owned())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        let event = Event::NotificationSent(NotificationSent {
-            order_id: notification.order_id.clone(),
-            customer_id: notification.customer_id.clone(),
-            channel: channel.to_owned(),
-            template: notification.template.clone(),
-            text: notification.text.clone(),
-            source_event_id: notification.source_event_id.clone(),
-        });
-        crate::outbox::append(&mut tx, &source.merchant_id, now, event).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let event = Event::NotificationSent(NotificationSent {
+        order_id: notification.order_id.clone(),
+        customer_id: notification.customer_id.clone(),
+        channel: channel.to_owned(),
+        template: notification.template.clone(),
+        text: notification.text.clone(),
+        source_event_id: notification.source_event_id.clone(),
+    });
+    let row = crate::outbox::encode(&source.merchant_id, now, event)?;
+    let (source_event_id, channel) = (notification.source_event_id.clone(), channel.to_owned());
+    // One of these per order: it shares a group commit with the placements around it.
+    store
+        .write_grouped(move |tx| {
+            Box::pin(async move {
+                let inserted = sqlx::query(
+                    "INSERT INTO notifications_sent (source_event_id, channel, sent_at)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(source_event_id)
+                .bind(channel)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    crate::outbox::insert(tx, std::slice::from_ref(&row)).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
 }
