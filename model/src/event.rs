@@ -105,6 +105,10 @@ events! {
     Wishlisted(Wishlisted) = "click.wishlisted" on Clicks keyed |p| p.session_id;
     OrderAddressChanged(OrderAddressChanged) = "order.address_changed" on Orders keyed |p| p.order_id;
     NotificationSent(NotificationSent) = "notification.sent" on Notifications keyed |p| p.order_id;
+    WarehouseUpserted(WarehouseUpserted) = "logistics.warehouse_upserted" on Logistics keyed |p| p.warehouse_id;
+    CourierUpserted(CourierUpserted) = "logistics.courier_upserted" on Logistics keyed |p| p.courier_id;
+    CoverageUpserted(CoverageUpserted) = "logistics.coverage_upserted" on Logistics keyed |p| p.key();
+    HolidaysSet(HolidaysSet) = "logistics.holidays_set" on Logistics keyed |p| p.region;
 }
 
 impl std::fmt::Display for EventType {

@@ -68,6 +68,11 @@ impl Directory {
         self.by_pincode.len()
     }
 
+    /// Every place, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Place> {
+        self.by_pincode.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_pincode.is_empty()
     }

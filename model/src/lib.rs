@@ -13,6 +13,9 @@
 //!   partition, and per-partition watermarks.
 //! - [`keys`] is the API-key record every stage authenticates callers from (roles, the
 //!   merchant a key is bound to), published by the orders core on the `api-keys` topic.
+//! - [`calendar`] counts days in IST (cut-offs, working days, holidays, delivery dates);
+//!   [`deliver`] is the trait other stages ask "can this product reach this pincode, and by
+//!   when?" through, without knowing the serviceability stage.
 //! - [`limits`] bounds what enters the pipeline (text lengths, one encoded event's size).
 //! - [`dlq`] fixes the dead-letter record's headers and reason codes; [`api`] the stable HTTP
 //!   error codes every HTTP shell returns.
@@ -20,7 +23,9 @@
 //! This crate does no I/O (the pincode table is compiled in) and depends on no other shopstream crate.
 
 pub mod api;
+pub mod calendar;
 pub mod codec;
+pub mod deliver;
 pub mod dlq;
 mod envelope;
 mod event;

@@ -31,7 +31,7 @@ pub fn envelope_fields() -> Vec<Field> {
 pub fn for_topic(topic: Topic) -> SchemaRef {
     let mut fields = match topic {
         Topic::Dlq => vec![timestamp("dead_lettered_at")],
-        Topic::Trending | Topic::ApiKeys => Vec::new(),
+        Topic::Trending | Topic::ApiKeys | Topic::Logistics => Vec::new(),
         _ => envelope_fields(),
     };
     fields.extend(payload_fields(topic));
@@ -228,6 +228,8 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             int64("source_offset"),
             Field::new("original", DataType::Binary, true),
         ],
+        // The delivery network has no table: it is reference state, not history.
+        Topic::Logistics => Vec::new(),
         Topic::ApiKeys => vec![
             Field::new("key_hash", DataType::Utf8, false),
             Field::new("role", DataType::Utf8, false),

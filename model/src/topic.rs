@@ -23,6 +23,9 @@ pub enum Topic {
     /// API keys by hash, with role, merchant and whether revoked (compacted); see
     /// [`crate::keys`].
     ApiKeys,
+    /// The delivery network: warehouses, couriers, their coverage by sorting district, and
+    /// holidays by region (compacted).
+    Logistics,
 }
 
 /// How a topic keeps its records, which decides its cleanup policy and retention.
@@ -31,7 +34,7 @@ pub enum TopicKind {
     /// A history of what happened (orders, clicks, dead letters): kept for a configured time
     /// (and size), then deleted.
     Event,
-    /// The current state of each key (the catalog; later warehouses, couriers, API keys):
+    /// The current state of each key (the catalog, the delivery network, API keys):
     /// compacted and never expired, so any stage started at any time rebuilds it whole.
     Reference,
     /// A stage's output that a replay rewrites key by key (trending panes): compacted so a
@@ -40,7 +43,7 @@ pub enum TopicKind {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 11] = [
+    pub const ALL: [Topic; 12] = [
         Topic::Orders,
         Topic::Payments,
         Topic::Shipments,
@@ -52,6 +55,7 @@ impl Topic {
         Topic::Trending,
         Topic::Dlq,
         Topic::ApiKeys,
+        Topic::Logistics,
     ];
 
     /// The topic's name before any deployment prefix.
@@ -68,6 +72,7 @@ impl Topic {
             Topic::Trending => "trending",
             Topic::Dlq => "dlq",
             Topic::ApiKeys => "api-keys",
+            Topic::Logistics => "logistics",
         }
     }
 
@@ -79,7 +84,7 @@ impl Topic {
     /// [`crate::EventType`]'s table: one topic carries events keyed by different ids.)
     pub fn kind(self) -> TopicKind {
         match self {
-            Topic::Catalog | Topic::ApiKeys => TopicKind::Reference,
+            Topic::Catalog | Topic::ApiKeys | Topic::Logistics => TopicKind::Reference,
             Topic::Trending => TopicKind::Derived,
             Topic::Orders
             | Topic::Payments

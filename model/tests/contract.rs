@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use model::calendar::{IstDate, Weekday};
 use model::payload::*;
 use model::{
     Currency, Envelope, Event, EventType, MerchantId, Money, Pincode, Topic, codec, schema,
@@ -186,6 +187,40 @@ fn samples() -> Vec<Envelope> {
             template: "order.shipped".into(),
             text: "Your order o-1 is on its way with courier cr-3.".into(),
             source_event_id: "019ad735-aef8-7707-8707-070707070707".into(),
+        }),
+        Event::WarehouseUpserted(WarehouseUpserted {
+            warehouse_id: id("w-2"),
+            pincode: pin("110001"),
+            cutoff_minute: 14 * 60,
+            handling_days: 1,
+            working_days: Weekday::ALL[..6].to_vec(),
+            holidays: vec![IstDate::parse("2026-12-25").unwrap()],
+            radius_km: None,
+            restock_lead_days: 5,
+        }),
+        Event::CourierUpserted(CourierUpserted {
+            courier_id: id("cr-3"),
+            name: "Dakshin Express".into(),
+            speed: CourierSpeed::Standard,
+            working_days: Weekday::ALL[..6].to_vec(),
+        }),
+        Event::CoverageUpserted(
+            CoverageUpserted::new(
+                id("cr-3"),
+                560,
+                vec![CoverageEntry {
+                    pincode: pin("560034"),
+                    prepaid: true,
+                    cash_on_delivery: true,
+                    pickup: true,
+                    out_of_delivery_area: false,
+                }],
+            )
+            .unwrap(),
+        ),
+        Event::HolidaysSet(HolidaysSet {
+            region: "IN".into(),
+            dates: vec![IstDate::parse("2026-01-26").unwrap()],
         }),
     ];
     events
@@ -384,7 +419,10 @@ fn column_names(payload: &Value) -> Vec<String> {
 
 #[test]
 fn each_topic_schema_has_a_column_for_every_payload_field() {
-    for sample in samples() {
+    // Only topics that fill a lakehouse table need columns (the delivery network is reference
+    // state, kept on its compacted topic).
+    let tabled = |topic: Topic| model::Table::ALL.iter().any(|t| t.source() == topic);
+    for sample in samples().into_iter().filter(|s| tabled(s.topic())) {
         let schema = schema::for_topic(sample.topic());
         let wire: Value = serde_json::from_slice(&codec::encode(&sample)).unwrap();
         for envelope_field in [

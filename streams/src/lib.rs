@@ -6,6 +6,7 @@
 //! thin consumer loop over [`bus::Consumer`] that checkpoints, and an axum shell over serving
 //! state.
 
+pub mod serviceability;
 pub mod trending;
 
 /// Why a stream job stopped.

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::FromRef;
 use model::api::ErrorCode;
-pub use runtime::http::ApiError;
 use runtime::http::auth::{Authenticator, Keys};
-use serde::de::DeserializeOwned;
+pub use runtime::http::{ApiError, parse_json};
 
 use crate::catalog::CatalogError;
 use crate::lifecycle::{AddressRules, LifecycleError};
@@ -127,28 +126,6 @@ impl From<PaymentError> for ApiError {
             error => ApiError::new(error.code(), error.to_string()).retry_after(5),
         }
     }
-}
-
-/// Parses a JSON body strictly, naming the field that is wrong.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            let message = if path == "." {
-                format!("request body: {inner}")
-            } else {
-                format!("request body at `{path}`: {inner}")
-            };
-            ApiError::new(ErrorCode::InvalidJson, message)
-        })
-        .and_then(|value| {
-            deserializer
-                .end()
-                .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
-            Ok(value)
-        })
 }
 
 /// Callers are authenticated from this core's database, which is always current.

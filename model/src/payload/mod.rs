@@ -4,6 +4,7 @@
 mod behaviour;
 mod catalog;
 mod commerce;
+mod logistics;
 
 pub use behaviour::{CartChanged, ProductClicked, ProductViewed, SearchPerformed, Wishlisted};
 pub use catalog::{ProductDeactivated, ProductUpserted};
@@ -12,4 +13,8 @@ pub use commerce::{
     OrderFailed, OrderLine, OrderPacked, OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed,
     PayoutSettled, RefundIssued, ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted,
     StockReleased, StockReserved,
+};
+pub use logistics::{
+    COVERAGE_ENTRIES, CourierSpeed, CourierUpserted, CoverageEntry, CoverageUpserted, HolidaysSet,
+    NATIONAL, WarehouseUpserted,
 };

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use model::api::{ErrorBody, ErrorCode};
+use serde::de::DeserializeOwned;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -58,4 +59,26 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Parses a JSON body strictly, naming the field that is wrong.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            let message = if path == "." {
+                format!("request body: {inner}")
+            } else {
+                format!("request body at `{path}`: {inner}")
+            };
+            ApiError::new(ErrorCode::InvalidJson, message)
+        })
+        .and_then(|value| {
+            deserializer
+                .end()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+            Ok(value)
+        })
 }

@@ -1,0 +1,529 @@
+//! Learning how long deliveries take (the serviceability job's pure operator).
+//!
+//! - Handling per warehouse: from `order.placed` to `shipment.created`, in the warehouse's
+//!   working days counted from the day handling could start (the order's day before the
+//!   cut-off, else the next working day).
+//! - Transit per lane: from `shipment.created` to `shipment.delivered`, in the courier's
+//!   working days at the destination, kept at four levels at once (origin and destination
+//!   pincode, district, state; distance band), each per courier, so a sparse lane borrows from
+//!   the nearest level that has seen enough deliveries.
+//!
+//! Each delivery counts once: a shipment delivered twice (a replay, a redelivery) is counted
+//! as a duplicate, a delivery without its shipment as an orphan; neither is learnt from.
+//! Decay runs on event time ([`DayHistogram`]), so a backfill learns what the stream would have.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+
+use model::calendar::{IstDate, ist_minute_of_day};
+use model::geo::{Directory, distance_km};
+use model::{CourierId, Envelope, Event, OrderId, Pincode, ShipmentId, WarehouseId};
+use serde::{Deserialize, Serialize};
+
+use super::histogram::DayHistogram;
+use super::network::{Network, Warehouse};
+
+/// How the learner weighs and bounds what it keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnConfig {
+    /// A delivery this many days older than the lane's newest weighs half as much.
+    pub half_life_days: u32,
+    /// Deliveries a level needs before it answers; sparser lanes fall back a level.
+    pub min_deliveries: u32,
+    /// Pincode-to-pincode lanes kept; beyond it the least recently fed are dropped (the
+    /// district level still holds what they taught).
+    pub max_pincode_lanes: usize,
+    /// Orders awaiting their shipment and shipments awaiting delivery, each.
+    pub max_open: usize,
+    /// Delivered shipment ids remembered to refuse a second delivery of the same one.
+    pub max_remembered: usize,
+    /// Transit days answered when no level has enough deliveries.
+    pub default_transit_days: u32,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        Self {
+            half_life_days: 30,
+            min_deliveries: 20,
+            max_pincode_lanes: 1_000_000,
+            max_open: 1_000_000,
+            max_remembered: 2_000_000,
+            default_transit_days: 7,
+        }
+    }
+}
+
+/// Which level of the hierarchy answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Pincode,
+    District,
+    State,
+    DistanceBand,
+    Default,
+}
+
+/// Distance bands, in kilometres: the lane's last fallback before the default.
+const BANDS_KM: [f64; 6] = [50.0, 200.0, 500.0, 1000.0, 2000.0, f64::INFINITY];
+
+fn band_of(km: f64) -> u8 {
+    BANDS_KM.iter().position(|&edge| km < edge).unwrap_or(5) as u8
+}
+
+/// Districts and states numbered once from the pincode directory, so lane keys are small.
+#[derive(Debug)]
+pub struct Regions {
+    directory: Directory,
+    by_pincode: HashMap<u32, (u32, u16)>,
+}
+
+impl Regions {
+    pub fn new(directory: Directory) -> Self {
+        let mut districts = BTreeMap::new();
+        let mut states = BTreeMap::new();
+        let places: Vec<_> = directory.iter().collect();
+        for place in &places {
+            districts.insert((place.state.clone(), place.district.clone()), 0u32);
+            states.insert(place.state.clone(), 0u16);
+        }
+        for (i, id) in districts.values_mut().enumerate() {
+            *id = i as u32;
+        }
+        for (i, id) in states.values_mut().enumerate() {
+            *id = i as u16;
+        }
+        let by_pincode = places
+            .iter()
+            .map(|place| {
+                let district = districts[&(place.state.clone(), place.district.clone())];
+                (place.pincode.number(), (district, states[&place.state]))
+            })
+            .collect();
+        Self {
+            directory,
+            by_pincode,
+        }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn of(&self, pincode: Pincode) -> Option<(u32, u16)> {
+        self.by_pincode.get(&pincode.number()).copied()
+    }
+
+    fn distance_km(&self, a: Pincode, b: Pincode) -> Option<f64> {
+        let a = self.directory.get(a)?;
+        let b = self.directory.get(b)?;
+        Some(distance_km(a.coordinates(), b.coordinates()))
+    }
+}
+
+/// A map with a bound: when full, the key (re)inserted longest ago leaves. Saved as its pairs
+/// in arrival order, so a restored map evicts in the same order as the one saved.
+#[derive(Debug, Clone)]
+struct Bounded<K: Hash + Eq, V> {
+    /// Each value with the arrival number of its latest insert.
+    values: HashMap<K, (V, u64)>,
+    /// Inserts in arrival order; an entry whose number is no longer its key's is stale.
+    arrival: VecDeque<(K, u64)>,
+    next: u64,
+}
+
+impl<K: Hash + Eq, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Self {
+            values: HashMap::new(),
+            arrival: VecDeque::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    /// Inserts (a key already present moves to the back); returns how many keys were evicted
+    /// to make room.
+    fn insert(&mut self, key: K, value: V, bound: usize) -> u64 {
+        let number = self.next;
+        self.next += 1;
+        self.values.insert(key.clone(), (value, number));
+        self.arrival.push_back((key, number));
+        let mut evicted = 0;
+        while self.values.len() > bound.max(1) {
+            let Some((oldest, number)) = self.arrival.pop_front() else {
+                break;
+            };
+            if self.values.get(&oldest).is_some_and(|(_, n)| *n == number) {
+                self.values.remove(&oldest);
+                evicted += 1;
+            }
+        }
+        // Stale entries (keys taken or inserted again) are swept once they are the majority.
+        if self.arrival.len() > 2 * self.values.len() + 64 {
+            let values = &self.values;
+            self.arrival
+                .retain(|(key, number)| values.get(key).is_some_and(|(_, n)| n == number));
+        }
+        evicted
+    }
+
+    fn take(&mut self, key: &K) -> Option<V> {
+        self.values.remove(key).map(|(value, _)| value)
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.values.get(key).map(|(value, _)| value)
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.values.contains_key(key)
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The live pairs, oldest first.
+    fn in_order(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.arrival.iter().filter_map(|(key, number)| {
+            let (value, n) = self.values.get(key)?;
+            (n == number).then_some((key, value))
+        })
+    }
+}
+
+/// Equal when the same pairs are live in the same order (stale entries aside).
+impl<K: Hash + Eq + Clone, V: PartialEq> PartialEq for Bounded<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.values.len() == other.values.len() && self.in_order().eq(other.in_order())
+    }
+}
+
+impl<K: Hash + Eq + Clone + Serialize, V: Serialize> Serialize for Bounded<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.in_order().collect::<Vec<_>>().serialize(serializer)
+    }
+}
+
+impl<'de, K, V> Deserialize<'de> for Bounded<K, V>
+where
+    K: Hash + Eq + Clone + Deserialize<'de>,
+    V: Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut bounded = Self::default();
+        for (key, value) in Vec::<(K, V)>::deserialize(deserializer)? {
+            bounded.insert(key, value, usize::MAX);
+        }
+        Ok(bounded)
+    }
+}
+
+/// A shipment on its way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Open {
+    courier: u16,
+    origin: Pincode,
+    destination: Pincode,
+    shipped: IstDate,
+    /// The day the buyer was promised.
+    promised: IstDate,
+}
+
+/// How promises fared for one courier, as deliveries arrived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub deliveries: u64,
+    /// Delivered on or before the promised day.
+    pub on_time: u64,
+    /// Sum of promised minus actual day, in calendar days (negative when late).
+    pub slack_days: i64,
+}
+
+impl Accuracy {
+    pub fn on_time_rate(&self) -> Option<f64> {
+        (self.deliveries > 0).then(|| self.on_time as f64 / self.deliveries as f64)
+    }
+
+    pub fn mean_slack_days(&self) -> Option<f64> {
+        (self.deliveries > 0).then(|| self.slack_days as f64 / self.deliveries as f64)
+    }
+}
+
+/// What the learner counted, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnCounts {
+    pub deliveries: u64,
+    pub handlings: u64,
+    /// A second delivery of a shipment already learnt from.
+    pub duplicates: u64,
+    /// A delivery of a shipment never seen created (or forgotten past `max_open`).
+    pub orphans: u64,
+    /// Open orders or shipments dropped to stay within `max_open`.
+    pub evicted: u64,
+    /// A shipment whose pincodes the directory does not know.
+    pub unknown_places: u64,
+}
+
+type PincodeLane = (u32, u32, u16);
+type DistrictLane = (u32, u32, u16);
+type StateLane = (u16, u16, u16);
+type BandLane = (u8, u16);
+
+/// Everything learnt; serialisable so the job checkpoints it with its offsets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Learnt {
+    couriers: Vec<CourierId>,
+    #[serde(with = "pairs")]
+    handling: HashMap<WarehouseId, DayHistogram>,
+    pincode: Bounded<PincodeLane, DayHistogram>,
+    #[serde(with = "pairs")]
+    district: HashMap<DistrictLane, DayHistogram>,
+    #[serde(with = "pairs")]
+    state: HashMap<StateLane, DayHistogram>,
+    #[serde(with = "pairs")]
+    band: HashMap<BandLane, DayHistogram>,
+    placed: Bounded<OrderId, i64>,
+    open: Bounded<ShipmentId, Open>,
+    delivered: Bounded<ShipmentId, ()>,
+    /// Promise accuracy per courier.
+    pub accuracy: BTreeMap<CourierId, Accuracy>,
+    pub counts: LearnCounts,
+}
+
+/// A transit estimate and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    pub days: DayHistogram,
+    pub level: Level,
+    pub deliveries: u32,
+}
+
+impl Learnt {
+    pub fn apply(
+        &mut self,
+        envelope: &Envelope,
+        network: &Network,
+        regions: &Regions,
+        config: &LearnConfig,
+    ) {
+        let half_life = i64::from(config.half_life_days.max(1)) * 86_400_000;
+        let at = envelope.event_time;
+        match &envelope.event {
+            Event::OrderPlaced(order) => {
+                self.counts.evicted +=
+                    self.placed
+                        .insert(order.order_id.clone(), at, config.max_open);
+            }
+            Event::ShipmentCreated(shipment) => {
+                if let Some(placed_at) = self.placed.take(&shipment.order_id)
+                    && let Some(warehouse) = network.warehouse(&shipment.warehouse_id)
+                {
+                    let calendar = network.warehouse_calendar(warehouse, regions.directory());
+                    let start = handling_starts(placed_at, warehouse, &calendar);
+                    let days = calendar.working_days_between(start, IstDate::of_instant(at));
+                    self.handling
+                        .entry(shipment.warehouse_id.clone())
+                        .or_default()
+                        .add(days, at, half_life);
+                    self.counts.handlings += 1;
+                }
+                let open = Open {
+                    courier: self.courier_index(&shipment.courier_id),
+                    origin: shipment.origin_pincode,
+                    destination: shipment.destination_pincode,
+                    shipped: IstDate::of_instant(at),
+                    promised: IstDate::of_instant(shipment.promised_at),
+                };
+                self.counts.evicted +=
+                    self.open
+                        .insert(shipment.shipment_id.clone(), open, config.max_open);
+            }
+            Event::ShipmentDelivered(delivery) => {
+                if self.delivered.contains(&delivery.shipment_id) {
+                    self.counts.duplicates += 1;
+                    return;
+                }
+                let Some(open) = self.open.take(&delivery.shipment_id) else {
+                    self.counts.orphans += 1;
+                    return;
+                };
+                self.delivered
+                    .insert(delivery.shipment_id.clone(), (), config.max_remembered);
+                let arrived = IstDate::of_instant(at);
+                let courier_id = self.couriers[usize::from(open.courier)].clone();
+                let accuracy = self.accuracy.entry(courier_id.clone()).or_default();
+                accuracy.deliveries += 1;
+                accuracy.on_time += u64::from(arrived <= open.promised);
+                accuracy.slack_days += i64::from(open.promised.days_since(arrived));
+                let (
+                    Some((origin_district, origin_state)),
+                    Some((dest_district, dest_state)),
+                    Some(km),
+                ) = (
+                    regions.of(open.origin),
+                    regions.of(open.destination),
+                    regions.distance_km(open.origin, open.destination),
+                )
+                else {
+                    self.counts.unknown_places += 1;
+                    return;
+                };
+                let calendar =
+                    network.courier_calendar(&courier_id, open.destination, regions.directory());
+                let days = calendar.working_days_between(open.shipped, arrived);
+                let c = open.courier;
+                let pincode_lane = (open.origin.number(), open.destination.number(), c);
+                let mut histogram = self.pincode.take(&pincode_lane).unwrap_or_default();
+                histogram.add(days, at, half_life);
+                // Re-inserted, so the lane fed last is the last to be evicted.
+                self.pincode
+                    .insert(pincode_lane, histogram, config.max_pincode_lanes);
+                for histogram in [
+                    self.district
+                        .entry((origin_district, dest_district, c))
+                        .or_default(),
+                    self.state.entry((origin_state, dest_state, c)).or_default(),
+                    self.band.entry((band_of(km), c)).or_default(),
+                ] {
+                    histogram.add(days, at, half_life);
+                }
+                self.counts.deliveries += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn courier_index(&mut self, courier: &CourierId) -> u16 {
+        match self.couriers.iter().position(|known| known == courier) {
+            Some(i) => i as u16,
+            None => {
+                self.couriers.push(courier.clone());
+                (self.couriers.len() - 1) as u16
+            }
+        }
+    }
+
+    /// Transit from `origin` to `destination` with `courier`, from the most specific level
+    /// that has seen `min_deliveries`; `None` when a pincode is unknown to the directory.
+    pub fn transit(
+        &self,
+        origin: Pincode,
+        destination: Pincode,
+        courier: &CourierId,
+        regions: &Regions,
+        config: &LearnConfig,
+    ) -> Option<Estimate> {
+        let (origin_district, origin_state) = regions.of(origin)?;
+        let (dest_district, dest_state) = regions.of(destination)?;
+        let km = regions.distance_km(origin, destination)?;
+        let enough = |h: &&DayHistogram| h.samples() >= config.min_deliveries;
+        let found = self
+            .couriers
+            .iter()
+            .position(|c| c == courier)
+            .and_then(|c| {
+                let c = c as u16;
+                let levels = [
+                    (
+                        Level::Pincode,
+                        self.pincode
+                            .get(&(origin.number(), destination.number(), c)),
+                    ),
+                    (
+                        Level::District,
+                        self.district.get(&(origin_district, dest_district, c)),
+                    ),
+                    (Level::State, self.state.get(&(origin_state, dest_state, c))),
+                    (Level::DistanceBand, self.band.get(&(band_of(km), c))),
+                ];
+                levels
+                    .into_iter()
+                    .find_map(|(level, histogram)| Some((level, histogram.filter(enough)?)))
+            });
+        Some(match found {
+            Some((level, histogram)) => Estimate {
+                days: histogram.clone(),
+                level,
+                deliveries: histogram.samples(),
+            },
+            None => {
+                let mut point = DayHistogram::default();
+                point.add(config.default_transit_days, 0, 1);
+                Estimate {
+                    days: point,
+                    level: Level::Default,
+                    deliveries: 0,
+                }
+            }
+        })
+    }
+
+    /// Handling days learnt for `warehouse`, once it has shipped `min_deliveries` orders.
+    pub fn handling(&self, warehouse: &WarehouseId, config: &LearnConfig) -> Option<&DayHistogram> {
+        self.handling
+            .get(warehouse)
+            .filter(|h| h.samples() >= config.min_deliveries)
+    }
+
+    /// Lanes held at each level (pincode, district, state, band), for `/metrics`.
+    pub fn lanes(&self) -> [usize; 4] {
+        [
+            self.pincode.len(),
+            self.district.len(),
+            self.state.len(),
+            self.band.len(),
+        ]
+    }
+}
+
+/// The day a warehouse starts handling an order placed at `placed_at`: that day if it works
+/// and the order came before the cut-off, else the next working day.
+pub fn handling_starts(
+    placed_at: i64,
+    warehouse: &Warehouse,
+    calendar: &model::calendar::WorkCalendar,
+) -> IstDate {
+    let day = IstDate::of_instant(placed_at);
+    if calendar.works_on(day) && ist_minute_of_day(placed_at) < warehouse.cutoff_minute {
+        day
+    } else {
+        calendar.on_or_after(day.plus_days(1))
+    }
+}
+
+/// Maps with non-string keys, saved as a list of pairs sorted by key so the same state always
+/// writes the same bytes.
+mod pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K, V, S>(map: &HashMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        pairs.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: DeserializeOwned + Hash + Eq,
+        V: DeserializeOwned,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
