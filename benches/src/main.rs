@@ -7,6 +7,7 @@ mod lake;
 mod nexmark;
 mod orderbook;
 mod orders;
+mod promise;
 mod stream;
 mod targets;
 

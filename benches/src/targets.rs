@@ -81,6 +81,20 @@ pub enum Target {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Delivery promises backtested against the generator's truth (learnt at several
+    /// quantiles, a fixed 4 days, a truth oracle), the learner's rate, and in-process answer
+    /// times; with `--memory`, the learnt state's size over 20,000 destinations x 200
+    /// warehouses x 10 couriers instead.
+    Promise {
+        #[arg(long, default_value_t = 300_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 2_000)]
+        destinations: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        memory: bool,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -96,6 +110,17 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
     match target {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
+        Target::Promise {
+            orders,
+            destinations,
+            seed,
+            memory: false,
+        } => crate::promise::run(orders, destinations, seed),
+        Target::Promise {
+            orders,
+            memory: true,
+            ..
+        } => crate::promise::memory(orders, 20_000, 200, 10),
         Target::Trending { backlog, seconds } => {
             crate::stream::trending(config, backlog, seconds).await
         }

@@ -142,6 +142,22 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             format!("http://{http}/v1/trending?window=5m&limit=5"),
         );
     }
+    if matches!(role, Role::Demo | Role::Serve) {
+        let mut serviceability = config.serviceability.clone();
+        serviceability.checkpoint_dir =
+            Some(scratch.dir_or_temp(serviceability.checkpoint_dir.take(), "serviceability")?);
+        let service = streams::serviceability::service(&serviceability);
+        let bus = Arc::clone(&bus);
+        let metrics = list.metrics();
+        list.add("serviceability", |token| async move {
+            streams::serviceability::stage(serviceability, service, bus, &metrics, token)
+        })
+        .await?;
+        banner.line(
+            "serviceability API",
+            format!("http://{http}/v1/serviceability?pincode=560034&product_id=p-000001"),
+        );
+    }
     if role.has(Role::Lakehouse) {
         let mut lake = config.lakehouse.clone();
         if lake.dir.is_none() && lake.s3.is_none() {
@@ -233,8 +249,19 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             ..config.generator.clone()
         };
         let producer = bus.producer()?;
+        let (history_orders, history_days) = (
+            config.generator.history_orders,
+            config.generator.history_days,
+        );
         let generate = move |token: CancellationToken| async move {
-            let events = traffic::Generator::new(generator_config)?;
+            let generator = traffic::Generator::new(generator_config)?;
+            // The delivery network first, then the deliveries of the days before the start
+            // (a parcel takes days, a demo minutes), then live traffic.
+            let prelude = generator
+                .network()
+                .into_iter()
+                .chain(generator.history(history_orders, history_days));
+            let events = prelude.chain(generator);
             Ok::<_, traffic::ConfigError>(Stage::background(
                 "generator",
                 async move {

@@ -21,6 +21,8 @@ pub struct Config {
     pub bus: bus::BusConfig,
     pub generator: traffic::GeneratorConfig,
     pub trending: streams::trending::TrendingConfig,
+    /// Where products can go and by when, learnt from deliveries.
+    pub serviceability: streams::serviceability::ServiceabilityConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -121,6 +123,11 @@ impl Config {
             config.trending.checkpoint_dir = Some(dir.join("checkpoints/trending"));
         }
         if let Some(dir) = &config.data_dir
+            && config.serviceability.checkpoint_dir.is_none()
+        {
+            config.serviceability.checkpoint_dir = Some(dir.join("checkpoints/serviceability"));
+        }
+        if let Some(dir) = &config.data_dir
             && config.lakehouse.dir.is_none()
             && config.lakehouse.s3.is_none()
         {
@@ -132,6 +139,7 @@ impl Config {
             .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
         config.generator.validate()?;
         config.trending.validate()?;
+        config.serviceability.validate()?;
         config.lakehouse.validate()?;
         Ok(config)
     }

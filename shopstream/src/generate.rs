@@ -56,8 +56,12 @@ pub async fn run(config: Config, args: GenerateArgs) -> Result<()> {
         generator_config.start_ms = pump::now_ms();
     }
     let end_ms = generator_config.start_ms + args.duration.as_millis() as i64;
-    let events = traffic::Generator::new(generator_config.clone())?
-        .take_while(move |e| e.event_time < end_ms);
+    let generator = traffic::Generator::new(generator_config.clone())?;
+    // The delivery network first, as the demo publishes it.
+    let events = generator
+        .network()
+        .into_iter()
+        .chain(generator.take_while(move |e| e.event_time < end_ms));
     let expected = (generator_config.rate * args.duration.as_secs_f64()) as u64;
     let progress = ProgressBar::new(expected);
     progress.set_style(

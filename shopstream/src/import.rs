@@ -18,10 +18,42 @@ pub enum Source {
         /// The CSV file.
         path: PathBuf,
     },
+    /// A courier and its coverage list, as couriers publish it: a CSV with the columns
+    /// pincode, prepaid, cod, pickup and oda (out of delivery area), Y/N. Published to the
+    /// `logistics` topic of bus.bootstrap_servers (a running demo serves 127.0.0.1:9092).
+    /// Every bad line is reported by number; the good ones are published all the same.
+    Couriers {
+        /// The CSV file.
+        path: PathBuf,
+        /// The courier's id, e.g. cr-07.
+        #[arg(long)]
+        courier: String,
+        /// Its display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "standard")]
+        speed: Speed,
+    },
+}
+
+/// A courier's speed class, on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Speed {
+    Express,
+    Standard,
+    Economy,
 }
 
 pub async fn run(config: Config, source: Source) -> Result<()> {
-    let Source::OnlineRetail { path } = source;
+    let path = match source {
+        Source::OnlineRetail { path } => path,
+        Source::Couriers {
+            path,
+            courier,
+            name,
+            speed,
+        } => return couriers(config, &path, courier, name, speed).await,
+    };
     let Some(data_dir) = config.data_dir.clone() else {
         bail!(
             "import needs somewhere to keep what it imports: pass --data-dir DIR (the orders go to DIR/core, the events to the broker; `shopstream demo --data-dir DIR` then serves them)"
@@ -112,4 +144,81 @@ fn print_report(path: &Path, report: &Report, relayed: usize, broker: &str) {
             }
         );
     }
+}
+
+/// Publishes a courier and its coverage list; fails (after publishing the good lines) when a
+/// line was bad, so a script notices.
+async fn couriers(
+    config: Config,
+    path: &Path,
+    courier: String,
+    name: Option<String>,
+    speed: Speed,
+) -> Result<()> {
+    use model::calendar::Weekday;
+    use model::payload::{CourierSpeed, CourierUpserted};
+    use model::{CourierId, Envelope, Event, MerchantId};
+
+    if config.bus.bootstrap_servers.is_none() {
+        bail!(
+            "import couriers publishes to a running cluster: set bus.bootstrap_servers (a running \
+             `shopstream demo` serves one on 127.0.0.1:9092), e.g. \
+             --set bus.bootstrap_servers=127.0.0.1:9092"
+        );
+    }
+    if courier.trim().is_empty() {
+        bail!("--courier must name the courier, e.g. --courier cr-07");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let courier_id = CourierId::new(courier.trim());
+    let file = streams::serviceability::coverage::parse(&courier_id, &text)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    let now = crate::pump::now_ms();
+    let platform = MerchantId::new("platform");
+    let registered = Event::CourierUpserted(CourierUpserted {
+        courier_id: courier_id.clone(),
+        name: name.unwrap_or_else(|| courier_id.to_string()),
+        speed: match speed {
+            Speed::Express => CourierSpeed::Express,
+            Speed::Standard => CourierSpeed::Standard,
+            Speed::Economy => CourierSpeed::Economy,
+        },
+        working_days: Weekday::ALL[..6].to_vec(),
+    });
+    let events: Vec<Envelope> = std::iter::once(registered)
+        .chain(file.districts.into_iter().map(Event::CoverageUpserted))
+        .map(|event| Envelope::new(uuid::Uuid::now_v7(), now, platform.clone(), event))
+        .collect();
+    let bus = crate::app::connect(&config).await?;
+    bus.ensure_topics(&[model::Topic::Logistics]).await?;
+    let producer = bus.producer()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let count = events.len();
+    crate::pump::pump(
+        events.into_iter(),
+        &producer,
+        false,
+        &shutdown,
+        &ProgressBar::hidden(),
+    )
+    .await?;
+    println!(
+        "courier {courier_id}: {} pincodes in {} sorting districts published to {} ({count} events)",
+        file.pincodes,
+        count - 1,
+        bus.bootstrap_servers()
+    );
+    for bad in &file.bad_lines {
+        eprintln!("{}:{}: {}", path.display(), bad.line, bad.reason);
+    }
+    if !file.bad_lines.is_empty() {
+        bail!(
+            "{} of the lines in {} were not imported (listed above); the other {} pincodes were",
+            file.bad_lines.len(),
+            path.display(),
+            file.pincodes
+        );
+    }
+    Ok(())
 }

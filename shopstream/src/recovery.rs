@@ -53,6 +53,25 @@ pub async fn check_positions(config: &Config, bus: &Bus, ends: &LogEnds) -> Resu
             }
         }
     }
+    if let Some(dir) = &config.serviceability.checkpoint_dir {
+        let positions =
+            streams::serviceability::checkpointed_positions(dir).with_context(|| {
+                format!("reading the serviceability checkpoint in {}", dir.display())
+            })?;
+        for (topic, partition, position) in positions {
+            let end = end_of(&topic, partition);
+            if position > end {
+                ahead.push(Ahead {
+                    stage: "serviceability job",
+                    state: dir.clone(),
+                    topic,
+                    partition,
+                    position,
+                    end,
+                });
+            }
+        }
+    }
     if let (Some(dir), Ok(storage)) = (&config.lakehouse.dir, config.lakehouse.storage()) {
         for table in Table::ALL {
             let snapshot = lakehouse::manifest::Manifest::new(storage.clone(), table)
@@ -200,6 +219,7 @@ pub async fn check_cluster(config: &Config, bus: &Bus) -> Result<()> {
     }
     let states: Vec<String> = [
         config.trending.checkpoint_dir.as_ref(),
+        config.serviceability.checkpoint_dir.as_ref(),
         config.lakehouse.dir.as_ref(),
     ]
     .into_iter()

@@ -6,11 +6,14 @@ use std::cmp::Ordering;
 
 use model::payload::*;
 use model::{
-    CustomerId, Event, Money, OrderId, PaymentId, Pincode, RefundId, SessionId, ShipmentId,
+    CustomerId, Envelope, Event, Money, OrderId, PaymentId, Pincode, RefundId, SessionId,
+    ShipmentId,
 };
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::catalog::CATEGORIES;
+use crate::delivery;
 use crate::world::World;
 use crate::{Generator, HOUR_MS, MINUTE_MS};
 
@@ -267,8 +270,11 @@ impl Generator {
         }
     }
 
-    /// Packing within hours, shipping the same day, delivery in days; hyperlocal stores do it
-    /// all within the hour.
+    /// Hyperlocal stores pack, ship and deliver within the hour. Warehouses start handling on
+    /// the order's day before their cut-off (else the next working day), ship after their
+    /// handling days plus a drawn delay, and the courier delivers after the lane's drawn
+    /// transit (`crate::delivery`), Sundays and national holidays skipped. The promise is the
+    /// truth's 90th percentile of handling and of transit.
     fn schedule_delivery(
         &mut self,
         placed_at: i64,
@@ -278,6 +284,8 @@ impl Generator {
         origin: Pincode,
         destination: Pincode,
     ) {
+        let sequence = self.next_order;
+        let courier = self.courier_for(sequence as usize, origin, destination);
         let hyperlocal = self.world.merchants[merchant].store.is_some();
         let (packed, shipped, delivered, promised) = if hyperlocal {
             let packed = placed_at + self.rng.random_range(5..15) * MINUTE_MS;
@@ -285,17 +293,15 @@ impl Generator {
             let delivered = shipped + self.rng.random_range(10..45) * MINUTE_MS;
             (packed, shipped, delivered, placed_at + HOUR_MS)
         } else {
-            let packed = placed_at + self.rng.random_range(1..8) * HOUR_MS;
-            let shipped = packed + self.rng.random_range(1..12) * HOUR_MS;
-            let delivered = shipped
-                + self.rng.random_range(1..6) * DAY_MS
-                + self.rng.random_range(0..12) * HOUR_MS;
-            (packed, shipped, delivered, placed_at + 4 * DAY_MS)
+            // Borrowed out of `self` for the call, which reads the world beside it.
+            let mut rng = std::mem::replace(&mut self.rng, ChaCha8Rng::seed_from_u64(0));
+            let times =
+                self.courier_times(&mut rng, placed_at, merchant, courier, origin, destination);
+            self.rng = rng;
+            times
         };
-        let sequence = self.next_order;
         let shipment_id = ShipmentId::new(format!("sh-{}", &order_id.as_str()[2..]));
-        let courier_id =
-            self.world.couriers[(sequence as usize) % self.world.couriers.len()].clone();
+        let courier_id = self.world.couriers[courier].clone();
         self.schedule(
             packed,
             merchant,
@@ -342,6 +348,142 @@ impl Generator {
                 shipment_id,
             }),
         );
+    }
+}
+
+impl Generator {
+    /// The first courier from `sequence` on (round robin) that covers both districts.
+    fn courier_for(&self, sequence: usize, origin: Pincode, destination: Pincode) -> usize {
+        let count = self.world.couriers.len();
+        (0..count)
+            .map(|step| (sequence + step) % count)
+            .find(|&c| {
+                crate::logistics::covers(c, origin.number() / 1000)
+                    && crate::logistics::covers(c, destination.number() / 1000)
+            })
+            .unwrap_or(sequence % count)
+    }
+
+    /// Packed, shipped, delivered and promised times of a parcel sent by `courier`.
+    fn courier_times(
+        &self,
+        rng: &mut impl Rng,
+        placed_at: i64,
+        merchant: usize,
+        courier: usize,
+        origin: Pincode,
+        destination: Pincode,
+    ) -> (i64, i64, i64, i64) {
+        let warehouse = &self.world.warehouses[self.world.merchants[merchant].warehouse];
+        let (cutoff, declared) = (warehouse.cutoff_minute, warehouse.handling_days);
+        let base = match (self.places.get(origin), self.places.get(destination)) {
+            (Some(from), Some(to)) => {
+                delivery::base_transit_days(from, to, delivery::courier_speed(courier))
+            }
+            _ => 4,
+        };
+        let calendar = &self.calendar;
+        let starts = delivery::handling_starts(calendar, placed_at, cutoff);
+        let handling = delivery::draw_handling(rng, declared);
+        let transit = delivery::draw_transit(rng, base);
+        let ship_day = calendar.after_working_days(starts, handling);
+        let day_start = ship_day.start_utc_ms();
+        let earliest = (placed_at + HOUR_MS).max(day_start + 10 * HOUR_MS);
+        let latest = day_start + 23 * HOUR_MS;
+        let shipped = if earliest < latest {
+            rng.random_range(earliest..latest)
+        } else {
+            earliest
+        };
+        let packed = placed_at + (shipped - placed_at) / 2;
+        let arrival_day = calendar.after_working_days(ship_day, transit);
+        let delivered =
+            (arrival_day.start_utc_ms() + rng.random_range(9..21) * HOUR_MS).max(shipped + HOUR_MS);
+        let promised_day =
+            delivery::oracle_promise(calendar, placed_at, cutoff, declared, base, 0.9);
+        // The end of the promised day, IST.
+        let promised = promised_day.start_utc_ms() + DAY_MS - 1;
+        (packed, shipped, delivered, promised)
+    }
+}
+
+impl Generator {
+    /// The shipments and deliveries of `orders` orders placed in the `days` before the start
+    /// by the merchants that ship through couriers, drawn from the truth, in event-time order:
+    /// the delivery history a demo starts from, so transit is learnt from its first minute (a
+    /// parcel takes days; a demo runs minutes). Only the `shipments` topic: the orders
+    /// themselves are not replayed, so trending and sales see only live traffic (handling is
+    /// learnt from live orders). The history has a random stream of its own: the live events
+    /// are the same with or without it.
+    pub fn history(&self, orders: usize, days: u32) -> Vec<Envelope> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x4849_5354);
+        let shippers: Vec<usize> = (0..self.world.merchants.len())
+            .filter(|&m| {
+                let merchant = &self.world.merchants[m];
+                merchant.store.is_none() && !merchant.products.is_empty()
+            })
+            .collect();
+        let mut events = Vec::with_capacity(orders * 2);
+        if shippers.is_empty() {
+            return events;
+        }
+        let start = self.config.start_ms;
+        let span = i64::from(days.max(1)) * DAY_MS;
+        for n in 0..orders {
+            let merchant = shippers[rng.random_range(0..shippers.len())];
+            let world = &self.world;
+            let customer = &world.customers[rng.random_range(0..world.customers.len())];
+            let warehouse = &world.warehouses[world.merchants[merchant].warehouse];
+            let placed_at = start - span + rng.random_range(0..span);
+            let courier = self.courier_for(n, warehouse.pincode, customer.pincode);
+            let (_, shipped, delivered, promised) = self.courier_times(
+                &mut rng,
+                placed_at,
+                merchant,
+                courier,
+                warehouse.pincode,
+                customer.pincode,
+            );
+            if delivered >= start {
+                continue;
+            }
+            let order_id = OrderId::new(format!("o-h{n:08}"));
+            let shipment_id = ShipmentId::new(format!("sh-h{n:08}"));
+            let follow = [
+                (
+                    shipped,
+                    Event::ShipmentCreated(ShipmentCreated {
+                        shipment_id: shipment_id.clone(),
+                        order_id: order_id.clone(),
+                        warehouse_id: warehouse.id.clone(),
+                        courier_id: world.couriers[courier].clone(),
+                        origin_pincode: warehouse.pincode,
+                        destination_pincode: customer.pincode,
+                        promised_at: promised,
+                    }),
+                ),
+                (
+                    delivered,
+                    Event::ShipmentDelivered(ShipmentDelivered {
+                        shipment_id,
+                        order_id,
+                    }),
+                ),
+            ];
+            for (time, event) in follow {
+                let random: [u8; 10] = rng.random();
+                let event_id = uuid::Builder::from_unix_timestamp_millis(time as u64, &random);
+                let merchant_id = world.merchants[merchant].id.clone();
+                events.push(Envelope::new(
+                    event_id.into_uuid(),
+                    time,
+                    merchant_id,
+                    event,
+                ));
+            }
+        }
+        events.sort_by_key(|envelope| envelope.event_time);
+        events
     }
 }
 

@@ -4,14 +4,19 @@
 //! [`Generator`] is an iterator of [`model::Envelope`]s in event-time order. From one seed it
 //! builds a [`world::World`] (merchants, some hyperlocal with a store; categories with attribute
 //! schemas; products with believable titles, brands and INR prices; customers and warehouses
-//! at real India Post pincodes; couriers), publishes the catalog and opening stock, then plays
+//! at real India Post pincodes; couriers with coverage lists), publishes the delivery network,
+//! the catalog and opening stock, then plays
 //! shopping sessions that search, view, click, add to cart, order, pay or fail, cancel, and get
-//! their orders packed, shipped and delivered. Popularity is Zipf and drifts; flash sales
+//! their orders packed, shipped and delivered in times that depend on the lane
+//! ([`delivery`] writes the truth down). Popularity is Zipf and drifts; flash sales
 //! burst; the rate follows the day (peak at 21:00 IST). Same seed and config, same events,
 //! byte for byte.
 
 mod catalog;
+pub mod delivery;
 mod fulfilment;
+pub mod lanes;
+mod logistics;
 mod popularity;
 mod session;
 pub mod world;
@@ -57,6 +62,10 @@ pub struct GeneratorConfig {
     pub daily_rhythm: bool,
     /// Whether flash sales happen.
     pub flash_sales: bool,
+    /// Orders of the days before the start, delivered, that the demo publishes first
+    /// ([`Generator::history`]).
+    pub history_orders: usize,
+    pub history_days: u32,
 }
 
 impl Default for GeneratorConfig {
@@ -76,6 +85,8 @@ impl Default for GeneratorConfig {
             zipf_exponent: 1.07,
             daily_rhythm: true,
             flash_sales: true,
+            history_orders: 20_000,
+            history_days: 60,
         }
     }
 }
@@ -172,6 +183,9 @@ pub struct Generator {
     next_drift_ms: i64,
     next_sale_check_ms: i64,
     flash_sale: Option<FlashSale>,
+    /// Every party's working days (Monday to Saturday less national holidays).
+    calendar: model::calendar::WorkCalendar,
+    places: model::geo::Directory,
 }
 
 impl Generator {
@@ -205,11 +219,31 @@ impl Generator {
             scheduled: BinaryHeap::new(),
             next_sequence: 0,
             flash_sale: None,
+            calendar: delivery::calendar(),
+            places: model::geo::Directory::load(),
         })
     }
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// The delivery network this run plays in, as reference events for the `logistics`
+    /// topic: national holidays, couriers and their coverage, every warehouse and store.
+    /// Publish them before the iterator's events. Their ids come from a stream of their own,
+    /// so the iterator's output is the same whether or not they are taken.
+    pub fn network(&self) -> Vec<Envelope> {
+        let mut ids = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x4e45_5457);
+        let start = self.config.start_ms;
+        logistics::reference_events(&self.world, &model::geo::places())
+            .into_iter()
+            .map(|(merchant, event)| {
+                let random: [u8; 10] = ids.random();
+                let event_id = uuid::Builder::from_unix_timestamp_millis(start as u64, &random);
+                let merchant_id = self.world.merchants[merchant].id.clone();
+                Envelope::new(event_id.into_uuid(), start, merchant_id, event)
+            })
+            .collect()
     }
 
     /// Event time of the most recent event, UTC ms.

@@ -161,3 +161,64 @@ fn bad_config_is_refused_with_the_field_named() {
     .unwrap_err();
     assert!(error.to_string().contains("generator.rate"), "{error}");
 }
+
+#[test]
+fn the_network_registers_every_warehouse_and_store_and_couriers_cover_most_districts() {
+    let generator = Generator::new(small(4)).unwrap();
+    let network = generator.network();
+    assert!(network.iter().all(|e| e.topic() == model::Topic::Logistics));
+    let warehouses = network
+        .iter()
+        .filter(|e| e.event_type() == EventType::WarehouseUpserted)
+        .count();
+    assert_eq!(warehouses, generator.world().warehouses.len());
+    let stores = generator
+        .world()
+        .merchants
+        .iter()
+        .filter(|m| m.store.is_some())
+        .count();
+    assert!(stores > 0);
+    let couriers = generator.world().couriers.len();
+    let districts = network
+        .iter()
+        .filter(|e| e.event_type() == EventType::CoverageUpserted)
+        .count();
+    let sorting_districts: std::collections::BTreeSet<u32> = geo::places()
+        .iter()
+        .filter(|p| p.delivery)
+        .map(|p| p.pincode.number() / 1000)
+        .collect();
+    // Each courier skips about one district in ten.
+    let all = couriers * sorting_districts.len();
+    assert!(
+        (all * 8 / 10..all).contains(&districts),
+        "{districts} of {all} courier districts"
+    );
+    assert_eq!(network, Generator::new(small(4)).unwrap().network());
+}
+
+#[test]
+fn the_history_is_delivered_before_the_start_and_keeps_the_live_events_unchanged() {
+    let config = small(5);
+    let start = config.start_ms;
+    let live: Vec<_> = Generator::new(config.clone())
+        .unwrap()
+        .take(5_000)
+        .collect();
+    let generator = Generator::new(config).unwrap();
+    let history = generator.history(2_000, 30);
+    assert!(history.len() > 2 * 1_500, "{}", history.len());
+    assert!(history.iter().all(|e| e.event_time < start));
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].event_time <= w[1].event_time)
+    );
+    let delivered = history
+        .iter()
+        .filter(|e| e.event_type() == EventType::ShipmentDelivered)
+        .count();
+    assert_eq!(delivered * 2, history.len());
+    assert_eq!(generator.take(5_000).collect::<Vec<_>>(), live);
+}

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use model::{CourierId, CustomerId, MerchantId, Pincode, ProductId, WarehouseId};
-use rand::Rng;
 use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
 
 use crate::GeneratorConfig;
 use crate::catalog::CATEGORIES;
@@ -55,6 +55,15 @@ pub struct Customer {
 pub struct Warehouse {
     pub id: WarehouseId,
     pub pincode: Pincode,
+    /// The merchant (index) that registers it: the first that ships from it.
+    pub merchant: usize,
+    /// Orders before this minute of the day (IST) start handling that day.
+    pub cutoff_minute: u32,
+    /// Declared handling, in working days; the truth adds a delay (`crate::delivery`).
+    pub handling_days: u32,
+    /// A hyperlocal store's delivery radius.
+    pub radius_km: Option<f64>,
+    pub restock_lead_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -81,10 +90,18 @@ impl World {
             }
         };
 
-        let warehouses: Vec<Warehouse> = (0..config.warehouses.max(1))
+        // Warehouse terms come from a stream of their own, so adding them changed nothing
+        // else a seed generates.
+        let mut terms = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5741_5245);
+        let mut warehouses: Vec<Warehouse> = (0..config.warehouses.max(1))
             .map(|i| Warehouse {
                 id: WarehouseId::new(format!("w-{i:03}")),
                 pincode: pick_place(rng).pincode,
+                merchant: 0,
+                cutoff_minute: [12, 14, 16, 18][terms.random_range(0..4)] * 60,
+                handling_days: terms.random_range(0..3),
+                radius_km: None,
+                restock_lead_days: terms.random_range(3..11),
             })
             .collect();
         let couriers = (0..config.couriers.max(1))
@@ -118,6 +135,29 @@ impl World {
                 }
             })
             .collect();
+
+        // Each warehouse is registered by the first merchant shipping from it; each hyperlocal
+        // merchant ships from its own store, a warehouse with a radius.
+        let shared = warehouses.len();
+        for (i, merchant) in merchants.iter_mut().enumerate() {
+            if let Some(store) = &merchant.store {
+                merchant.warehouse = warehouses.len();
+                warehouses.push(Warehouse {
+                    id: WarehouseId::new(format!("st-{i:04}")),
+                    pincode: store.pincode,
+                    merchant: i,
+                    cutoff_minute: 21 * 60,
+                    handling_days: 0,
+                    radius_km: Some(config.hyperlocal_radius_km),
+                    restock_lead_days: terms.random_range(1..4),
+                });
+            }
+        }
+        for (i, merchant) in merchants.iter().enumerate().rev() {
+            if merchant.warehouse < shared {
+                warehouses[merchant.warehouse].merchant = i;
+            }
+        }
 
         let products: Vec<Product> = (0..config.products.max(1))
             .map(|i| {

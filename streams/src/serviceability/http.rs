@@ -336,7 +336,7 @@ struct PromiseAnswer {
     responses(
         (status = 200, description = "`{origin_pincode, destination_pincode, order_time, lanes: [{courier_id, handling_starts, ships_on, deliver_by, probability, p50_days, p90_days, deliveries, level, handling_learnt}]}`", content_type = "application/json"),
         (status = 400, description = "a parameter is missing or malformed (`invalid_parameter`)", body = model::api::ErrorBody),
-        (status = 404, description = "no such warehouse (`not_found`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such warehouse at the origin, or no such courier (`not_found`)", body = model::api::ErrorBody),
         (status = 422, description = "a pincode is not in India Post's directory (`unknown_pincode`)", body = model::api::ErrorBody),
     )
 )]
@@ -378,7 +378,16 @@ async fn promise(
             None => super::network::Warehouse::generic(origin),
         };
         let couriers: Vec<CourierId> = match query.courier_id.as_deref() {
-            Some(id) if !id.trim().is_empty() => vec![CourierId::new(id)],
+            Some(id) if !id.trim().is_empty() => {
+                let courier = CourierId::new(id);
+                if inputs.network.courier(&courier).is_none() {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("no courier {id:?} is registered"),
+                    ));
+                }
+                vec![courier]
+            }
             Some(_) => return Err(ApiError::invalid("courier_id is empty")),
             None => inputs.network.couriers().map(|c| c.id.clone()).collect(),
         };

@@ -17,7 +17,7 @@ use model::dlq::Reason;
 use model::{Topic, codec};
 use runtime::checkpoint::Checkpoints;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
-use runtime::metrics::{Gauge, Metrics, Registry};
+use runtime::metrics::{FloatGauge, Gauge, Metrics, Registry};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,33 @@ pub const TOPICS: [Topic; 5] = [
 
 const CHECKPOINT: &str = "serviceability";
 
+/// The checkpointed position of every partition under `dir` (topic name on the cluster,
+/// partition, next offset): where the job resumes and below which it skips records as
+/// already learnt. Empty when there is no checkpoint yet.
+pub fn checkpointed_positions(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, i32, i64)>, runtime::checkpoint::CheckpointError> {
+    /// The checkpoint's positions alone, without parsing what was learnt.
+    #[derive(Deserialize)]
+    struct Positions {
+        positions: std::collections::BTreeMap<String, i64>,
+    }
+    if !dir.join(format!("{CHECKPOINT}.json")).is_file() {
+        return Ok(Vec::new());
+    }
+    let Some(saved) = Checkpoints::open(dir)?.load::<Positions>(CHECKPOINT)? else {
+        return Ok(Vec::new());
+    };
+    Ok(saved
+        .positions
+        .into_iter()
+        .filter_map(|(key, next)| {
+            let (topic, partition) = key.rsplit_once('/')?;
+            Some((topic.to_owned(), partition.parse().ok()?, next))
+        })
+        .collect())
+}
+
 /// Gauges of what was learnt, beside the runtime's per-job series.
 #[derive(Debug)]
 pub(super) struct LearnGauges {
@@ -103,6 +130,8 @@ pub(super) struct LearnGauges {
     orphans: Gauge,
     evicted: Gauge,
     pincode_lanes: Gauge,
+    on_time: FloatGauge,
+    slack: FloatGauge,
 }
 
 impl LearnGauges {
@@ -110,28 +139,38 @@ impl LearnGauges {
         let job = "serviceability";
         Self {
             deliveries: registry.gauge(
-                "serviceability_deliveries_learnt",
+                "shopstream_serviceability_deliveries_learnt",
                 "Deliveries learnt from, each once",
                 job,
             ),
             duplicates: registry.gauge(
-                "serviceability_deliveries_duplicate",
+                "shopstream_serviceability_deliveries_duplicate",
                 "Deliveries of a shipment already learnt from, not counted again",
                 job,
             ),
             orphans: registry.gauge(
-                "serviceability_deliveries_orphan",
+                "shopstream_serviceability_deliveries_orphan",
                 "Deliveries of a shipment never seen created",
                 job,
             ),
             evicted: registry.gauge(
-                "serviceability_open_evicted",
+                "shopstream_serviceability_open_evicted",
                 "Open orders or shipments dropped to stay within learn.max_open",
                 job,
             ),
             pincode_lanes: registry.gauge(
-                "serviceability_pincode_lanes",
+                "shopstream_serviceability_pincode_lanes",
                 "Pincode-to-pincode lanes held",
+                job,
+            ),
+            on_time: registry.float_gauge(
+                "shopstream_serviceability_on_time_ratio",
+                "Share of deliveries on or before the promised day, every courier (per courier: GET /v1/promise/accuracy)",
+                job,
+            ),
+            slack: registry.float_gauge(
+                "shopstream_serviceability_mean_slack_days",
+                "Mean of promised minus actual delivery day, every courier",
                 job,
             ),
         }
@@ -147,6 +186,22 @@ impl LearnGauges {
         gauge(&self.orphans, counts.orphans);
         gauge(&self.evicted, counts.evicted);
         gauge(&self.pincode_lanes, state.learnt.lanes()[0] as u64);
+        let all =
+            state
+                .learnt
+                .accuracy
+                .values()
+                .fold(super::learn::Accuracy::default(), |sum, one| {
+                    super::learn::Accuracy {
+                        deliveries: sum.deliveries + one.deliveries,
+                        on_time: sum.on_time + one.on_time,
+                        slack_days: sum.slack_days + one.slack_days,
+                    }
+                });
+        if let (Some(rate), Some(slack)) = (all.on_time_rate(), all.mean_slack_days()) {
+            self.on_time.set(rate);
+            self.slack.set(slack);
+        }
     }
 }
 

@@ -269,6 +269,9 @@ pub struct LearnCounts {
     pub unknown_places: u64,
 }
 
+/// Handling samples kept per warehouse that is not registered yet.
+const MAX_WAITING_PER_WAREHOUSE: usize = 10_000;
+
 type PincodeLane = (u32, u32, u16);
 type DistrictLane = (u32, u32, u16);
 type StateLane = (u16, u16, u16);
@@ -288,6 +291,10 @@ pub struct Learnt {
     #[serde(with = "pairs")]
     band: HashMap<BandLane, DayHistogram>,
     placed: Bounded<OrderId, i64>,
+    /// Shipments whose order was not seen placed yet: warehouse and shipping time.
+    shipped: Bounded<OrderId, (WarehouseId, i64)>,
+    /// Handling samples (placed, shipped) of warehouses not registered yet.
+    unregistered: BTreeMap<WarehouseId, Vec<(i64, i64)>>,
     open: Bounded<ShipmentId, Open>,
     delivered: Bounded<ShipmentId, ()>,
     /// Promise accuracy per courier.
@@ -314,23 +321,51 @@ impl Learnt {
         let half_life = i64::from(config.half_life_days.max(1)) * 86_400_000;
         let at = envelope.event_time;
         match &envelope.event {
-            Event::OrderPlaced(order) => {
-                self.counts.evicted +=
-                    self.placed
-                        .insert(order.order_id.clone(), at, config.max_open);
-            }
-            Event::ShipmentCreated(shipment) => {
-                if let Some(placed_at) = self.placed.take(&shipment.order_id)
-                    && let Some(warehouse) = network.warehouse(&shipment.warehouse_id)
+            Event::WarehouseUpserted(registered) => {
+                for (placed_at, shipped_at) in self
+                    .unregistered
+                    .remove(&registered.warehouse_id)
+                    .unwrap_or_default()
                 {
-                    let calendar = network.warehouse_calendar(warehouse, regions.directory());
-                    let start = handling_starts(placed_at, warehouse, &calendar);
-                    let days = calendar.working_days_between(start, IstDate::of_instant(at));
-                    self.handling
-                        .entry(shipment.warehouse_id.clone())
-                        .or_default()
-                        .add(days, at, half_life);
-                    self.counts.handlings += 1;
+                    self.learn_handling(
+                        &registered.warehouse_id,
+                        placed_at,
+                        shipped_at,
+                        network,
+                        regions,
+                        half_life,
+                    );
+                }
+            }
+            // The two ends of a handling time travel on different topics, so either may come
+            // first: whichever arrives waits for the other.
+            Event::OrderPlaced(order) => match self.shipped.take(&order.order_id) {
+                Some((warehouse, shipped_at)) => {
+                    self.learn_handling(&warehouse, at, shipped_at, network, regions, half_life);
+                }
+                None => {
+                    self.counts.evicted +=
+                        self.placed
+                            .insert(order.order_id.clone(), at, config.max_open);
+                }
+            },
+            Event::ShipmentCreated(shipment) => {
+                match self.placed.take(&shipment.order_id) {
+                    Some(placed_at) => self.learn_handling(
+                        &shipment.warehouse_id,
+                        placed_at,
+                        at,
+                        network,
+                        regions,
+                        half_life,
+                    ),
+                    None => {
+                        self.counts.evicted += self.shipped.insert(
+                            shipment.order_id.clone(),
+                            (shipment.warehouse_id.clone(), at),
+                            config.max_open,
+                        );
+                    }
                 }
                 let open = Open {
                     courier: self.courier_index(&shipment.courier_id),
@@ -396,6 +431,36 @@ impl Learnt {
             }
             _ => {}
         }
+    }
+
+    fn learn_handling(
+        &mut self,
+        warehouse_id: &WarehouseId,
+        placed_at: i64,
+        shipped_at: i64,
+        network: &Network,
+        regions: &Regions,
+        half_life: i64,
+    ) {
+        let Some(warehouse) = network.warehouse(warehouse_id) else {
+            // Its registration travels on the logistics topic and may be read later: keep
+            // the sample until it comes.
+            let waiting = self.unregistered.entry(warehouse_id.clone()).or_default();
+            if waiting.len() < MAX_WAITING_PER_WAREHOUSE {
+                waiting.push((placed_at, shipped_at));
+            } else {
+                self.counts.evicted += 1;
+            }
+            return;
+        };
+        let calendar = network.warehouse_calendar(warehouse, regions.directory());
+        let start = handling_starts(placed_at, warehouse, &calendar);
+        let days = calendar.working_days_between(start, IstDate::of_instant(shipped_at));
+        self.handling
+            .entry(warehouse_id.clone())
+            .or_default()
+            .add(days, shipped_at, half_life);
+        self.counts.handlings += 1;
     }
 
     fn courier_index(&mut self, courier: &CourierId) -> u16 {

@@ -30,7 +30,7 @@ use runtime::Stage;
 use runtime::metrics::{Metrics, Registry};
 use tokio_util::sync::CancellationToken;
 
-pub use job::{ServiceabilityConfig, TOPICS};
+pub use job::{ServiceabilityConfig, TOPICS, checkpointed_positions};
 pub use state::{Serviceability, State};
 
 use crate::StreamError;

@@ -60,21 +60,25 @@ fn entry(pincode: &str) -> CoverageEntry {
     }
 }
 
+fn delhi_warehouse() -> WarehouseUpserted {
+    WarehouseUpserted {
+        warehouse_id: WarehouseId::new("w-1"),
+        pincode: pin("110001"),
+        cutoff_minute: 14 * 60,
+        handling_days: 1,
+        working_days: MON_SAT.to_vec(),
+        holidays: vec![],
+        radius_km: None,
+        restock_lead_days: 5,
+    }
+}
+
 /// A Delhi warehouse (cut-off 14:00, one handling day) holding 5 of p-1, a courier covering
 /// Delhi 110001 and Bengaluru 560034, and Republic Day as a national holiday.
 fn network() -> Network {
     let mut network = Network::default();
     let events = [
-        Event::WarehouseUpserted(WarehouseUpserted {
-            warehouse_id: WarehouseId::new("w-1"),
-            pincode: pin("110001"),
-            cutoff_minute: 14 * 60,
-            handling_days: 1,
-            working_days: MON_SAT.to_vec(),
-            holidays: vec![],
-            radius_km: None,
-            restock_lead_days: 5,
-        }),
+        Event::WarehouseUpserted(delhi_warehouse()),
         Event::CourierUpserted(CourierUpserted {
             courier_id: CourierId::new("cr-1"),
             name: "Dakshin Express".into(),
@@ -420,4 +424,33 @@ fn a_hyperlocal_store_delivers_the_same_day_within_its_radius_only() {
         inputs.options(&p2, 1, pin("110001"), sunday_evening),
         Err(Undeliverable::OutsideRadius)
     );
+}
+
+#[test]
+fn a_shipment_read_before_its_order_still_teaches_handling() {
+    let network = network();
+    let config = LearnConfig::default();
+    let mut learnt = Learnt::default();
+    // The orders and shipments topics are read side by side: either may be ahead.
+    let [placed, created, arrived] = delivery(1, "560034", date("2026-03-03"), 3);
+    for envelope in [&created, &placed, &arrived] {
+        learnt.apply(envelope, &network, regions(), &config);
+    }
+    assert_eq!(learnt.counts.handlings, 1);
+    assert_eq!(learnt.counts.deliveries, 1);
+}
+
+#[test]
+fn handling_seen_before_its_warehouse_is_registered_is_learnt_when_it_is() {
+    let config = LearnConfig::default();
+    let mut late = Network::default();
+    let mut learnt = Learnt::default();
+    for envelope in delivery(1, "560034", date("2026-03-03"), 3) {
+        learnt.apply(&envelope, &late, regions(), &config);
+    }
+    assert_eq!(learnt.counts.handlings, 0);
+    let registered = envelope(0, Event::WarehouseUpserted(delhi_warehouse()));
+    late.apply(&registered).unwrap();
+    learnt.apply(&registered, &late, regions(), &config);
+    assert_eq!(learnt.counts.handlings, 1);
 }
