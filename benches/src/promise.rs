@@ -75,7 +75,7 @@ pub fn run(orders: usize, destinations: usize, seed: u64) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let world = lanes::draw(&mut rng, orders, 20, 6, destinations);
     let split = world.start + 150 * DAY;
-    let quantiles = [0.5, 0.8, 0.9, 0.95, 0.98];
+    let quantiles = [0.5, 0.8, 0.9, 0.92, 0.94, 0.95, 0.98];
     let mut learnt_scores: Vec<Score> = quantiles.iter().map(|_| Score::default()).collect();
     let mut oracle_scores: Vec<Score> = quantiles.iter().map(|_| Score::default()).collect();
     let mut fixed = Score::default();
