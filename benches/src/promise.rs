@@ -25,21 +25,21 @@ use traffic::lanes::{self, CUTOFF_MINUTE, Lanes, events_before};
 
 const DAY: i64 = 24 * 3_600_000;
 
-fn learn(world: &Lanes, service: &Serviceability, until: i64) -> Result<(usize, f64)> {
-    let mut state = State::default();
-    for envelope in lanes::network(world) {
-        state
-            .apply(&envelope, service.regions(), &service.learn)
-            .map_err(anyhow::Error::msg)?;
-    }
-    let events = events_before(world, until);
+/// Folds `events` into `state` as the job does; returns the seconds it took.
+fn fold(state: &mut State, events: &[Envelope], service: &Serviceability) -> Result<f64> {
     let started = Instant::now();
-    for envelope in &events {
+    for envelope in events {
         state
             .apply(envelope, service.regions(), &service.learn)
             .map_err(anyhow::Error::msg)?;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn learn(world: &Lanes, service: &Serviceability, until: i64) -> Result<(usize, f64)> {
+    let mut state = State::default();
+    fold(&mut state, &lanes::network(world), service)?;
+    let seconds = fold(&mut state, &events_before(world, until), service)?;
     let deliveries = state.learnt.counts.deliveries as usize;
     *service.write() = state;
     Ok((deliveries, seconds))
@@ -217,20 +217,10 @@ pub fn memory(
     let world = lanes::draw(&mut rng, deliveries, warehouses, couriers, destinations);
     let service = Serviceability::new(LearnConfig::default(), PromiseConfig::default());
     let mut state = State::default();
-    for envelope in lanes::network(&world) {
-        state
-            .apply(&envelope, service.regions(), &service.learn)
-            .map_err(anyhow::Error::msg)?;
-    }
+    fold(&mut state, &lanes::network(&world), &service)?;
     let events = events_before(&world, i64::MAX);
     let before = rss_bytes();
-    let started = Instant::now();
-    for envelope in &events {
-        state
-            .apply(envelope, service.regions(), &service.learn)
-            .map_err(anyhow::Error::msg)?;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = fold(&mut state, &events, &service)?;
     let after = rss_bytes();
     let checkpoint = serde_json::to_vec(&state)?.len();
     println!(
