@@ -296,7 +296,10 @@ pub struct Learnt {
     /// Handling samples (placed, shipped) of warehouses not registered yet.
     unregistered: BTreeMap<WarehouseId, Vec<(i64, i64)>>,
     open: Bounded<ShipmentId, Open>,
-    delivered: Bounded<ShipmentId, ()>,
+    /// Delivered shipments, as 64-bit fingerprints of their ids: a string per id cost most
+    /// of the learnt state's memory (BENCHMARKS.md). Two ids sharing a fingerprint (about one
+    /// chance in 10^7 among two million) would make the second delivery count as a duplicate.
+    delivered: Bounded<u64, ()>,
     /// Promise accuracy per courier.
     pub accuracy: BTreeMap<CourierId, Accuracy>,
     pub counts: LearnCounts,
@@ -379,7 +382,8 @@ impl Learnt {
                         .insert(shipment.shipment_id.clone(), open, config.max_open);
             }
             Event::ShipmentDelivered(delivery) => {
-                if self.delivered.contains(&delivery.shipment_id) {
+                let fingerprint = fingerprint(&delivery.shipment_id);
+                if self.delivered.contains(&fingerprint) {
                     self.counts.duplicates += 1;
                     return;
                 }
@@ -388,7 +392,7 @@ impl Learnt {
                     return;
                 };
                 self.delivered
-                    .insert(delivery.shipment_id.clone(), (), config.max_remembered);
+                    .insert(fingerprint, (), config.max_remembered);
                 let arrived = IstDate::of_instant(at);
                 let courier_id = self.couriers[usize::from(open.courier)].clone();
                 let accuracy = self.accuracy.entry(courier_id.clone()).or_default();
@@ -544,6 +548,15 @@ impl Learnt {
             self.band.len(),
         ]
     }
+}
+
+/// FNV-1a over the id's bytes: stable across builds and Rust versions, as a checkpoint needs.
+fn fingerprint(id: &ShipmentId) -> u64 {
+    id.as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// The day a warehouse starts handling an order placed at `placed_at`: that day if it works
