@@ -120,6 +120,16 @@ impl Weekday {
         Weekday::Sun,
     ];
 
+    /// Monday to Saturday: the common Indian working week.
+    pub const MON_TO_SAT: [Weekday; 6] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+    ];
+
     fn bit(self) -> u8 {
         1 << (self as u8)
     }

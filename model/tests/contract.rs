@@ -193,7 +193,7 @@ fn samples() -> Vec<Envelope> {
             pincode: pin("110001"),
             cutoff_minute: 14 * 60,
             handling_days: 1,
-            working_days: Weekday::ALL[..6].to_vec(),
+            working_days: Weekday::MON_TO_SAT.to_vec(),
             holidays: vec![IstDate::parse("2026-12-25").unwrap()],
             radius_km: None,
             restock_lead_days: 5,
@@ -202,7 +202,7 @@ fn samples() -> Vec<Envelope> {
             courier_id: id("cr-3"),
             name: "Dakshin Express".into(),
             speed: CourierSpeed::Standard,
-            working_days: Weekday::ALL[..6].to_vec(),
+            working_days: Weekday::MON_TO_SAT.to_vec(),
         }),
         Event::CoverageUpserted(
             CoverageUpserted::new(

@@ -184,7 +184,7 @@ async fn couriers(
             Speed::Standard => CourierSpeed::Standard,
             Speed::Economy => CourierSpeed::Economy,
         },
-        working_days: Weekday::ALL[..6].to_vec(),
+        working_days: Weekday::MON_TO_SAT.to_vec(),
     });
     let events: Vec<Envelope> = std::iter::once(registered)
         .chain(file.districts.into_iter().map(Event::CoverageUpserted))

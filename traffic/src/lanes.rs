@@ -42,7 +42,7 @@ fn envelope(time: i64, event: Event) -> Envelope {
 pub const CUTOFF_MINUTE: u32 = 14 * 60;
 
 fn mon_sat() -> Vec<Weekday> {
-    Weekday::ALL[..6].to_vec()
+    Weekday::MON_TO_SAT.to_vec()
 }
 
 /// The reference events: national holidays, couriers covering every pincode in `places`, and

@@ -36,15 +36,6 @@ fn out_of_delivery_area(place: &Place) -> bool {
     )
 }
 
-const MON_SAT: [Weekday; 6] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-];
-
 /// Every reference event of `world`, with the merchant (index) each belongs to: merchant 0
 /// stands in for the platform on holidays and couriers.
 pub(crate) fn reference_events(world: &World, places: &[Place]) -> Vec<(usize, Event)> {
@@ -69,7 +60,7 @@ pub(crate) fn reference_events(world: &World, places: &[Place]) -> Vec<(usize, E
                 courier_id: courier.clone(),
                 name: format!("Courier {}", index + 1),
                 speed: courier_speed(index),
-                working_days: MON_SAT.to_vec(),
+                working_days: Weekday::MON_TO_SAT.to_vec(),
             }),
         ));
         for (&district, district_places) in &by_district {
@@ -104,7 +95,7 @@ pub(crate) fn reference_events(world: &World, places: &[Place]) -> Vec<(usize, E
                 working_days: if warehouse.radius_km.is_some() {
                     Weekday::ALL.to_vec()
                 } else {
-                    MON_SAT.to_vec()
+                    Weekday::MON_TO_SAT.to_vec()
                 },
                 holidays: Vec::new(),
                 radius_km: warehouse.radius_km,

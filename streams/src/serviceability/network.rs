@@ -28,14 +28,13 @@ impl Warehouse {
     /// A warehouse as most declare themselves, for lane promises asked without one: Monday
     /// to Saturday, cut-off 14:00 IST, one handling day.
     pub fn generic(pincode: Pincode) -> Self {
-        use model::calendar::Weekday::*;
         Self {
             id: WarehouseId::new("generic"),
             merchant_id: MerchantId::new("generic"),
             pincode,
             cutoff_minute: 14 * 60,
             handling_days: 1,
-            working_days: vec![Mon, Tue, Wed, Thu, Fri, Sat],
+            working_days: model::calendar::Weekday::MON_TO_SAT.to_vec(),
             holidays: Vec::new(),
             radius_km: None,
             restock_lead_days: 0,

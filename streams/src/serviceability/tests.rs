@@ -41,15 +41,6 @@ fn envelope(time: i64, event: Event) -> Envelope {
     Envelope::new(uuid::Uuid::now_v7(), time, MerchantId::new("m-1"), event)
 }
 
-const MON_SAT: [Weekday; 6] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-];
-
 fn entry(pincode: &str) -> CoverageEntry {
     CoverageEntry {
         pincode: pin(pincode),
@@ -66,7 +57,7 @@ fn delhi_warehouse() -> WarehouseUpserted {
         pincode: pin("110001"),
         cutoff_minute: 14 * 60,
         handling_days: 1,
-        working_days: MON_SAT.to_vec(),
+        working_days: Weekday::MON_TO_SAT.to_vec(),
         holidays: vec![],
         radius_km: None,
         restock_lead_days: 5,
@@ -83,7 +74,7 @@ fn network() -> Network {
             courier_id: CourierId::new("cr-1"),
             name: "Dakshin Express".into(),
             speed: CourierSpeed::Standard,
-            working_days: MON_SAT.to_vec(),
+            working_days: Weekday::MON_TO_SAT.to_vec(),
         }),
         Event::CoverageUpserted(
             CoverageUpserted::new(CourierId::new("cr-1"), 110, vec![entry("110001")]).unwrap(),
