@@ -46,6 +46,16 @@ error_codes! {
     InvalidParameter = 400 "invalid_parameter";
     /// The body is not JSON of the documented shape; the message names the field.
     InvalidJson = 400 "invalid_json";
+    /// A search's `q` is empty, over the length limit, or has no words.
+    InvalidQuery = 400 "invalid_query";
+    /// `sort` is not one of the documented orders.
+    UnknownSort = 400 "unknown_sort";
+    /// `facets` names a facet search does not count.
+    UnknownFacet = 400 "unknown_facet";
+    /// An `attr.<name>` filter or facet names an attribute no product has.
+    UnknownAttribute = 400 "unknown_attribute";
+    /// `page` is beyond the last page of results.
+    PageOutOfRange = 400 "page_out_of_range";
     /// A collector line is not an event we accept.
     InvalidEvent = 400 "invalid_event";
     /// Order placement needs an `Idempotency-Key` header.

@@ -50,3 +50,7 @@ pub use ids::{
 pub use money::{Currency, Money};
 pub use table::Table;
 pub use topic::{Topic, TopicKind};
+
+/// The merchant id of events that belong to no one shop: a search across the whole
+/// marketplace. No API key is issued for it, so no merchant's scope ever includes them.
+pub const MARKETPLACE: &str = "marketplace";

@@ -87,6 +87,15 @@ pub(super) async fn create_merchant(
             "name must not be empty",
         ));
     }
+    if request.merchant_id.as_str() == model::MARKETPLACE {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "merchant_id {:?} is reserved for marketplace-wide searches",
+                model::MARKETPLACE
+            ),
+        ));
+    }
     let hyperlocal = match request.hyperlocal {
         Some(Hyperlocal {
             store_pincode,
