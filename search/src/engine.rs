@@ -337,6 +337,20 @@ impl Engine {
         Ok(None)
     }
 
+    /// Whether every word of `query` is an indexed term as it stands.
+    fn spelt_as_indexed(
+        &self,
+        query: &str,
+        merchant: Option<&MerchantId>,
+    ) -> Result<bool, SearchError> {
+        let searcher = self.index.searcher();
+        let typed = words(query, &self.vocabulary, merchant);
+        let plan = self
+            .planner(&searcher)
+            .plan(&typed, &Filters::default(), false)?;
+        Ok(plan.words.iter().all(|w| w.matches_exactly()))
+    }
+
     fn attribute_exists(&self, searcher: &Searcher, name: &str) -> Result<bool, SearchError> {
         let prefix = attr_term(name, "");
         for segment in searcher.segment_readers() {
@@ -384,8 +398,15 @@ impl Engine {
                     .take_while(|(query, _)| query.starts_with(&typed))
                     .collect();
                 ran.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-                for (query, _) in ran.into_iter().take(limit.div_ceil(2)) {
-                    push(query.clone(), "query", &mut out);
+                for (query, _) in ran.into_iter().take(limit) {
+                    if out.len() >= limit.div_ceil(2) {
+                        break;
+                    }
+                    // A misspelt query found results too; offer only what is spelt as the
+                    // catalog spells it.
+                    if self.spelt_as_indexed(query, merchant)? {
+                        push(query.clone(), "query", &mut out);
+                    }
                 }
             }
         }

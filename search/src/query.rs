@@ -169,6 +169,14 @@ pub struct Word {
 }
 
 impl Word {
+    /// Whether some field holds the word itself, not only a near spelling or a synonym.
+    pub fn matches_exactly(&self) -> bool {
+        self.expansions
+            .values()
+            .flatten()
+            .any(|(_, factor)| *factor >= 1.0)
+    }
+
     pub fn matches_anything(&self) -> bool {
         self.expansions.values().any(|terms| !terms.is_empty())
     }

@@ -524,3 +524,22 @@ fn suggestions_complete_from_queries_brands_and_titles() {
             .all(|s| s.kind != "title" || s.text.contains("kalaa"))
     );
 }
+
+#[test]
+fn the_prior_survives_its_checkpoint() {
+    let f = fixture();
+    click_third(&f.engine, 5);
+    let prior = f.engine.prior.read().unwrap().clone();
+    let text = serde_json::to_string(&prior).unwrap();
+    let back: Prior = serde_json::from_str(&text).unwrap();
+    let query = crate::prior::query_key("kurta");
+    for p in CATALOG {
+        let key = crate::schema::product_key(p.id);
+        assert_eq!(
+            back.boost(query, key, 0, &f.engine.prior_config),
+            prior.boost(query, key, 0, &f.engine.prior_config),
+            "{}",
+            p.id
+        );
+    }
+}

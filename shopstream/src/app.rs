@@ -51,6 +51,8 @@ pub enum Role {
     Trending,
     /// The lakehouse sink and its maintenance alone.
     Lakehouse,
+    /// Search alone: its own replica of the index, its own API.
+    Search,
 }
 
 impl Role {
@@ -142,11 +144,13 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             format!("http://{http}/v1/trending?window=5m&limit=5"),
         );
     }
+    let mut deliverability: Option<Arc<dyn model::deliver::Deliverability>> = None;
     if matches!(role, Role::Demo | Role::Serve) {
         let mut serviceability = config.serviceability.clone();
         serviceability.checkpoint_dir =
             Some(scratch.dir_or_temp(serviceability.checkpoint_dir.take(), "serviceability")?);
         let service = streams::serviceability::service(&serviceability);
+        deliverability = Some(service.clone());
         let bus = Arc::clone(&bus);
         let metrics = list.metrics();
         list.add("serviceability", |token| async move {
@@ -156,6 +160,26 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         banner.line(
             "serviceability API",
             format!("http://{http}/v1/serviceability?pincode=560034&product_id=p-000001"),
+        );
+    }
+    if role.has(Role::Search) {
+        let mut search = config.search.clone();
+        if search.dir.is_none() && role != Role::Demo {
+            bail!(
+                "search needs --data-dir DIR (or search.dir) to keep its index; each instance keeps its own"
+            );
+        }
+        search.dir = Some(scratch.dir_or_temp(search.dir.take(), "search")?);
+        let bus = Arc::clone(&bus);
+        let metrics = list.metrics();
+        let deliverability = deliverability.clone();
+        list.add("search", |token| async move {
+            search::stage(search, deliverability, bus, &metrics, token)
+        })
+        .await?;
+        banner.line(
+            "search API",
+            format!("http://{http}/v1/search?q=kurta&pincode=560034"),
         );
     }
     if role.has(Role::Lakehouse) {
@@ -290,6 +314,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         Role::Core => "orders core is running",
         Role::Trending => "trending is running",
         Role::Lakehouse => "lakehouse sink is running",
+        Role::Search => "search is running",
     };
     eprint!(
         "{title}\n{}",

@@ -23,6 +23,8 @@ pub struct Config {
     pub trending: streams::trending::TrendingConfig,
     /// Where products can go and by when, learnt from deliveries.
     pub serviceability: streams::serviceability::ServiceabilityConfig,
+    /// Product search: the index, ranking weights, the vocabulary.
+    pub search: search::SearchConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -128,6 +130,11 @@ impl Config {
             config.serviceability.checkpoint_dir = Some(dir.join("checkpoints/serviceability"));
         }
         if let Some(dir) = &config.data_dir
+            && config.search.dir.is_none()
+        {
+            config.search.dir = Some(dir.join("search"));
+        }
+        if let Some(dir) = &config.data_dir
             && config.lakehouse.dir.is_none()
             && config.lakehouse.s3.is_none()
         {
@@ -140,6 +147,7 @@ impl Config {
         config.generator.validate()?;
         config.trending.validate()?;
         config.serviceability.validate()?;
+        config.search.validate()?;
         config.lakehouse.validate()?;
         Ok(config)
     }

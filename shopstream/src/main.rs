@@ -59,6 +59,9 @@ enum StreamJob {
     Trending,
     /// The lakehouse sink: topics into Parquet tables.
     Lakehouse,
+    /// Product search: an index replica of its own and /v1/search, /v1/suggest (pincode
+    /// filters need the serviceability stage, which `serve` runs).
+    Search,
 }
 
 fn main() -> Result<()> {
@@ -80,6 +83,9 @@ fn main() -> Result<()> {
             Command::Stream {
                 job: StreamJob::Lakehouse,
             } => app::run(config, app::Role::Lakehouse).await,
+            Command::Stream {
+                job: StreamJob::Search,
+            } => app::run(config, app::Role::Search).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::SqlServer => sql::serve(config).await,
             Command::Lake { command } => sql::lake(config, command).await,

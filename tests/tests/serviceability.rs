@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use model::calendar::IstDate;
-use model::payload::{StockAdjusted, WarehouseUpserted};
-use model::{Envelope, Event, MerchantId, ProductId};
+use model::payload::WarehouseUpserted;
+use model::{Envelope, Event, MerchantId};
 use rand::SeedableRng;
 use runtime::supervisor::{self, StageList};
 use serde_json::{Value, json};
@@ -126,28 +126,6 @@ fn learnt_quantiles_match_the_generators_truth_and_promises_keep_nine_in_ten() -
     Ok(())
 }
 
-fn stock(world: &Lanes) -> Vec<Envelope> {
-    world
-        .warehouses
-        .iter()
-        .enumerate()
-        .map(|(i, (warehouse_id, _, _))| {
-            Envelope::new(
-                uuid::Uuid::now_v7(),
-                world.start,
-                MerchantId::new("m-1"),
-                Event::StockAdjusted(StockAdjusted {
-                    product_id: ProductId::new(format!("p-{i}")),
-                    warehouse_id: warehouse_id.clone(),
-                    delta: 10,
-                    on_hand: 10,
-                    reason: "receipt".into(),
-                }),
-            )
-        })
-        .collect()
-}
-
 async fn start(
     bus: Arc<bus::Bus>,
     service: Arc<Serviceability>,
@@ -174,7 +152,7 @@ async fn the_stage_learns_through_the_broker_and_answers_at_the_front_door() -> 
     let world = small_world();
     let producer = bus.producer()?;
     let mut events = lanes::network(&world);
-    events.extend(stock(&world));
+    events.extend(lanes::stock(&world));
     events.extend(lanes::events_before(&world, world.start + 150 * DAY));
     // A warehouse whose cut-off is past midnight goes to the DLQ with its reason.
     events.push(Envelope::new(

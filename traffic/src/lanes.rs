@@ -98,6 +98,28 @@ pub fn network(lanes: &Lanes) -> Vec<Envelope> {
     events.into_iter().map(|event| envelope(0, event)).collect()
 }
 
+/// Ten units of product `p-<i>` at the `i`-th warehouse, for each warehouse: stock that
+/// serviceability can promise from.
+pub fn stock(lanes: &Lanes) -> Vec<Envelope> {
+    lanes
+        .warehouses
+        .iter()
+        .enumerate()
+        .map(|(i, (warehouse_id, _, _))| {
+            envelope(
+                lanes.start,
+                Event::StockAdjusted(model::payload::StockAdjusted {
+                    product_id: model::ProductId::new(format!("p-{i}")),
+                    warehouse_id: warehouse_id.clone(),
+                    delta: 10,
+                    on_hand: 10,
+                    reason: "receipt".into(),
+                }),
+            )
+        })
+        .collect()
+}
+
 /// A world of warehouses, couriers and destination pincodes, and orders drawn from the truth
 /// over 180 days from [`Lanes::start`] (2026-01-01).
 #[derive(Debug)]
