@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use shopstream::config::Config;
 
 /// CPU seconds this process has used (user + system).
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };

@@ -8,6 +8,8 @@ mod nexmark;
 mod orderbook;
 mod orders;
 mod promise;
+mod relevance;
+mod search;
 mod stream;
 mod targets;
 

@@ -95,6 +95,13 @@ pub enum Target {
         #[arg(long)]
         memory: bool,
     },
+    /// Search: the relevance harness (NDCG@10 and recall@10 against plain BM25 over titles
+    /// and tantivy's defaults), the index build rate and size over `--products`, and
+    /// queries through the front door under `wrk`.
+    Search {
+        #[command(subcommand)]
+        part: crate::search::Part,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -110,6 +117,7 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
     match target {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
+        Target::Search { part } => crate::search::run(&config, part).await,
         Target::Promise {
             orders,
             destinations,

@@ -12,7 +12,7 @@
 //! burst; the rate follows the day (peak at 21:00 IST). Same seed and config, same events,
 //! byte for byte.
 
-mod catalog;
+pub mod catalog;
 pub mod delivery;
 mod fulfilment;
 pub mod lanes;
