@@ -8,6 +8,7 @@ mod nexmark;
 mod orderbook;
 mod orders;
 mod promise;
+mod recs;
 mod relevance;
 mod search;
 mod stream;

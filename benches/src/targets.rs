@@ -102,6 +102,13 @@ pub enum Target {
         #[command(subcommand)]
         part: crate::search::Part,
     },
+    /// Recommendations: leave-last-out HR@20 and MRR@20 per method against popularity and
+    /// plain co-occurrence, the learning rate and vector rebuild, and arroy against exact
+    /// search.
+    Recs {
+        #[command(subcommand)]
+        part: crate::recs::Part,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -118,6 +125,7 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
         Target::Search { part } => crate::search::run(&config, part).await,
+        Target::Recs { part } => crate::recs::run(part),
         Target::Promise {
             orders,
             destinations,

@@ -53,6 +53,8 @@ pub enum Role {
     Lakehouse,
     /// Search alone: its own replica of the index, its own API.
     Search,
+    /// Recommendations alone: their own replica of what is learnt, their own API.
+    Recommend,
 }
 
 impl Role {
@@ -180,6 +182,26 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         banner.line(
             "search API",
             format!("http://{http}/v1/search?q=kurta&pincode=560034"),
+        );
+    }
+    if role.has(Role::Recommend) {
+        let mut recommend = config.recommend.clone();
+        if recommend.dir.is_none() && role != Role::Demo {
+            bail!(
+                "recommendations need --data-dir DIR (or recommend.dir) to keep what they learn; each instance keeps its own"
+            );
+        }
+        recommend.dir = Some(scratch.dir_or_temp(recommend.dir.take(), "recommend")?);
+        let bus = Arc::clone(&bus);
+        let metrics = list.metrics();
+        let deliverability = deliverability.clone();
+        list.add("recommend", |token| async move {
+            recommend::stage(recommend, deliverability, bus, &metrics, token)
+        })
+        .await?;
+        banner.line(
+            "recommendations API",
+            format!("http://{http}/v1/recommendations/similar?product_id=p-000001"),
         );
     }
     if role.has(Role::Lakehouse) {
@@ -315,6 +337,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         Role::Trending => "trending is running",
         Role::Lakehouse => "lakehouse sink is running",
         Role::Search => "search is running",
+        Role::Recommend => "recommendations are running",
     };
     eprint!(
         "{title}\n{}",

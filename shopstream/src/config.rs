@@ -25,6 +25,8 @@ pub struct Config {
     pub serviceability: streams::serviceability::ServiceabilityConfig,
     /// Product search: the index, ranking weights, the vocabulary.
     pub search: search::SearchConfig,
+    /// Recommendations: what is learnt from clicks and orders, and how answers are blended.
+    pub recommend: recommend::RecommendConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -135,6 +137,11 @@ impl Config {
             config.search.dir = Some(dir.join("search"));
         }
         if let Some(dir) = &config.data_dir
+            && config.recommend.dir.is_none()
+        {
+            config.recommend.dir = Some(dir.join("recommend"));
+        }
+        if let Some(dir) = &config.data_dir
             && config.lakehouse.dir.is_none()
             && config.lakehouse.s3.is_none()
         {
@@ -148,6 +155,7 @@ impl Config {
         config.trending.validate()?;
         config.serviceability.validate()?;
         config.search.validate()?;
+        config.recommend.validate()?;
         config.lakehouse.validate()?;
         Ok(config)
     }

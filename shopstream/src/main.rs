@@ -62,6 +62,9 @@ enum StreamJob {
     /// Product search: an index replica of its own and /v1/search, /v1/suggest (pincode
     /// filters need the serviceability stage, which `serve` runs).
     Search,
+    /// Recommendations: a replica of their own of what is learnt from clicks and orders,
+    /// and /v1/recommendations/* (pincode filters need the serviceability stage).
+    Recommend,
 }
 
 fn main() -> Result<()> {
@@ -86,6 +89,9 @@ fn main() -> Result<()> {
             Command::Stream {
                 job: StreamJob::Search,
             } => app::run(config, app::Role::Search).await,
+            Command::Stream {
+                job: StreamJob::Recommend,
+            } => app::run(config, app::Role::Recommend).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::SqlServer => sql::serve(config).await,
             Command::Lake { command } => sql::lake(config, command).await,

@@ -15,6 +15,7 @@ pub mod core;
 pub mod demo;
 pub mod lake;
 pub mod postgres;
+pub mod recommend;
 pub mod tools;
 pub mod trending;
 

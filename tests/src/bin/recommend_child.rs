@@ -1,0 +1,42 @@
+//! The process `recommend.rs` kills: runs the recommendations stage against the broker and
+//! topic prefix the parent names, keeping its state in the directory it names, until
+//! SIGKILL.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use runtime::supervisor::{self, StageList};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(bootstrap), Some(prefix), Some(dir)) = (args.next(), args.next(), args.next()) else {
+        bail!("usage: recommend_child BOOTSTRAP TOPIC_PREFIX DIR (started by recommend.rs)");
+    };
+    // A killed member holds its partitions until its session times out; a short session
+    // and a static member id keep the restarts from waiting for it.
+    let bus = Arc::new(bus::Bus::connect(bus::BusConfig {
+        bootstrap_servers: Some(bootstrap),
+        topic_prefix: prefix,
+        properties: [
+            ("session.timeout.ms".to_owned(), "6000".to_owned()),
+            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
+            // Static membership: a restarted child takes its partitions over at once.
+            ("group.instance.id".to_owned(), "recommend-child".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+        ..bus::BusConfig::default()
+    })?);
+    let config = testkit::recommend::config(dir.into());
+    let mut list = StageList::default();
+    let metrics = list.metrics();
+    list.add("recommend", |token| async move {
+        recommend::stage(config, None, bus, &metrics, token)
+    })
+    .await?;
+    let running = supervisor::spawn_local(list).await?;
+    // Runs until it is killed; a stage failure ends the child with its error.
+    running.task.await??;
+    Ok(())
+}
