@@ -14,8 +14,8 @@ use model::{Envelope, Event, MerchantId, Money, ProductId, SessionId, WarehouseI
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recommend::embed;
-use recommend::engine::{Asked, Engine, Filters, ServeConfig};
-use recommend::learn::{GLOBAL, LearnConfig, Learner};
+use recommend::engine::{Asked, Engine, Filters};
+use recommend::learn::{GLOBAL, Learner};
 use recommend::vectors::Store;
 
 #[derive(Debug, clap::Subcommand)]
@@ -43,10 +43,13 @@ pub enum Part {
         dimensions: usize,
         #[arg(long, default_value_t = 1_000)]
         queries: usize,
+        /// Query effort: multiples of arroy's default nodes inspected, comma-separated.
+        #[arg(long, default_value = "1,4,16,64")]
+        oversampling: String,
     },
 }
 
-pub fn run(part: Part) -> Result<()> {
+pub fn run(config: &shopstream::config::Config, part: Part) -> Result<()> {
     match part {
         Part::Offline {
             sessions,
@@ -58,13 +61,21 @@ pub fn run(part: Part) -> Result<()> {
                 Some(path) => read_sessions(&path)?,
                 None => generate(sessions, products, seed),
             };
-            offline(&sessions)
+            offline(&sessions, &config.recommend)
         }
         Part::Ann {
             vectors,
             dimensions,
             queries,
-        } => ann(vectors, dimensions, queries),
+            oversampling,
+        } => {
+            let factors = oversampling
+                .split(',')
+                .map(|f| f.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .context("--oversampling takes whole numbers, e.g. 1,4,16")?;
+            ann(vectors, dimensions, queries, &factors)
+        }
     }
 }
 
@@ -177,11 +188,11 @@ impl Score {
     }
 }
 
-fn offline(sessions: &[Session]) -> Result<()> {
+fn offline(sessions: &[Session], settings: &recommend::RecommendConfig) -> Result<()> {
     let split = sessions.len() * 9 / 10;
     let (train, test) = sessions.split_at(split);
     let products: HashSet<&String> = sessions.iter().flatten().map(|(p, _)| p).collect();
-    let config = LearnConfig::default();
+    let config = settings.learn.clone();
 
     // Learn the catalog and the training sessions, timing the fold of the views.
     let mut learner = Learner::default();
@@ -254,6 +265,7 @@ fn offline(sessions: &[Session]) -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
+    store.set_oversampling(settings.vector_oversampling);
     let started = Instant::now();
     let edges = learner.viewed.edges(learner.now, config.decay());
     let vectors = embed::embed(&edges, 32, 42);
@@ -269,7 +281,7 @@ fn offline(sessions: &[Session]) -> Result<()> {
         learner: std::sync::Arc::new(std::sync::RwLock::new(learner)),
         vectors: std::sync::Arc::new(store),
         learn: config.clone(),
-        serve: ServeConfig::default(),
+        serve: settings.serve.clone(),
         deliverability: None,
     };
     let asked = Asked {
@@ -408,7 +420,7 @@ fn clustered(vectors: usize, dimensions: usize) -> Vec<(u32, Vec<f32>)> {
         .collect()
 }
 
-fn ann(count: usize, dimensions: usize, queries: usize) -> Result<()> {
+fn ann(count: usize, dimensions: usize, queries: usize, factors: &[usize]) -> Result<()> {
     let vectors = clustered(count, dimensions);
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
@@ -423,15 +435,8 @@ fn ann(count: usize, dimensions: usize, queries: usize) -> Result<()> {
         .map(|_| rng.random_range(0..count as u32))
         .collect();
     let started = Instant::now();
-    let mut approximate = Vec::with_capacity(queries);
+    let mut truths = Vec::with_capacity(queries);
     for item in &picks {
-        let found = store.nearest_to_item(*item, 10)?.unwrap_or_default();
-        approximate.push(found.into_iter().map(|(n, _)| n).collect::<HashSet<u32>>());
-    }
-    let ann_seconds = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let mut recall = 0.0;
-    for (item, found) in picks.iter().zip(&approximate) {
         let query = &vectors[*item as usize].1;
         let mut exact: Vec<(u32, f32)> = vectors
             .iter()
@@ -439,15 +444,37 @@ fn ann(count: usize, dimensions: usize, queries: usize) -> Result<()> {
             .map(|(n, v)| (*n, v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>()))
             .collect();
         exact.select_nth_unstable_by(9, |a, b| b.1.total_cmp(&a.1));
-        let truth: HashSet<u32> = exact[..10].iter().map(|(n, _)| *n).collect();
-        recall += truth.intersection(found).count() as f64 / 10.0;
+        truths.push(
+            exact[..10]
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<HashSet<u32>>(),
+        );
     }
     let exact_seconds = started.elapsed().as_secs_f64();
     println!(
-        "recall@10 {:.3} over {queries} queries; arroy {:.0} queries/s, exact brute force {:.1} queries/s (one thread)",
-        recall / queries as f64,
-        queries as f64 / ann_seconds,
+        "exact brute force: {:.1} queries/s (one thread)",
         queries as f64 / exact_seconds
     );
+    for &factor in factors {
+        store.set_oversampling(factor);
+        let started = Instant::now();
+        let mut recall = 0.0;
+        for (item, truth) in picks.iter().zip(&truths) {
+            let found: HashSet<u32> = store
+                .nearest_to_item(*item, 10)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            recall += truth.intersection(&found).count() as f64 / 10.0;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "arroy, oversampling {factor}: recall@10 {:.3} over {queries} queries, {:.0} queries/s (one thread)",
+            recall / queries as f64,
+            queries as f64 / seconds
+        );
+    }
     Ok(())
 }

@@ -209,7 +209,14 @@ async fn start_search(config: &Config, dir: &Path) -> Result<(supervisor::Runnin
         search::stage(search, None, stage_bus, &metrics, token)
     })
     .await?;
-    Ok((supervisor::spawn_local(list).await?, bus))
+    // The configured front door (so `--set http.per_address_per_second=...` applies: wrk is
+    // one client address), on a free port.
+    let front = runtime::http::FrontConfig {
+        listen: "127.0.0.1:0".to_owned(),
+        ..config.http.clone()
+    };
+    let listener = supervisor::bind(&front).await?;
+    Ok((supervisor::spawn(front, listener, list)?, bus))
 }
 
 async fn queries(
@@ -288,11 +295,15 @@ async fn freshness(config: &Config, samples: usize) -> Result<()> {
         let url = format!("{base}/v1/search?q={token}&facets=brand");
         loop {
             let answer: serde_json::Value = http.get(&url).send().await?.json().await?;
-            if answer["total"] == 1 {
+            let shown = answer["hits"].as_array().is_some_and(|hits| {
+                hits.iter()
+                    .any(|h| h["product_id"].as_str() == Some(&format!("probe-{i}")))
+            });
+            if shown {
                 break;
             }
             if sent.elapsed() > Duration::from_secs(30) {
-                bail!("{token} not visible after 30 s");
+                bail!("{token} not visible after 30 s; the last answer: {answer}");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

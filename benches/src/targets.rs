@@ -125,7 +125,7 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
         Target::Search { part } => crate::search::run(&config, part).await,
-        Target::Recs { part } => crate::recs::run(part),
+        Target::Recs { part } => crate::recs::run(&config, part),
         Target::Promise {
             orders,
             destinations,

@@ -34,6 +34,7 @@ pub use config::LakeConfig;
 pub use storage::Storage;
 
 use model::Table;
+pub(crate) use runtime::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -80,11 +81,4 @@ impl From<datafusion::error::DataFusionError> for LakeError {
     fn from(error: datafusion::error::DataFusionError) -> Self {
         LakeError::Sql(error.to_string())
     }
-}
-
-/// Processing time in UTC ms: commit stamps and orphan ages, never event time.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

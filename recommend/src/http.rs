@@ -2,6 +2,7 @@
 //! unknown ids are not errors (they get the cold-start answer). Answers are computed off the
 //! I/O threads, at most `max_in_flight` at once; the rest get 503 with Retry-After.
 
+use runtime::now_ms;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -11,7 +12,7 @@ use axum::{Json, Router};
 use model::api::ErrorCode;
 use model::limits::NAME_CHARS;
 use model::{CustomerId, MerchantId, Pincode, ProductId, SessionId};
-use runtime::http::{ApiError, parse_json};
+use runtime::http::{ApiError, parse_json, query_pairs};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
@@ -52,12 +53,6 @@ struct ApiDoc;
 
 pub(crate) fn api() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// An id as the API accepts it: 1-100 characters, no spaces or control characters.
@@ -117,8 +112,7 @@ fn exclusions(text: &str, into: &mut Vec<ProductId>) -> Result<(), ApiError> {
 /// The query string's parameters: the one id this route is about (`subject`), and the
 /// filters every route takes.
 fn parse(raw: Option<&str>, subject: &str) -> Result<(Option<String>, Asked), ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
-        .map_err(|e| ApiError::invalid(format!("query string: {e}")))?;
+    let pairs = query_pairs(raw)?;
     let mut asked = Asked {
         limit: 10,
         filters: Filters {
@@ -196,11 +190,7 @@ async fn bounded(
     tag = "recommendations",
     params(
         ("product_id" = String, Query, description = "the product on the page (unknown ids get trending items)"),
-        ("limit" = Option<u32>, Query, description = "most items, 1-100 (default 10)"),
-        ("merchant_id" = Option<String>, Query, description = "only this shop's products"),
-        ("pincode" = Option<String>, Query, description = "only what can be delivered there; adds deliverable_by"),
-        ("in_stock" = Option<bool>, Query, description = "only products in stock (default true)"),
-        ("exclude" = Option<String>, Query, description = "product ids not to show, comma-separated (at most 100)"),
+        Filtering,
     ),
     responses(
         (status = 200, description = "`{known, items: [{product_id, score, source, deliverable_by?}]}`; `source` is co_visitation, embedding, bought_together, session, for_you, trending_category or trending_global; `known` is false when the answer is the cold-start fallback", content_type = "application/json"),
@@ -224,11 +214,7 @@ async fn similar(
     tag = "recommendations",
     params(
         ("product_id" = String, Query, description = "the product in the cart or on the page"),
-        ("limit" = Option<u32>, Query, description = "most items, 1-100 (default 10)"),
-        ("merchant_id" = Option<String>, Query, description = "only this shop's products"),
-        ("pincode" = Option<String>, Query, description = "only what can be delivered there; adds deliverable_by"),
-        ("in_stock" = Option<bool>, Query, description = "only products in stock (default true)"),
-        ("exclude" = Option<String>, Query, description = "product ids not to show, comma-separated"),
+        Filtering,
     ),
     responses(
         (status = 200, description = "`{known, items: [{product_id, score, source, deliverable_by?}]}`; `source` is co_visitation, embedding, bought_together, session, for_you, trending_category or trending_global; `known` is false when the answer is the cold-start fallback", content_type = "application/json"),
@@ -246,6 +232,24 @@ async fn bought_together(
         engine.bought_together(&product, &asked)
     })
     .await
+}
+
+/// The filters every route takes, for the OpenAPI document; `parse` reads them (strictly,
+/// naming an unknown one), so the struct itself is never built.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct Filtering {
+    /// Most items, 1-100 (default 10).
+    limit: Option<u32>,
+    /// Only this shop's products.
+    merchant_id: Option<String>,
+    /// Only what can be delivered there; adds `deliverable_by`.
+    pincode: Option<String>,
+    /// Only products in stock (default true).
+    in_stock: Option<bool>,
+    /// Product ids not to show, comma-separated (at most 100).
+    exclude: Option<String>,
 }
 
 /// A session's items, as the storefront knows them.
@@ -317,11 +321,7 @@ async fn session(
     tag = "recommendations",
     params(
         ("session_id" = String, Query, description = "the storefront's session id (unknown sessions get trending items)"),
-        ("limit" = Option<u32>, Query, description = "most items, 1-100 (default 10)"),
-        ("merchant_id" = Option<String>, Query, description = "only this shop's products"),
-        ("pincode" = Option<String>, Query, description = "only what can be delivered there; adds deliverable_by"),
-        ("in_stock" = Option<bool>, Query, description = "only products in stock (default true)"),
-        ("exclude" = Option<String>, Query, description = "product ids not to show, comma-separated"),
+        Filtering,
     ),
     responses(
         (status = 200, description = "`{known, items: [{product_id, score, source, deliverable_by?}]}`; `source` is co_visitation, embedding, bought_together, session, for_you, trending_category or trending_global; `known` is false when the answer is the cold-start fallback", content_type = "application/json"),
@@ -346,11 +346,7 @@ async fn live_session(
     tag = "recommendations",
     params(
         ("customer_id" = String, Query, description = "the signed-in customer (unknown customers get trending items)"),
-        ("limit" = Option<u32>, Query, description = "most items, 1-100 (default 10)"),
-        ("merchant_id" = Option<String>, Query, description = "only this shop's products"),
-        ("pincode" = Option<String>, Query, description = "only what can be delivered there; adds deliverable_by"),
-        ("in_stock" = Option<bool>, Query, description = "only products in stock (default true)"),
-        ("exclude" = Option<String>, Query, description = "product ids not to show, comma-separated"),
+        Filtering,
     ),
     responses(
         (status = 200, description = "`{known, items: [{product_id, score, source, deliverable_by?}]}`; `source` is co_visitation, embedding, bought_together, session, for_you, trending_category or trending_global; `known` is false when the answer is the cold-start fallback", content_type = "application/json"),

@@ -109,6 +109,7 @@ impl Job {
         learner.ids.reindex();
         let positions = learner.positions.clone();
         let vectors = Arc::new(Store::open(&dir.join("vectors"))?);
+        vectors.set_oversampling(config.vector_oversampling);
         let job = "recommend";
         let gauges = Gauges {
             items: registry.gauge(
@@ -181,7 +182,7 @@ impl Job {
     }
 
     fn apply(&self, record: &InRecord) -> Result<Applied, RecommendError> {
-        let position = format!("{}/{}", record.topic_name, record.partition);
+        let position = driver::position_key(&record.topic_name, record.partition);
         if !self.write().take(&position, record.offset) {
             self.metrics.replayed_skipped.inc();
             return Ok(Applied::Done);
@@ -231,18 +232,7 @@ impl Job {
             set(&self.gauges.customers, sizes.customers);
             *lock(&self.saved) = (Instant::now(), saved.learner.positions);
         }
-        Ok(lock(&self.saved)
-            .1
-            .iter()
-            .filter_map(|(key, next)| {
-                let (topic_name, partition) = key.rsplit_once('/')?;
-                Some(Position {
-                    topic_name: topic_name.to_owned(),
-                    partition: partition.parse().ok()?,
-                    next_offset: *next,
-                })
-            })
-            .collect())
+        Ok(driver::positions_of(&lock(&self.saved).1))
     }
 
     /// Rebuilds the item vectors from the viewed-together graph and swaps them in.
@@ -281,37 +271,18 @@ impl Job {
     }
 
     fn set_lag(&self, ends: &[(TopicPartition, i64)]) {
-        let positions = self
+        let learner = self
             .learner
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .positions
-            .clone();
-        let lag: Vec<(String, i32, i64)> = ends
-            .iter()
-            .map(|(partition, end)| {
-                let key = format!("{}/{}", partition.topic, partition.partition);
-                let next = positions.get(&key).copied().unwrap_or(0);
-                (
-                    partition.topic.clone(),
-                    partition.partition,
-                    (end - next).max(0),
-                )
-            })
-            .collect();
-        let behind = lag
-            .iter()
-            .filter(|(_, _, lag)| *lag > self.config.ready_max_lag)
-            .max_by_key(|(_, _, lag)| *lag);
-        match behind {
-            _ if lag.is_empty() => self.readiness.set_not_ready("no partition assigned yet"),
-            Some((topic, partition, behind)) => self.readiness.set_not_ready(format!(
-                "{topic}[{partition}] is {behind} records behind (recommend.ready_max_lag = {})",
-                self.config.ready_max_lag
-            )),
-            None => self.readiness.set_ready(),
-        }
-        self.metrics.set_lag(lag);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        driver::report_lag(
+            ends,
+            |key| learner.positions.get(key).copied(),
+            self.config.ready_max_lag,
+            "recommend.ready_max_lag",
+            &self.readiness,
+            &self.metrics,
+        );
     }
 }
 
@@ -395,11 +366,14 @@ pub(crate) async fn run(
         let shutdown = shutdown.clone();
         async move {
             let every = Duration::from_millis(job.config.rebuild_interval_ms.max(100));
+            let mut due = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // A rebuild that overran is not followed by a burst of catch-up rebuilds.
+            due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // Ends only by failing: on shutdown it waits for the consumer to finish.
                 tokio::select! {
                     () = shutdown.cancelled() => std::future::pending::<()>().await,
-                    () = tokio::time::sleep(every) => {}
+                    _ = due.tick() => {}
                 }
                 let job = Arc::clone(&job);
                 match runtime::cpu::run(move || job.rebuild()).await {

@@ -5,7 +5,9 @@
 
 #![allow(unsafe_code)]
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -41,6 +43,9 @@ pub struct Rebuilt {
 pub struct Store {
     dir: PathBuf,
     current: RwLock<Option<Arc<Built>>>,
+    /// How many times arroy's default number of tree nodes a query inspects: recall bought
+    /// with time (`shopstream-bench recs ann` measures both).
+    oversampling: AtomicUsize,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,6 +75,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_owned(),
             current: RwLock::new(None),
+            oversampling: AtomicUsize::new(1),
         })
     }
 
@@ -78,6 +84,14 @@ impl Store {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    pub fn set_oversampling(&self, factor: usize) {
+        self.oversampling.store(factor.max(1), Ordering::Relaxed);
+    }
+
+    fn effort(&self) -> NonZeroUsize {
+        NonZeroUsize::new(self.oversampling.load(Ordering::Relaxed)).unwrap_or(NonZeroUsize::MIN)
     }
 
     pub fn generation(&self) -> u64 {
@@ -177,6 +191,7 @@ impl Store {
             .map_err(|e| failed("vector store", e))?;
         let found = reader
             .nns(count + 1)
+            .oversampling(self.effort())
             .by_item(&rtxn, item)
             .map_err(|e| failed("vector search", e))?;
         Ok(found.map(|list| {
@@ -208,6 +223,7 @@ impl Store {
             .map_err(|e| failed("vector store", e))?;
         let found = reader
             .nns(count)
+            .oversampling(self.effort())
             .by_vector(&rtxn, vector)
             .map_err(|e| failed("vector search", e))?;
         Ok(found

@@ -234,3 +234,58 @@ async fn next_tick(interval: &mut Option<Interval>) -> Option<()> {
         None => std::future::pending().await,
     }
 }
+
+/// The key a job keeps one partition's position under: `topic/partition`.
+pub fn position_key(topic_name: &str, partition: i32) -> String {
+    format!("{topic_name}/{partition}")
+}
+
+/// Positions kept as `topic/partition` -> next offset, as [`Job::flush`] reports them.
+pub fn positions_of(kept: &std::collections::BTreeMap<String, i64>) -> Vec<Position> {
+    kept.iter()
+        .filter_map(|(key, next)| {
+            let (topic_name, partition) = key.rsplit_once('/')?;
+            Some(Position {
+                topic_name: topic_name.to_owned(),
+                partition: partition.parse().ok()?,
+                next_offset: *next,
+            })
+        })
+        .collect()
+}
+
+/// Reports each assigned partition's lag (its log end minus `next`, the first offset the
+/// job has not applied) on `metrics`, and readiness: ready once no partition is more than
+/// `max_lag` records behind; `setting` names that knob in the reason it is not.
+pub fn report_lag(
+    ends: &[(TopicPartition, i64)],
+    next: impl Fn(&str) -> Option<i64>,
+    max_lag: i64,
+    setting: &str,
+    readiness: &crate::Readiness,
+    metrics: &crate::metrics::Metrics,
+) {
+    let lag: Vec<(String, i32, i64)> = ends
+        .iter()
+        .map(|(partition, end)| {
+            let next = next(&position_key(&partition.topic, partition.partition)).unwrap_or(0);
+            (
+                partition.topic.clone(),
+                partition.partition,
+                (end - next).max(0),
+            )
+        })
+        .collect();
+    let behind = lag
+        .iter()
+        .filter(|(_, _, lag)| *lag > max_lag)
+        .max_by_key(|(_, _, lag)| *lag);
+    match behind {
+        _ if lag.is_empty() => readiness.set_not_ready("no partition assigned yet"),
+        Some((topic, partition, behind)) => readiness.set_not_ready(format!(
+            "{topic}[{partition}] is {behind} records behind ({setting} = {max_lag})"
+        )),
+        None => readiness.set_ready(),
+    }
+    metrics.set_lag(lag);
+}

@@ -44,3 +44,11 @@ pub mod watermark;
 pub mod window;
 
 pub use stage::{Readiness, Stage, StageError};
+
+/// Processing time in UTC ms (wall clock): commit stamps, promises, request times; never
+/// event time, which comes with the event.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -3,6 +3,7 @@
 //! 503 with Retry-After rather than a queue); every answered search is published as
 //! `search.performed` with the ids shown, in order.
 
+use runtime::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use model::api::ErrorCode;
 use model::payload::SearchPerformed;
 use model::{CustomerId, Envelope, Event, MARKETPLACE, MerchantId, Pincode, SessionId, codec};
 use prometheus_client::metrics::counter::Counter;
-use runtime::http::ApiError;
+use runtime::http::{ApiError, query_pairs};
 use runtime::metrics::Registry;
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
@@ -71,18 +72,6 @@ struct ApiDoc;
 
 pub(crate) fn api() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The query string as name and value pairs, in order.
-fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(raw.unwrap_or_default())
-        .map_err(|e| ApiError::invalid(format!("query string: {e}")))
 }
 
 /// Comma-separated values, trimmed, empty ones dropped.
@@ -150,7 +139,7 @@ fn parse_search(
     let mut q = None;
     let mut shopper = Shopper::default();
     let mut shown_filters = BTreeMap::new();
-    for (name, value) in pairs(raw)? {
+    for (name, value) in query_pairs(raw)? {
         match name.as_str() {
             "q" => q = Some(value.clone()),
             "merchant_id" => {
@@ -424,7 +413,7 @@ async fn suggest(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Suggestions>, ApiError> {
     let (mut q, mut merchant, mut limit) = (None, None, 10);
-    for (name, value) in pairs(raw.as_deref())? {
+    for (name, value) in query_pairs(raw.as_deref())? {
         match name.as_str() {
             "q" => q = Some(value),
             "merchant_id" => merchant = Some(MerchantId::new(non_empty(&name, &value)?)),

@@ -144,7 +144,7 @@ impl Job {
     }
 
     fn apply(&self, record: &InRecord) -> Result<Applied, SearchError> {
-        let position = format!("{}/{}", record.topic_name, record.partition);
+        let position = driver::position_key(&record.topic_name, record.partition);
         let fresh = if indexes(record.topic) {
             lock(&self.indexer).take(&position, record.offset)
         } else {
@@ -222,56 +222,28 @@ impl Job {
         self.gauges
             .disk_bytes
             .set(i64::try_from(self.index.disk_bytes()).unwrap_or(i64::MAX));
-        Ok(positions
-            .into_iter()
-            .filter_map(|(key, next)| {
-                let (topic_name, partition) = key.rsplit_once('/')?;
-                Some(Position {
-                    topic_name: topic_name.to_owned(),
-                    partition: partition.parse().ok()?,
-                    next_offset: next,
-                })
-            })
-            .collect())
+        Ok(driver::positions_of(&positions))
     }
 
     fn set_lag(&self, ends: &[(TopicPartition, i64)]) {
         let index_positions = lock(&self.indexer).payload.positions.clone();
-        let prior_positions = self
+        let prior = self
             .prior
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .positions
-            .clone();
-        let lag: Vec<(String, i32, i64)> = ends
-            .iter()
-            .map(|(partition, end)| {
-                let key = format!("{}/{}", partition.topic, partition.partition);
-                let next = index_positions
-                    .get(&key)
-                    .or_else(|| prior_positions.get(&key))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        driver::report_lag(
+            ends,
+            |key| {
+                index_positions
+                    .get(key)
+                    .or_else(|| prior.positions.get(key))
                     .copied()
-                    .unwrap_or(0);
-                (
-                    partition.topic.clone(),
-                    partition.partition,
-                    (end - next).max(0),
-                )
-            })
-            .collect();
-        let behind = lag
-            .iter()
-            .filter(|(_, _, lag)| *lag > self.config.ready_max_lag)
-            .max_by_key(|(_, _, lag)| *lag);
-        match behind {
-            _ if lag.is_empty() => self.readiness.set_not_ready("no partition assigned yet"),
-            Some((topic, partition, behind)) => self.readiness.set_not_ready(format!(
-                "{topic}[{partition}] is {behind} records behind (search.ready_max_lag = {})",
-                self.config.ready_max_lag
-            )),
-            None => self.readiness.set_ready(),
-        }
-        self.metrics.set_lag(lag);
+            },
+            self.config.ready_max_lag,
+            "search.ready_max_lag",
+            &self.readiness,
+            &self.metrics,
+        );
     }
 }
 

@@ -411,8 +411,22 @@ pub fn expand(
             *found.entry(term.to_owned()).or_default() += stream.value().doc_freq;
         }
     }
+    // Fewest edits first, then the most frequent: with many terms in reach, the cap must never
+    // drop the word as typed (or its completions) in favour of typos of it.
+    let edits = |term: &str| {
+        if prefix {
+            usize::from(!term.starts_with(word))
+        } else {
+            text::edit_distance(word, term)
+        }
+    };
     let mut found: Vec<(String, u32)> = found.into_iter().collect();
-    found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    found.sort_by(|a, b| {
+        edits(&a.0)
+            .cmp(&edits(&b.0))
+            .then(b.1.cmp(&a.1))
+            .then_with(|| a.0.cmp(&b.0))
+    });
     found.truncate(cap);
     Ok(found)
 }

@@ -543,3 +543,38 @@ fn the_prior_survives_its_checkpoint() {
         );
     }
 }
+
+#[test]
+fn the_word_as_typed_is_never_crowded_out_by_its_typos() {
+    // 40 titles within two edits of each other: more than `max_expansions` (30) terms are in
+    // reach of any one of them, and the one typed must still be found, first.
+    let mut f = fixture();
+    for i in 0..40usize {
+        assert!(f.indexer.take("catalog/1", i as i64));
+        let probe = envelope(
+            100 + i,
+            "m-9",
+            Event::ProductUpserted(ProductUpserted {
+                product_id: ProductId::new(format!("probe-{i}")),
+                category: "home".into(),
+                brand: "Probe".into(),
+                title: format!("Probe Lamp zqprobe{i}x"),
+                description: String::new(),
+                attributes: BTreeMap::new(),
+                price: Money::inr(10_000),
+            }),
+        );
+        f.indexer.apply(&probe).unwrap();
+    }
+    f.indexer.commit().unwrap();
+    for i in [0usize, 19, 37, 39] {
+        let mut request = ask(&format!("zqprobe{i}x"));
+        request.filters.in_stock = None;
+        let found = ids(&f.engine, &request);
+        assert_eq!(
+            found.first().map(String::as_str),
+            Some(format!("probe-{i}").as_str()),
+            "{found:?}"
+        );
+    }
+}

@@ -68,6 +68,16 @@ async fn planted_neighbours_are_learnt_from_the_broker_and_new_pairs_show_up() -
     let mut events = catalog(40);
     events.extend(planted_sessions(40, 400, 1));
     testkit::produce_all(&producer, &events).await?;
+    // One record no stage can read: it must reach the DLQ with its bytes and a reason.
+    let garbage = b"{\"event_type\": \"click.product_viewed\", oops";
+    producer
+        .send(bus::OutRecord {
+            topic: Topic::Clicks,
+            key: b"s-garbage",
+            payload: garbage,
+            headers: &[],
+        })
+        .await?;
     let dir = tempfile::tempdir()?;
     let running = start(Arc::clone(&bus), dir.path()).await?;
     let base = format!("http://{}/v1/recommendations", running.addr);
@@ -163,6 +173,12 @@ async fn planted_neighbours_are_learnt_from_the_broker_and_new_pairs_show_up() -
     )
     .await?;
     running.stop().await?;
+
+    let dlq = bus.consumer("dlq-reader", &[Topic::Dlq], Arc::new(bus::NoHook), &[])?;
+    let dead = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await??;
+    ensure!(dead.payload.as_deref() == Some(&garbage[..]));
+    ensure!(dead.header("reason") == Some(&b"malformed_json"[..]));
+    ensure!(dead.header("stage") == Some(&b"recommend"[..]));
     Ok(())
 }
 

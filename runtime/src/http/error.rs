@@ -62,6 +62,13 @@ impl IntoResponse for ApiError {
 }
 
 /// Parses a JSON body strictly, naming the field that is wrong.
+/// A query string as name and value pairs, in order (repeated names kept); a string that
+/// cannot be decoded is a 400 naming the problem.
+pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|e| ApiError::invalid(format!("query string: {e}")))
+}
+
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer)

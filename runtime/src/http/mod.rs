@@ -6,5 +6,5 @@ mod document;
 mod error;
 pub mod front;
 
-pub use error::{ApiError, parse_json};
+pub use error::{ApiError, parse_json, query_pairs};
 pub use front::{AddressLimiter, ClientAddress, FrontConfig};

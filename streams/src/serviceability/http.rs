@@ -1,5 +1,6 @@
 //! `GET|POST /v1/serviceability`, `GET /v1/promise` and `GET /v1/promise/accuracy`.
 
+use runtime::now_ms;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -51,12 +52,6 @@ struct ApiDoc;
 
 pub(super) fn api() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn pincode(field: &str, text: Option<&str>) -> Result<Pincode, ApiError> {

@@ -311,35 +311,15 @@ impl Job {
     }
 
     fn set_lag(&self, ends: &[(TopicPartition, i64)]) {
-        let lag: Vec<(String, i32, i64)> = {
-            let state = self.service.read();
-            ends.iter()
-                .map(|(partition, end)| {
-                    let key = format!("{}/{}", partition.topic, partition.partition);
-                    let next = state.positions.get(&key).copied().unwrap_or(0);
-                    (
-                        partition.topic.clone(),
-                        partition.partition,
-                        (end - next).max(0),
-                    )
-                })
-                .collect()
-        };
-        let behind = lag
-            .iter()
-            .filter(|(_, _, lag)| *lag > self.config.ready_max_lag)
-            .max_by_key(|(_, _, lag)| *lag);
-        match behind {
-            _ if lag.is_empty() => self
-                .readiness
-                .set_not_ready("no partition assigned yet"),
-            Some((topic, partition, behind)) => self.readiness.set_not_ready(format!(
-                "{topic}[{partition}] is {behind} records behind (serviceability.ready_max_lag = {})",
-                self.config.ready_max_lag
-            )),
-            None => self.readiness.set_ready(),
-        }
-        self.metrics.set_lag(lag);
+        let state = self.service.read();
+        driver::report_lag(
+            ends,
+            |key| state.positions.get(key).copied(),
+            self.config.ready_max_lag,
+            "serviceability.ready_max_lag",
+            &self.readiness,
+            &self.metrics,
+        );
     }
 }
 

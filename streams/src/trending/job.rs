@@ -16,6 +16,7 @@
 //! Nothing here blocks the consumer's poll for long: the rebalance hook's flush is a wait for
 //! acknowledgements of a few records, then small file writes.
 
+pub(super) use runtime::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -172,13 +173,6 @@ impl TrendingConfig {
             max_products_per_pane: self.max_products_per_pane,
         }
     }
-}
-
-/// Processing time in UTC ms. The only clock the job reads; operators get times as arguments.
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[derive(Debug)]
