@@ -405,14 +405,18 @@ async fn clicks_move_a_result_up_and_a_restart_resumes_the_index() -> Result<()>
             "{id}: the prior was not restored: {resumed} against {before} (and {after})"
         );
     }
-    // Two seconds is ten commit intervals: long enough for a reindex to show if one began.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    // Once every partition reports no lag, the restarted consumer has read all there was:
+    // a reindex would have applied the catalog again by then.
+    let metrics = testkit::wait_until(Duration::from_secs(30), "no lag after the restart", || {
+        let (http, url) = (http.clone(), format!("{base}/metrics"));
+        async move {
+            let metrics = http.get(url).send().await?.text().await?;
+            let reported = metrics.contains("shopstream_consumer_lag_records{job=\"search\"");
+            let lag = testkit::demo::metric_sum(&metrics, "shopstream_consumer_lag_records");
+            Ok((reported && lag == 0.0).then_some(metrics))
+        }
+    })
+    .await?;
     let indexed_again = testkit::demo::metric_sum(&metrics, "shopstream_events_in_total");
     ensure!(
         indexed_again < 4.0,
