@@ -51,6 +51,7 @@ pub(crate) async fn start_core(
     let (stage, _) = ingest::service::stage(
         core_config,
         store.path().to_owned(),
+        None,
         Arc::clone(&bus),
         &runtime::metrics::Registry::default(),
         token.clone(),

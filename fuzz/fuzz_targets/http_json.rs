@@ -4,7 +4,7 @@
 
 use ingest::http::requests::{
     AddressRequest, CancelRequest, KeyRequest, MerchantRequest, PlaceOrder, ProductRequest,
-    RefundRequest, ShipRequest, StockRequest,
+    RefundRequest, ShipRequest, StockRequest, WarehouseRequest,
 };
 use ingest::http::{ApiError, parse_json};
 use libfuzzer_sys::fuzz_target;
@@ -35,4 +35,5 @@ fuzz_target!(|body: &[u8]| {
     check::<AddressRequest>(body);
     check::<RefundRequest>(body);
     check::<ShipRequest>(body);
+    check::<WarehouseRequest>(body);
 });

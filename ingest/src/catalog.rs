@@ -39,6 +39,9 @@ pub enum CatalogError {
     /// Product ids are one namespace across the platform; the owner is not named.
     #[error("product id {0} is already in use on the platform; choose another id")]
     IdTaken(ProductId),
+    /// Warehouse ids too (the logistics topic is keyed by them); the owner is not named.
+    #[error("warehouse id {0} is already in use on the platform; choose another id")]
+    WarehouseIdTaken(WarehouseId),
     #[error("stock of {product_id}: {source}")]
     Stock {
         product_id: ProductId,
@@ -255,6 +258,7 @@ impl CatalogError {
             CatalogError::UnknownMerchant(_) => ErrorCode::UnknownMerchant,
             CatalogError::UnknownProduct(_) => ErrorCode::UnknownProduct,
             CatalogError::IdTaken(_) => ErrorCode::ProductIdTaken,
+            CatalogError::WarehouseIdTaken(_) => ErrorCode::WarehouseIdTaken,
             CatalogError::Stock { .. } => ErrorCode::InvalidStockChange,
         }
     }

@@ -25,6 +25,7 @@ pub mod domain;
 pub mod http;
 pub mod import;
 pub mod lifecycle;
+pub mod logistics;
 pub mod notify;
 pub mod orders;
 pub mod outbox;

@@ -6,6 +6,8 @@ use model::api::ErrorCode;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use model::calendar::IstDate;
+use model::deliver::Deliverability;
 use model::geo::Directory;
 use model::payload::{OrderLine, OrderPlaced, StockReserved};
 use model::{
@@ -31,6 +33,10 @@ pub struct OrderRules {
     /// Recorded exchange rates into order currencies.
     pub fx_rates: Vec<FxRate>,
     pub pincodes: Arc<Directory>,
+    /// The serviceability model the storefront's promises come from (injected by the binary):
+    /// each order records the day it was promised, so shipments carry it and accuracy is
+    /// measurable. Without one, orders record no promise.
+    pub promises: Option<Arc<dyn Deliverability>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +67,11 @@ pub struct PlacedOrder {
     pub totals: OrderTotals,
     pub placed_at: i64,
     pub reservation_expires_at: i64,
+    /// The day (IST) the whole order was promised to arrive, from the serviceability model:
+    /// the latest of its lines' earliest days. `null` when no promise could be made.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2026-12-08")]
+    pub deliver_by: Option<IstDate>,
 }
 
 /// An `Idempotency-Key` and the request it first came with.
@@ -337,6 +348,10 @@ async fn plan(
             totals,
             placed_at: now,
             reservation_expires_at: expires_at,
+            deliver_by: rules
+                .promises
+                .as_deref()
+                .and_then(|promises| promised_day(promises, request, now)),
         },
         outbox: events,
     })
@@ -542,6 +557,30 @@ async fn out_of_stock(
     })
 }
 
+/// The day every line of `request` can arrive by: the latest of their earliest days. `None`
+/// when a line cannot be promised (the core's own stock check, not the model's view of it,
+/// decides whether the order is taken).
+fn promised_day(promises: &dyn Deliverability, request: &PlaceOrder, now: i64) -> Option<IstDate> {
+    let mut latest: Option<IstDate> = None;
+    for line in &request.lines {
+        let day = promises
+            .deliver_by(
+                &line.product_id,
+                line.quantity,
+                request.delivery_pincode,
+                now,
+            )
+            .ok()?;
+        latest = Some(latest.map_or(day, |latest| latest.max(day)));
+    }
+    latest
+}
+
+/// The end of `day` (IST) in UTC ms: what a shipment is promised by.
+pub(crate) fn end_of_day(day: IstDate) -> i64 {
+    day.plus_days(1).start_utc_ms() - 1
+}
+
 /// The order row and all its lines: two statements whatever the number of lines.
 async fn insert_order(
     tx: &mut Tx,
@@ -558,8 +597,8 @@ async fn insert_order(
     sqlx::query(
         "INSERT INTO orders (order_id, merchant_id, customer_id, status, delivery_pincode,
            currency, taxable_minor, gst_minor, total_minor, fx, placed_at,
-           reservation_expires_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
+           reservation_expires_at, updated_at, promised_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11, $13)",
     )
     .bind(answer.order_id.as_str())
     .bind(request.merchant_id.as_str())
@@ -573,6 +612,7 @@ async fn insert_order(
     .bind(fx)
     .bind(now)
     .bind(answer.reservation_expires_at)
+    .bind(answer.deliver_by.map(end_of_day))
     .execute(&mut **tx)
     .await?;
     let sql = format!(

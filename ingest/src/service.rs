@@ -74,6 +74,7 @@ impl CoreConfig {
             gst: self.gst.clone(),
             fx_rates: self.fx_rates.clone(),
             pincodes: Arc::new(model::geo::Directory::load()),
+            promises: None,
         }
     }
 }
@@ -141,10 +142,12 @@ pub enum ServiceError {
 /// returns its routes and its work: the outbox relay, the reservation sweeper and the
 /// notifier. The work runs until `shutdown`; the relay stops last, so it drains every event
 /// the other tasks committed. The front door stops taking requests before the supervisor
-/// cancels `shutdown`, so nothing is written after the relay's last round.
+/// cancels `shutdown`, so nothing is written after the relay's last round. Orders record the
+/// delivery promise `promises` makes them, when there is one.
 pub async fn stage(
     config: CoreConfig,
     data_dir: PathBuf,
+    promises: Option<Arc<dyn model::deliver::Deliverability>>,
     bus: Arc<Bus>,
     metrics: &Registry,
     shutdown: CancellationToken,
@@ -163,7 +166,10 @@ pub async fn stage(
         .collect();
     let state = CoreState {
         store: store.clone(),
-        rules: Arc::new(config.order_rules()),
+        rules: Arc::new(OrderRules {
+            promises,
+            ..config.order_rules()
+        }),
         payments: Payments::with_breakers(
             providers,
             config.payments.retry,

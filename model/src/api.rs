@@ -88,6 +88,8 @@ error_codes! {
     PayloadTooLarge = 413 "payload_too_large";
     /// A product id another shop already uses (ids are one namespace on the platform).
     ProductIdTaken = 409 "product_id_taken";
+    /// A warehouse id another shop already uses.
+    WarehouseIdTaken = 409 "warehouse_id_taken";
     DuplicateProduct = 422 "duplicate_product";
     InvalidOrder = 422 "invalid_order";
     InvalidAmount = 422 "invalid_amount";

@@ -94,6 +94,13 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         crate::recovery::export_broker_stats(stats, &list.metrics(), shutdown.clone());
     }
 
+    // The serviceability model, made first: the core records the promises it makes, and
+    // search and recommendations filter by it. Its stage starts below.
+    let serviceability_service = matches!(role, Role::Demo | Role::Serve)
+        .then(|| streams::serviceability::service(&config.serviceability));
+    let deliverability: Option<Arc<dyn model::deliver::Deliverability>> = serviceability_service
+        .clone()
+        .map(|service| service as Arc<dyn model::deliver::Deliverability>);
     if role.has(Role::Core) {
         let data_dir = match &config.data_dir {
             Some(dir) => dir.join("core"),
@@ -107,6 +114,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         let (stage, started) = ingest::service::stage(
             config.core.clone(),
             data_dir,
+            deliverability.clone(),
             Arc::clone(&bus),
             &list.metrics(),
             token.clone(),
@@ -146,13 +154,10 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             format!("http://{http}/v1/trending?window=5m&limit=5"),
         );
     }
-    let mut deliverability: Option<Arc<dyn model::deliver::Deliverability>> = None;
-    if matches!(role, Role::Demo | Role::Serve) {
+    if let Some(service) = serviceability_service {
         let mut serviceability = config.serviceability.clone();
         serviceability.checkpoint_dir =
             Some(scratch.dir_or_temp(serviceability.checkpoint_dir.take(), "serviceability")?);
-        let service = streams::serviceability::service(&serviceability);
-        deliverability = Some(service.clone());
         let bus = Arc::clone(&bus);
         let metrics = list.metrics();
         list.add("serviceability", |token| async move {

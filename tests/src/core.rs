@@ -44,6 +44,7 @@ pub fn rules() -> OrderRules {
         gst: GstRates::default(),
         fx_rates: Vec::new(),
         pincodes: Arc::new(model::geo::Directory::load()),
+        promises: None,
     }
 }
 
@@ -172,7 +173,16 @@ pub async fn start_core(
 /// Starts the core without touching the broker first (a test of an unreachable broker).
 pub async fn launch_core(
     bus: Arc<bus::Bus>,
+    config: ingest::service::CoreConfig,
+) -> Result<RunningCore> {
+    launch_core_promising(bus, config, None).await
+}
+
+/// Starts the core with the serviceability model its orders take their promises from.
+pub async fn launch_core_promising(
+    bus: Arc<bus::Bus>,
     mut config: ingest::service::CoreConfig,
+    promises: Option<Arc<dyn model::deliver::Deliverability>>,
 ) -> Result<RunningCore> {
     let dir = tempfile::tempdir()?;
     config.admin_key = Some(ADMIN_KEY.to_owned());
@@ -180,6 +190,7 @@ pub async fn launch_core(
     let (stage, _) = ingest::service::stage(
         config,
         dir.path().to_owned(),
+        promises,
         bus,
         &runtime::metrics::Registry::default(),
         token.clone(),

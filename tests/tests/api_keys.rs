@@ -277,6 +277,7 @@ async fn core_on(
     let (stage, _) = ingest::service::stage(
         config,
         dir.to_owned(),
+        None,
         bus,
         &runtime::metrics::Registry::default(),
         token.clone(),

@@ -661,6 +661,8 @@ async fn the_api_documents_itself_and_serves_swagger_ui_from_the_binary() -> Res
         ("delete", "/v1/products/{product_id}"),
         ("get", "/v1/products/{product_id}/stock"),
         ("post", "/v1/products/{product_id}/stock"),
+        ("put", "/v1/warehouses/{warehouse_id}"),
+        ("get", "/v1/warehouses"),
         ("post", "/v1/orders"),
         ("get", "/v1/orders/{order_id}"),
         ("post", "/v1/orders/{order_id}/pay"),

@@ -31,6 +31,7 @@ async fn core_and_trending(
     let (core, _) = ingest::service::stage(
         config,
         dir.path().join("core"),
+        None,
         Arc::clone(&bus),
         &list.metrics(),
         token.clone(),

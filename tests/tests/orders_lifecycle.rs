@@ -180,7 +180,7 @@ async fn fulfilment_runs_pack_ship_deliver_with_a_shipment(db: Db) -> Result<()>
     let ship = ShipRequest {
         courier_id: CourierId::new("cr-1"),
         origin_pincode: None,
-        promised_at: NOW + 60 * MINUTE,
+        promised_at: Some(NOW + 60 * MINUTE),
     };
     let shipment_id = lifecycle::ship(store, &order_id, &Scope::Any, &ship, NOW + 3).await?;
     let late_cancel = cancel(store, &order_id, &Scope::Any, "too slow", NOW + 4)

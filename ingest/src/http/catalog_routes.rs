@@ -272,7 +272,8 @@ pub(super) async fn revoke_api_key(
     }
 }
 
-fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
+/// The merchant a merchant key belongs to; other keys are refused.
+pub(super) fn own_merchant(caller: &Caller) -> Result<MerchantId, ApiError> {
     require(caller, &[Role::Merchant])?;
     caller
         .merchant_id

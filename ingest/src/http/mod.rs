@@ -8,6 +8,7 @@ mod catalog_routes;
 mod collector_routes;
 pub mod openapi;
 mod order_routes;
+mod warehouse_routes;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use collector_routes::Collector;
 pub mod requests {
     pub use super::catalog_routes::{KeyRequest, MerchantRequest, ProductRequest, StockRequest};
     pub use super::order_routes::{AddressRequest, CancelRequest, RefundRequest};
+    pub use super::warehouse_routes::WarehouseRequest;
     pub use crate::lifecycle::ShipRequest;
     pub use crate::orders::PlaceOrder;
 }
@@ -72,6 +74,7 @@ pub fn router(state: CoreState) -> Router {
         .merge(catalog_routes::routes())
         .merge(order_routes::routes())
         .merge(collector_routes::routes())
+        .merge(warehouse_routes::routes())
         .with_state(state)
 }
 

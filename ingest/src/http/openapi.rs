@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use super::{catalog_routes, collector_routes, order_routes};
+use super::{catalog_routes, collector_routes, order_routes, warehouse_routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use super::{catalog_routes, collector_routes, order_routes};
         catalog_routes::deactivate_product,
         catalog_routes::stock,
         catalog_routes::adjust_stock,
+        warehouse_routes::upsert,
+        warehouse_routes::list,
         order_routes::place,
         order_routes::view,
         order_routes::pay,
@@ -33,7 +35,7 @@ use super::{catalog_routes, collector_routes, order_routes};
         collector_routes::collect,
     ),
     tags(
-        (name = "catalog", description = "merchants, keys, products, stock"),
+        (name = "catalog", description = "merchants, keys, products, stock, warehouses"),
         (name = "orders", description = "placement and everything after"),
         (name = "collector", description = "storefront clicks and searches"),
     )

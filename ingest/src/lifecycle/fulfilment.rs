@@ -45,8 +45,10 @@ pub struct ShipRequest {
     pub courier_id: CourierId,
     /// Where the parcel leaves from; a hyperlocal merchant's store when omitted.
     pub origin_pincode: Option<Pincode>,
-    /// When the courier promises delivery (UTC ms).
-    pub promised_at: i64,
+    /// When the parcel is promised to arrive (UTC ms). Omitted: the promise the shopper was
+    /// shown at placement; an order placed without one needs it here.
+    #[serde(default)]
+    pub promised_at: Option<i64>,
 }
 
 /// Hands a packed order to a courier: creates its shipment.
@@ -57,14 +59,23 @@ pub async fn ship(
     request: &ShipRequest,
     now: i64,
 ) -> Result<ShipmentId, LifecycleError> {
-    if request.promised_at <= now {
+    if let Some(promised_at) = request.promised_at
+        && promised_at <= now
+    {
         return Err(LifecycleError::Invalid(format!(
-            "promised_at {} is not in the future",
-            request.promised_at
+            "promised_at {promised_at} is not in the future"
         )));
     }
     let mut tx = store.write().await?;
     let order = lock_order(&mut tx, order_id, scope, now).await?;
+    // A late shipment keeps the promise the shopper was shown: that is what accuracy is
+    // measured against.
+    let promised_at = request.promised_at.or(order.promised_at).ok_or_else(|| {
+        LifecycleError::Invalid(
+            "promised_at is required: no delivery promise was recorded when this order was placed"
+                .to_owned(),
+        )
+    })?;
     let origin = match request.origin_pincode {
         Some(origin) => origin,
         None => store_pincode(&mut tx, &order).await?.ok_or_else(|| {
@@ -87,7 +98,7 @@ pub async fn ship(
     .bind(request.courier_id.as_str())
     .bind(i64::from(origin.number()))
     .bind(i64::from(order.delivery_pincode.number()))
-    .bind(request.promised_at)
+    .bind(promised_at)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -98,7 +109,7 @@ pub async fn ship(
         courier_id: request.courier_id.clone(),
         origin_pincode: origin,
         destination_pincode: order.delivery_pincode,
-        promised_at: request.promised_at,
+        promised_at,
     });
     outbox::append(&mut tx, &order.merchant_id, now, created).await?;
     let shipped = Event::OrderShipped(OrderShipped {

@@ -116,6 +116,8 @@ pub(crate) struct LockedOrder {
     pub total: Money,
     pub placed_at: i64,
     pub reservation_expires_at: i64,
+    /// What the shopper was promised at placement (UTC ms), if anything.
+    pub promised_at: Option<i64>,
     pub lines: Vec<LockedLine>,
 }
 
@@ -145,7 +147,7 @@ pub(crate) async fn lock_order(
     }
     let row = sqlx::query(
         "SELECT merchant_id, status, delivery_pincode, currency, total_minor,
-           placed_at, reservation_expires_at
+           placed_at, reservation_expires_at, promised_at
          FROM orders WHERE order_id = $1",
     )
     .bind(order_id.as_str())
@@ -185,6 +187,7 @@ pub(crate) async fn lock_order(
         total: Money::new(row.try_get(4)?, stored_currency(&currency)?),
         placed_at: row.try_get(5)?,
         reservation_expires_at: row.try_get(6)?,
+        promised_at: row.try_get(7)?,
         lines,
     })
 }
@@ -261,6 +264,9 @@ pub struct OrderView {
     pub refunded: Money,
     pub placed_at: i64,
     pub reservation_expires_at: i64,
+    /// The end of the day the shopper was promised at placement (UTC ms), from the
+    /// serviceability model; `null` when none was made.
+    pub promised_at: Option<i64>,
     pub lines: Vec<OrderLineView>,
     pub shipment: Option<ShipmentView>,
 }
@@ -290,7 +296,7 @@ pub async fn view_order(
     let pool = store.pool();
     let row = sqlx::query(
         "SELECT merchant_id, customer_id, status, delivery_pincode, currency, total_minor,
-           placed_at, reservation_expires_at,
+           placed_at, reservation_expires_at, promised_at,
            (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payments p
               WHERE p.order_id = o.order_id AND p.status = 'captured'),
            (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.order_id)
@@ -347,10 +353,11 @@ pub async fn view_order(
             .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} status {status:?}")))?,
         delivery_pincode: stored_pincode(row.try_get(3)?)?,
         total: Money::new(row.try_get(5)?, currency),
-        captured: Money::new(row.try_get(8)?, currency),
-        refunded: Money::new(row.try_get(9)?, currency),
+        captured: Money::new(row.try_get(9)?, currency),
+        refunded: Money::new(row.try_get(10)?, currency),
         placed_at: row.try_get(6)?,
         reservation_expires_at: row.try_get(7)?,
+        promised_at: row.try_get(8)?,
         lines,
         shipment,
     })

@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "key_topic",
         include_str!("migrations/0004_key_topic.sql"),
     ),
+    (
+        5,
+        "warehouses_promises",
+        include_str!("migrations/0005_warehouses_promises.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

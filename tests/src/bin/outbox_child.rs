@@ -52,6 +52,7 @@ async fn main() -> Result<()> {
         gst: GstRates::default(),
         fx_rates: Vec::new(),
         pincodes: Arc::new(model::geo::Directory::load()),
+        promises: None,
     };
     let delivery = Pincode::parse("110001").context("pincode")?;
     for i in 0.. {
