@@ -27,10 +27,11 @@ use crate::vectors::Store;
 use crate::{RecommendConfig, RecommendError, embed};
 
 /// The topics the job reads.
-pub const TOPICS: [Topic; 4] = [
+pub const TOPICS: [Topic; 5] = [
     Topic::Catalog,
     Topic::Inventory,
     Topic::Clicks,
+    Topic::Searches,
     Topic::Orders,
 ];
 

@@ -41,6 +41,9 @@ pub struct LearnConfig {
     pub customer_bought: usize,
     pub max_sessions: usize,
     pub max_customers: usize,
+    /// How many of a search's top results stand for the shopper's intent in their session
+    /// and history (`search.performed`), until they click something.
+    pub search_results: usize,
 }
 
 impl Default for LearnConfig {
@@ -60,6 +63,7 @@ impl Default for LearnConfig {
             customer_bought: 200,
             max_sessions: 200_000,
             max_customers: 500_000,
+            search_results: 3,
         }
     }
 }
@@ -75,6 +79,10 @@ impl LearnConfig {
 /// What a shopper did with an item, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
+    /// Among the top results of a search they ran: intent, not a choice. It seeds session
+    /// and for-you answers but never pairs items or counts as popularity (a result list is
+    /// similar by its text, not by what shoppers did).
+    Search,
     View,
     Click,
     Cart,
@@ -85,6 +93,7 @@ impl Kind {
     /// How much it says about the shopper's interest, for popularity and for-you.
     pub fn interest(self) -> f32 {
         match self {
+            Kind::Search => 0.3,
             Kind::View => 1.0,
             Kind::Click => 1.5,
             Kind::Cart => 3.0,
@@ -197,6 +206,10 @@ pub struct Learner {
     pub interactions: u64,
     /// Interactions with products the catalog has not announced, not learnt.
     pub unknown_products: u64,
+    /// Searches folded in (`search.performed`). Absent from checkpoints made before searches
+    /// were read.
+    #[serde(default)]
+    pub searches: u64,
 }
 
 pub const GLOBAL: &str = "global";
@@ -284,6 +297,20 @@ impl Learner {
                 at,
                 config,
             ),
+            Event::SearchPerformed(search) => {
+                self.searches += 1;
+                // The top result last, so that it is the most recent: it weighs most.
+                for product in search.results.iter().take(config.search_results).rev() {
+                    self.touch(
+                        search.session_id.as_str(),
+                        search.customer_id.as_ref().map(|c| c.as_str()),
+                        product,
+                        Kind::Search,
+                        at,
+                        config,
+                    );
+                }
+            }
             Event::OrderPlaced(order) => {
                 let (keep, decay) = (config.neighbours, config.decay());
                 let lines: Vec<u32> = order
@@ -352,7 +379,10 @@ impl Learner {
         let Some(item) = self.number(product) else {
             return;
         };
-        self.interactions += 1;
+        let searched = kind == Kind::Search;
+        if !searched {
+            self.interactions += 1;
+        }
         let (keep, decay) = (config.neighbours, config.decay());
         let gap = config.session_gap_minutes * 60_000;
         let window = config.pair_window_minutes * 60_000;
@@ -369,11 +399,14 @@ impl Learner {
             .items
             .iter()
             .any(|t| t.item == item && t.kind >= kind);
-        if !seen {
+        if !seen && !searched {
             // Each earlier item pairs once, as its strongest touch within the window.
             let mut earlier: Vec<Touch> = Vec::with_capacity(session.items.len());
             for touch in &session.items {
-                if touch.item == item || (at - touch.at).abs() > window {
+                if touch.item == item
+                    || touch.kind == Kind::Search
+                    || (at - touch.at).abs() > window
+                {
                     continue;
                 }
                 match earlier.iter_mut().find(|e| e.item == touch.item) {
@@ -402,19 +435,21 @@ impl Learner {
         session.last = session.last.max(at);
         let customer_id = customer.map(str::to_owned).or(session.customer.clone());
 
-        let mut scopes = vec![GLOBAL.to_owned()];
-        if let Some(known) = self.items.get(&item) {
-            scopes.push(category_scope(&known.category));
-            scopes.push(merchant_scope(&known.merchant));
+        if !searched {
+            let mut scopes = vec![GLOBAL.to_owned()];
+            if let Some(known) = self.items.get(&item) {
+                scopes.push(category_scope(&known.category));
+                scopes.push(merchant_scope(&known.merchant));
+            }
+            self.trending.add(
+                item,
+                &scopes,
+                kind.interest(),
+                at,
+                config.trending_keep,
+                decay,
+            );
         }
-        self.trending.add(
-            item,
-            &scopes,
-            kind.interest(),
-            at,
-            config.trending_keep,
-            decay,
-        );
 
         if let Some(customer_id) = customer_id {
             let customer = self.customers.entry(customer_id).or_default();

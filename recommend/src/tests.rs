@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use model::payload::{
     CartChanged, OrderLine, OrderPlaced, ProductDeactivated, ProductUpserted, ProductViewed,
-    StockAdjusted,
+    SearchPerformed, StockAdjusted,
 };
 use model::{
     CustomerId, Envelope, Event, MerchantId, Money, OrderId, Pincode, ProductId, SessionId,
@@ -327,6 +327,70 @@ fn session_next_items_follow_the_latest_item() {
         .unwrap();
     assert!(live.known);
     assert_eq!(live.items[0].source, Source::Session);
+}
+
+fn search(session: &str, customer: Option<&str>, results: &[&str], at: i64) -> Envelope {
+    envelope(
+        at,
+        "marketplace",
+        Event::SearchPerformed(SearchPerformed {
+            session_id: SessionId::new(session),
+            customer_id: customer.map(CustomerId::new),
+            query: "kurta".into(),
+            filters: BTreeMap::new(),
+            pincode: None,
+            results: results.iter().map(|p| ProductId::new(*p)).collect(),
+        }),
+    )
+}
+
+#[test]
+fn a_search_seeds_its_session_but_never_pairs_its_results() {
+    let mut events = planted();
+    let before = learn(&events);
+    // A shopper who has only searched: the top results stand for what they want.
+    events.push(search(
+        "s-q",
+        Some("c-q"),
+        &["p-4", "p-30", "p-31", "p-36"],
+        T0 + 999 * MINUTE,
+    ));
+    let f = fixture(&events);
+    let live = f
+        .engine
+        .live_session(&SessionId::new("s-q"), &asked(3))
+        .unwrap();
+    assert!(live.known, "{live:?}");
+    assert_eq!(live.items[0].source, Source::Session);
+    // The top result weighs most: its planted partner leads. The results shown are not news.
+    assert_eq!(ids(&live)[0], "p-5", "{live:?}");
+    assert!(
+        !ids(&live)
+            .iter()
+            .any(|p| ["p-4", "p-30", "p-31"].contains(p))
+    );
+    let for_you = f
+        .engine
+        .for_you(&CustomerId::new("c-q"), &asked(3))
+        .unwrap();
+    assert!(for_you.known, "{for_you:?}");
+
+    // Result lists are similar by text, not by what shoppers did: no pairs, no popularity.
+    let after = f.engine.learner.read().unwrap();
+    let decay = LearnConfig::default().decay();
+    for item in ["p-4", "p-30", "p-31", "p-36"] {
+        let n = after.ids.get(&ProductId::new(item)).unwrap();
+        assert_eq!(
+            after.viewed.neighbours(n, before.now, decay),
+            before.viewed.neighbours(n, before.now, decay),
+            "{item}"
+        );
+    }
+    assert_eq!(after.interactions, before.interactions);
+    assert_eq!(after.searches, 1);
+    // Only the configured top three stand for the search.
+    let p36 = after.ids.get(&ProductId::new("p-36")).unwrap();
+    assert!(!after.sessions["s-q"].items.iter().any(|t| t.item == p36));
 }
 
 #[test]
