@@ -44,6 +44,8 @@ macro_rules! error_codes {
 error_codes! {
     /// A query parameter or body field is missing or out of range.
     InvalidParameter = 400 "invalid_parameter";
+    /// A series grain too fine for the range asked (it would hold too many points).
+    GrainTooFine = 400 "grain_too_fine";
     /// The body is not JSON of the documented shape; the message names the field.
     InvalidJson = 400 "invalid_json";
     /// A search's `q` is empty, over the length limit, or has no words.
@@ -69,6 +71,8 @@ error_codes! {
     UnknownOrder = 404 "unknown_order";
     UnknownProduct = 404 "unknown_product";
     UnknownMerchant = 404 "unknown_merchant";
+    /// An analytics metric that does not exist.
+    UnknownMetric = 404 "unknown_metric";
     /// No API key with that id (or not one the caller may manage).
     UnknownKey = 404 "unknown_key";
     /// The path exists but not with this method.
@@ -96,6 +100,8 @@ error_codes! {
     InvalidStockChange = 422 "invalid_stock_change";
     OutsideDeliveryRadius = 422 "outside_delivery_radius";
     UnknownPincode = 422 "unknown_pincode";
+    /// A range reaching back before what the live analytics hold.
+    OutsideLiveWindow = 422 "outside_live_window";
     /// A collected event is not JSON.
     MalformedJson = 422 "malformed_json";
     UnknownEventType = 422 "unknown_event_type";

@@ -8,7 +8,7 @@
 //! the checkpoint, so two instances (or one whose checkpoint was lost) each read every
 //! partition from the start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -173,7 +173,7 @@ impl Job {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies a catalog record read ahead of the consumer (see [`read_catalog`]); the
+    /// Applies a catalog record read ahead of the consumer (see [`driver::read_ahead`]); the
     /// consumer applies it again in its turn, which changes nothing: a product's catalog
     /// events set its state, and replaying them in order sets the same state.
     fn apply_ahead(&self, record: &InRecord) {
@@ -307,45 +307,6 @@ impl driver::Job for OnDriver {
     }
 }
 
-/// Reads the catalog topic to its end before anything else: interactions are learnt only
-/// for products the catalog announced, and the consumer would otherwise meet a click before
-/// the upsert of its product on another partition.
-async fn read_catalog(
-    job: &Job,
-    bus: &Bus,
-    shutdown: &CancellationToken,
-) -> Result<(), RecommendError> {
-    let reader = bus.reader(&[Topic::Catalog]).await?;
-    let mut behind: HashMap<i32, i64> = reader
-        .log_ends()
-        .await?
-        .into_iter()
-        .filter(|(_, end)| *end > 0)
-        .map(|(partition, end)| (partition.partition, end))
-        .collect();
-    while !behind.is_empty() {
-        let record = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            received = reader.recv() => match received {
-                Ok(record) => record,
-                Err(error) if error.is_retryable() => {
-                    tracing::warn!(%error, "reading the catalog failed; retrying");
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            },
-        };
-        job.apply_ahead(&record);
-        if behind
-            .get(&record.partition)
-            .is_some_and(|end| record.offset + 1 >= *end)
-        {
-            behind.remove(&record.partition);
-        }
-    }
-    Ok(())
-}
-
 /// Runs the job until `shutdown`: consuming, checkpointing, and rebuilding the vectors; one
 /// last checkpoint on the way out.
 pub(crate) async fn run(
@@ -387,7 +348,12 @@ pub(crate) async fn run(
     };
     let mut on_driver = OnDriver(Arc::clone(&job));
     let consume = driver::run(bus, settings, Offsets::FromFlush, &mut on_driver, shutdown);
-    read_catalog(&job, bus, shutdown).await?;
+    // Interactions are learnt only for products the catalog announced: read it to its end
+    // first, or the consumer would meet a click before its product's upsert.
+    driver::read_ahead(bus, Topic::Catalog, shutdown, |record| {
+        job.apply_ahead(record)
+    })
+    .await?;
     let outcome = tokio::select! {
         outcome = consume => outcome,
         failed = rebuilds => failed,

@@ -289,3 +289,44 @@ pub fn report_lag(
     }
     metrics.set_lag(lag);
 }
+
+/// Reads `topic` from its beginning to the end it had when called, handing each record to
+/// `apply`; returns early on shutdown. A stage that attributes records by reference data (a
+/// click by its product's shop) calls this before consuming, or it would meet a click before
+/// its product's upsert on another partition.
+pub async fn read_ahead(
+    bus: &Bus,
+    topic: Topic,
+    shutdown: &CancellationToken,
+    mut apply: impl FnMut(&InRecord),
+) -> Result<(), BusError> {
+    let reader = bus.reader(&[topic]).await?;
+    let mut behind: std::collections::HashMap<i32, i64> = reader
+        .log_ends()
+        .await?
+        .into_iter()
+        .filter(|(_, end)| *end > 0)
+        .map(|(partition, end)| (partition.partition, end))
+        .collect();
+    while !behind.is_empty() {
+        let record = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            received = reader.recv() => match received {
+                Ok(record) => record,
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(%error, topic = topic.name(), "reading ahead failed; retrying");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        apply(&record);
+        if behind
+            .get(&record.partition)
+            .is_some_and(|end| record.offset + 1 >= *end)
+        {
+            behind.remove(&record.partition);
+        }
+    }
+    Ok(())
+}

@@ -55,6 +55,8 @@ pub enum Role {
     Search,
     /// Recommendations alone: their own replica of what is learnt, their own API.
     Recommend,
+    /// Live merchant analytics alone.
+    Analytics,
 }
 
 impl Role {
@@ -209,6 +211,31 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             format!("http://{http}/v1/recommendations/similar?product_id=p-000001"),
         );
     }
+    if role.has(Role::Analytics) {
+        let mut analytics = config.analytics.clone();
+        if analytics.checkpoint_dir.is_none() && role != Role::Demo {
+            bail!(
+                "analytics need --data-dir DIR (or analytics.checkpoint_dir) to keep their live numbers; each instance keeps its own"
+            );
+        }
+        analytics.checkpoint_dir =
+            Some(scratch.dir_or_temp(analytics.checkpoint_dir.take(), "analytics")?);
+        // Merchant keys are checked against the api-keys topic, as in a process of its own:
+        // the core publishes every key and revocation there.
+        let token = CancellationToken::new();
+        let (keys_stage, keys) = runtime::keys::stage(Arc::clone(&bus), token.clone());
+        list.push(keys_stage, token);
+        let bus = Arc::clone(&bus);
+        let metrics = list.metrics();
+        list.add("analytics", |token| async move {
+            streams::analytics::stage(analytics, keys, bus, &metrics, token)
+        })
+        .await?;
+        banner.line(
+            "analytics API",
+            format!("http://{http}/v1/merchants/m-0001/analytics/sales?grain=hour  (merchant or admin key)"),
+        );
+    }
     if role.has(Role::Lakehouse) {
         let mut lake = config.lakehouse.clone();
         if lake.dir.is_none() && lake.s3.is_none() {
@@ -343,6 +370,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         Role::Lakehouse => "lakehouse sink is running",
         Role::Search => "search is running",
         Role::Recommend => "recommendations are running",
+        Role::Analytics => "analytics are running",
     };
     eprint!(
         "{title}\n{}",

@@ -27,6 +27,8 @@ pub struct Config {
     pub search: search::SearchConfig,
     /// Recommendations: what is learnt from clicks and orders, and how answers are blended.
     pub recommend: recommend::RecommendConfig,
+    /// Live merchant analytics: the window kept, list lengths, the routes' rate limit.
+    pub analytics: streams::analytics::AnalyticsConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -132,6 +134,11 @@ impl Config {
             config.serviceability.checkpoint_dir = Some(dir.join("checkpoints/serviceability"));
         }
         if let Some(dir) = &config.data_dir
+            && config.analytics.checkpoint_dir.is_none()
+        {
+            config.analytics.checkpoint_dir = Some(dir.join("checkpoints/analytics"));
+        }
+        if let Some(dir) = &config.data_dir
             && config.search.dir.is_none()
         {
             config.search.dir = Some(dir.join("search"));
@@ -156,6 +163,7 @@ impl Config {
         config.serviceability.validate()?;
         config.search.validate()?;
         config.recommend.validate()?;
+        config.analytics.validate()?;
         config.lakehouse.validate()?;
         Ok(config)
     }

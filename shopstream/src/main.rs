@@ -65,6 +65,8 @@ enum StreamJob {
     /// Recommendations: a replica of their own of what is learnt from clicks and orders,
     /// and /v1/recommendations/* (pincode filters need the serviceability stage).
     Recommend,
+    /// Live merchant analytics: /v1/merchants/{id}/analytics/*, keys from the api-keys topic.
+    Analytics,
 }
 
 fn main() -> Result<()> {
@@ -92,6 +94,9 @@ fn main() -> Result<()> {
             Command::Stream {
                 job: StreamJob::Recommend,
             } => app::run(config, app::Role::Recommend).await,
+            Command::Stream {
+                job: StreamJob::Analytics,
+            } => app::run(config, app::Role::Analytics).await,
             Command::Sql(args) => sql::run(config, args).await,
             Command::SqlServer => sql::serve(config).await,
             Command::Lake { command } => sql::lake(config, command).await,

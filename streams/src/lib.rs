@@ -6,6 +6,7 @@
 //! thin consumer loop over [`bus::Consumer`] that checkpoints, and an axum shell over serving
 //! state.
 
+pub mod analytics;
 pub mod serviceability;
 pub mod trending;
 

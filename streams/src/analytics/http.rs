@@ -1,0 +1,243 @@
+//! `GET /v1/merchants/{merchant_id}/analytics/{metric}`: a merchant's live numbers. A
+//! merchant key sees only its own shop; an admin key any.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use model::api::ErrorCode;
+use runtime::http::auth::{Authenticator, Caller, Keys, Limiter, Role};
+use runtime::http::{ApiError, query_pairs};
+use runtime::now_ms;
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use super::live::{Live, LiveConfig};
+use super::query::{self, Grain, Range, RangeError, label, parse_time};
+
+#[derive(Clone)]
+struct AppState {
+    live: Arc<RwLock<Live>>,
+    config: LiveConfig,
+    max_limit: usize,
+    auth: Authenticator,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Authenticator {
+        state.auth.clone()
+    }
+}
+
+/// Routes of the stage, for the front door.
+pub(super) fn routes(
+    live: Arc<RwLock<Live>>,
+    config: LiveConfig,
+    max_limit: usize,
+    keys: Arc<dyn Keys>,
+    limiter: Arc<Limiter>,
+) -> Router {
+    Router::new()
+        .route(
+            "/v1/merchants/{merchant_id}/analytics/{metric}",
+            get(analytics),
+        )
+        .with_state(AppState {
+            live,
+            config,
+            max_limit,
+            auth: Authenticator { keys, limiter },
+        })
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(analytics),
+    components(schemas(
+        Grain,
+        query::Sales,
+        query::Funnel,
+        query::Searches,
+        query::TopProduct,
+        query::TopQuery
+    )),
+    tags((name = "analytics", description = "a merchant's shop in numbers"))
+)]
+struct ApiDoc;
+
+pub(super) fn api() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+const METRICS: &str = "sales, funnel, products, search and refunds";
+
+/// What every answer carries besides its metric's numbers.
+#[derive(Debug, Serialize)]
+struct Report<T: Serialize> {
+    merchant_id: String,
+    metric: String,
+    grain: Grain,
+    from: String,
+    to: String,
+    /// The earliest instant the live numbers hold.
+    live_from: String,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// A merchant's numbers over a range, live from the event streams.
+///
+/// `sales`: orders, units, GMV, refunds, net and AOV per point and in total (money in minor
+/// units by currency code). `funnel`: views, cart adds, orders and conversion. `products`:
+/// the best sellers over the IST days the range touches, with views and conversion.
+/// `search`: searches in the shop, zero-result searches and click-through, with the top and
+/// the zero-result queries. `refunds`: cancellations and refunds, by reason and refund tier.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/analytics/{metric}",
+    tag = "analytics",
+    params(
+        ("merchant_id" = String, Path),
+        ("metric" = String, Path, description = "sales, funnel, products, search or refunds"),
+        ("from" = Option<String>, Query, description = "start: `YYYY-MM-DD` (IST midnight), `YYYY-MM-DDTHH:MM[:SS]` (IST, or UTC ending in `Z`) or epoch ms; default the start of today (IST)"),
+        ("to" = Option<String>, Query, description = "end (exclusive), same forms; default now"),
+        ("grain" = Option<Grain>, Query, description = "minute, hour (default), day, week or month, in IST"),
+        ("limit" = Option<u32>, Query, description = "longest list (products, queries), 1-100, default 10"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`{merchant_id, metric, grain, from, to, live_from, ...}` with the metric's `series` and `totals` (and `products`, `top_queries`, `zero_result_queries`, `by_reason`, `refund_tiers`)", content_type = "application/json"),
+        (status = 400, description = "a parameter is malformed or out of range (`invalid_parameter`), or the grain gives too many points for the range (`grain_too_fine`, naming a coarser one)", body = model::api::ErrorBody),
+        (status = 401, description = "no key, or an unknown one (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "a merchant key asking for another shop, or a key that is neither merchant nor admin (`forbidden`)", body = model::api::ErrorBody),
+        (status = 404, description = "no such metric (`unknown_metric`), or a merchant the stream has never seen (`unknown_merchant`, admin keys)", body = model::api::ErrorBody),
+        (status = 422, description = "the range starts before what the live numbers hold (`outside_live_window`)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`)", body = model::api::ErrorBody),
+    )
+)]
+async fn analytics(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((merchant_id, metric)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Report<serde_json::Value>>, ApiError> {
+    match (caller.role, caller.merchant_id.as_ref()) {
+        (Role::Admin, _) => {}
+        (Role::Merchant, Some(own)) if own.as_str() == merchant_id => {}
+        (Role::Merchant, _) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a merchant key sees only its own shop's analytics",
+            ));
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "analytics need a merchant or admin key",
+            ));
+        }
+    }
+    if !matches!(
+        metric.as_str(),
+        "sales" | "funnel" | "products" | "search" | "refunds"
+    ) {
+        return Err(ApiError::new(
+            ErrorCode::UnknownMetric,
+            format!("no metric {metric:?}; there are {METRICS}"),
+        ));
+    }
+    let now = now_ms();
+    let (mut from, mut to, mut grain, mut limit) = (None, None, Grain::Hour, 10usize);
+    for (name, value) in query_pairs(raw.as_deref())? {
+        let time = |value: &str| {
+            parse_time(value).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{name} {value:?} is not a time between 2000 and 2100: use YYYY-MM-DD, YYYY-MM-DDTHH:MM (IST), the same ending in Z (UTC), or epoch milliseconds"
+                ))
+            })
+        };
+        match name.as_str() {
+            "from" => from = Some(time(&value)?),
+            "to" => to = Some(time(&value)?),
+            "grain" => {
+                grain = Grain::parse(&value).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "grain {value:?} is not one of minute, hour, day, week, month"
+                    ))
+                })?;
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=state.max_limit).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "limit {value:?} must be a whole number from 1 to {}",
+                            state.max_limit
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown parameter {other:?}; analytics take from, to, grain and limit"
+                )));
+            }
+        }
+    }
+    let from = from.unwrap_or_else(|| Grain::Day.floor(now));
+    let to = to.unwrap_or_else(|| Grain::Minute.floor(now) + super::live::MINUTE_MS);
+    let range = Range::new(from, to, grain, now).map_err(|error| match error {
+        RangeError::Invalid(message) => ApiError::invalid(message),
+        RangeError::GrainTooFine(message) => ApiError::new(ErrorCode::GrainTooFine, message),
+    })?;
+
+    let live = state.live.read().unwrap_or_else(PoisonError::into_inner);
+    let live_from = live.window_start(&state.config);
+    if live.now > 0 && range.from < live_from {
+        return Err(ApiError::new(
+            ErrorCode::OutsideLiveWindow,
+            format!(
+                "live analytics hold the last {} hours, from {}; this range starts at {}. Earlier days need the lakehouse's daily rollups, which this build does not serve yet",
+                state.config.window_hours,
+                label(live_from),
+                label(range.from)
+            ),
+        ));
+    }
+    if caller.role == Role::Admin && !live.knows(&merchant_id) {
+        return Err(ApiError::new(
+            ErrorCode::UnknownMerchant,
+            format!("no event has named merchant {merchant_id:?}"),
+        ));
+    }
+    let shop = live.shops.get(&merchant_id);
+    let value = |body: Result<serde_json::Value, serde_json::Error>| {
+        body.map_err(|error| ApiError::internal(format!("analytics answer: {error}")))
+    };
+    let body = match metric.as_str() {
+        "sales" => value(serde_json::to_value(query::sales(shop, &range)))?,
+        "funnel" => value(serde_json::to_value(query::funnel(shop, &range)))?,
+        "products" => {
+            let products = query::top_products(
+                shop,
+                &range,
+                |id| live.products.get(id).map(|(_, title)| title.clone()),
+                limit,
+            );
+            serde_json::json!({ "products": products })
+        }
+        "search" => value(serde_json::to_value(query::search(shop, &range, limit)))?,
+        _ => value(serde_json::to_value(query::cancellations(shop, &range)))?,
+    };
+    Ok(Json(Report {
+        merchant_id,
+        metric,
+        grain: range.grain,
+        from: label(range.from),
+        to: label(range.to),
+        live_from: label(live_from),
+        body,
+    }))
+}

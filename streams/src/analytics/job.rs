@@ -1,0 +1,273 @@
+//! The Kafka edge of live analytics: a consumer-group member over the catalog, orders,
+//! payments, clicks and searches topics that folds every record into the live state and
+//! checkpoints it with the offsets it covers.
+//!
+//! As with serviceability, the state is one piece (a merchant's orders and clicks arrive on
+//! every partition), checkpointed as one file with each partition's next offset; records
+//! below it are skipped, so a redelivery after a crash is not counted twice. Each instance
+//! keeps its own group and checkpoint and reads every partition.
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bus::{Bus, InRecord, NoHook, TopicPartition};
+use model::dlq::Reason;
+use model::{Topic, codec};
+use runtime::checkpoint::Checkpoints;
+use runtime::driver::{self, Applied, Offsets, Position, Settings};
+use runtime::http::auth::RateLimit;
+use runtime::metrics::{Gauge, Metrics, Registry};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::live::{Live, LiveConfig};
+use crate::StreamError;
+
+/// Merchant analytics settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    pub group_id: String,
+    /// Where the live state and offsets are checkpointed; the binary puts it under
+    /// `data_dir`.
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_interval_ms: u64,
+    /// Ready (`/readyz`) once every partition is at most this many records behind.
+    pub ready_max_lag: i64,
+    /// Longest list in an answer (top products, top queries).
+    pub max_limit: usize,
+    /// Requests per key on the analytics routes.
+    pub rate_limit: RateLimit,
+    pub live: LiveConfig,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "analytics".into(),
+            checkpoint_dir: None,
+            checkpoint_interval_ms: 2_000,
+            ready_max_lag: 10_000,
+            max_limit: 100,
+            rate_limit: RateLimit::default(),
+            live: LiveConfig::default(),
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    pub fn validate(&self) -> Result<(), StreamError> {
+        let fail = |message: &str| Err(StreamError::Config(message.to_owned()));
+        if self.live.window_hours == 0 {
+            return fail("analytics.live.window_hours must be at least 1");
+        }
+        if self.live.queries_per_day == 0 {
+            return fail("analytics.live.queries_per_day must be at least 1");
+        }
+        if self.max_limit == 0 {
+            return fail("analytics.max_limit must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The topics the job reads.
+pub const TOPICS: [Topic; 5] = [
+    Topic::Catalog,
+    Topic::Orders,
+    Topic::Payments,
+    Topic::Clicks,
+    Topic::Searches,
+];
+
+const CHECKPOINT: &str = "analytics";
+
+#[derive(Debug)]
+struct Gauges {
+    minutes: Gauge,
+    days: Gauge,
+    too_old: Gauge,
+    unattributed: Gauge,
+}
+
+pub(super) struct Job {
+    pub(super) live: Arc<RwLock<Live>>,
+    checkpoints: Checkpoints,
+    pub(super) config: AnalyticsConfig,
+    metrics: Arc<Metrics>,
+    gauges: Gauges,
+    pub(super) readiness: runtime::Readiness,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("group", &self.config.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// The job, its state restored from the last checkpoint.
+    pub(super) fn open(
+        config: AnalyticsConfig,
+        registry: &Registry,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StreamError> {
+        config.validate()?;
+        let Some(dir) = config.checkpoint_dir.clone() else {
+            return Err(StreamError::Config(
+                "analytics.checkpoint_dir must be set: without it a restart would count every order again (the binary puts it under data_dir)".into(),
+            ));
+        };
+        let checkpoints = Checkpoints::open(dir)?;
+        let live = checkpoints.load::<Live>(CHECKPOINT)?.unwrap_or_default();
+        let job = "analytics";
+        let gauges = Gauges {
+            minutes: registry.gauge(
+                "shopstream_analytics_minutes",
+                "Per-merchant minute buckets held live",
+                job,
+            ),
+            days: registry.gauge(
+                "shopstream_analytics_days",
+                "Per-merchant days of product and query counts held live",
+                job,
+            ),
+            too_old: registry.gauge(
+                "shopstream_analytics_events_too_old",
+                "Events older than the live window when they arrived (history, not live)",
+                job,
+            ),
+            unattributed: registry.gauge(
+                "shopstream_analytics_events_unattributed",
+                "Clicks on products no catalog event named, on a marketplace storefront",
+                job,
+            ),
+        };
+        Ok(Self {
+            live: Arc::new(RwLock::new(live)),
+            checkpoints,
+            config,
+            metrics,
+            gauges,
+            readiness: runtime::Readiness::new(),
+        })
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Live> {
+        self.live.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Live> {
+        self.live.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A catalog record read ahead of the consumer; applying it again in its turn changes
+    /// nothing (an upsert sets the product's shop and title).
+    fn apply_ahead(&self, record: &InRecord) {
+        if let Ok(envelope) = codec::decode(record.payload.as_deref().unwrap_or_default()) {
+            self.write().apply(&envelope, &self.config.live);
+        }
+    }
+
+    fn apply(&self, record: &InRecord) -> Applied {
+        let position = driver::position_key(&record.topic_name, record.partition);
+        let mut live = self.write();
+        if !live.take(&position, record.offset) {
+            self.metrics.replayed_skipped.inc();
+            return Applied::Done;
+        }
+        match codec::decode(record.payload.as_deref().unwrap_or_default()) {
+            Ok(envelope) => {
+                live.apply(&envelope, &self.config.live);
+                self.metrics.events_in.inc();
+                Applied::Done
+            }
+            Err(error) => Applied::DeadLetter(Reason::from(&error)),
+        }
+    }
+
+    fn save(&self) -> Result<Vec<Position>, StreamError> {
+        let started = Instant::now();
+        let live = self.read();
+        let bytes = self.checkpoints.save(CHECKPOINT, &*live)?;
+        let (minutes, days) = live.sizes();
+        let set = |gauge: &Gauge, n: u64| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        set(&self.gauges.minutes, minutes as u64);
+        set(&self.gauges.days, days as u64);
+        set(&self.gauges.too_old, live.too_old);
+        set(&self.gauges.unattributed, live.unattributed);
+        self.metrics.checkpoints.inc();
+        self.metrics
+            .checkpoint_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.metrics
+            .checkpoint_seconds
+            .set(started.elapsed().as_secs_f64());
+        Ok(driver::positions_of(&live.positions))
+    }
+
+    fn set_lag(&self, ends: &[(TopicPartition, i64)]) {
+        let live = self.read();
+        driver::report_lag(
+            ends,
+            |key| live.positions.get(key).copied(),
+            self.config.ready_max_lag,
+            "analytics.ready_max_lag",
+            &self.readiness,
+            &self.metrics,
+        );
+    }
+}
+
+struct OnDriver(Arc<Job>);
+
+impl driver::Job for OnDriver {
+    type Error = StreamError;
+
+    async fn apply(&mut self, record: &InRecord) -> Result<Applied, StreamError> {
+        Ok(self.0.apply(record))
+    }
+
+    async fn flush(&mut self) -> Result<Vec<Position>, StreamError> {
+        // Serialising and fsyncing the state is the CPU pool's work.
+        let job = Arc::clone(&self.0);
+        runtime::cpu::run(move || job.save()).await?
+    }
+
+    async fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
+        self.0.set_lag(ends);
+    }
+}
+
+/// Reads the catalog ahead, then runs the job on the driver until `shutdown`,
+/// checkpointing every `checkpoint_interval_ms` and once more on the way out.
+pub(super) async fn consume(
+    job: Arc<Job>,
+    bus: &Bus,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    driver::read_ahead(bus, Topic::Catalog, shutdown, |record| {
+        job.apply_ahead(record)
+    })
+    .await?;
+    let settings = Settings {
+        group: job.config.group_id.clone(),
+        topics: TOPICS.to_vec(),
+        hook: Arc::new(NoHook),
+        stage: "analytics".to_owned(),
+        flush_every: Duration::from_millis(job.config.checkpoint_interval_ms.max(50)),
+        tick_every: None,
+        dead_letters: Some(job.metrics.dead_letters.clone()),
+    };
+    driver::run(
+        bus,
+        settings,
+        Offsets::FromFlush,
+        &mut OnDriver(job),
+        shutdown,
+    )
+    .await
+}

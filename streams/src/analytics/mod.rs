@@ -1,0 +1,58 @@
+//! Merchant analytics, live: per-merchant sales, funnel, products, searches and refunds,
+//! seconds after the events, for the merchant's own key.
+//!
+//! - [`live`]: the pure operator: minute buckets and per-day lists per merchant over a window
+//!   behind the latest event, bounded and order-independent.
+//! - [`query`]: ranges and grains in IST, and each metric's answer, pure.
+//! - `job`: the Kafka edge (consumer group, catalog read ahead, checkpoint, DLQ).
+//! - `http`: `/v1/merchants/{merchant_id}/analytics/{metric}`.
+
+mod http;
+mod job;
+pub mod live;
+pub mod query;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use bus::Bus;
+use futures::{FutureExt as _, TryFutureExt as _};
+use runtime::Stage;
+use runtime::http::auth::{Keys, Limiter};
+use runtime::metrics::{Metrics, Registry};
+use tokio_util::sync::CancellationToken;
+
+pub use job::{AnalyticsConfig, TOPICS};
+
+use crate::StreamError;
+
+/// Starts live analytics as a stage: the job folding the topics into the live state, and its
+/// route, which authenticates callers through `keys` (the orders core's, or the api-keys
+/// topic's in a process of its own).
+pub fn stage(
+    config: AnalyticsConfig,
+    keys: Arc<dyn Keys>,
+    bus: Arc<Bus>,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<Stage, StreamError> {
+    let metrics = Arc::new(Metrics::new(registry, "analytics"));
+    let job = Arc::new(job::Job::open(config.clone(), registry, metrics)?);
+    let readiness = job.readiness.clone();
+    let routes = http::routes(
+        Arc::clone(&job.live),
+        config.live.clone(),
+        config.max_limit,
+        keys,
+        Arc::new(Limiter::new(config.rate_limit)),
+    );
+    let work = async move { job::consume(job, &bus, &shutdown).await };
+    Ok(Stage {
+        name: "analytics",
+        routes,
+        api: http::api(),
+        readiness,
+        work: work.map_err(|e: StreamError| e.into()).boxed(),
+    })
+}

@@ -1,0 +1,348 @@
+//! Live merchant analytics through the broker: orders placed through the core, clicks and
+//! searches as the collector and search publish them, read back per merchant with the
+//! merchant's own key; every metric refuses other shops' keys; bad ranges are named.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use ingest::service::CoreConfig;
+use model::payload::{CartChanged, ProductViewed, SearchPerformed};
+use model::{Envelope, Event, MARKETPLACE, MerchantId, ProductId, SessionId};
+use reqwest::Method as M;
+use runtime::supervisor::{self, StageList};
+use serde_json::{Value, json};
+use streams::analytics::AnalyticsConfig;
+use testkit::api::{Client, key_of};
+use testkit::core::start_core;
+
+const METRICS: [&str; 5] = ["sales", "funnel", "products", "search", "refunds"];
+
+async fn start_analytics(bus: Arc<bus::Bus>, dir: &std::path::Path) -> Result<supervisor::Running> {
+    let config = AnalyticsConfig {
+        checkpoint_dir: Some(dir.to_owned()),
+        checkpoint_interval_ms: 200,
+        ..AnalyticsConfig::default()
+    };
+    let mut list = StageList::default();
+    let token = tokio_util::sync::CancellationToken::new();
+    let (keys_stage, keys) = runtime::keys::stage(Arc::clone(&bus), token.clone());
+    list.push(keys_stage, token);
+    let metrics = list.metrics();
+    list.add("analytics", |token| async move {
+        streams::analytics::stage(config, keys, bus, &metrics, token)
+    })
+    .await?;
+    Ok(supervisor::spawn_local(list).await?)
+}
+
+fn behaviour(now: i64) -> Vec<Envelope> {
+    let envelope = |merchant: &str, event: Event| {
+        Envelope::new(uuid::Uuid::now_v7(), now, MerchantId::new(merchant), event)
+    };
+    let session = SessionId::new("s-1");
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.push(envelope(
+            MARKETPLACE,
+            Event::ProductViewed(ProductViewed {
+                session_id: session.clone(),
+                customer_id: None,
+                product_id: ProductId::new("p-1"),
+            }),
+        ));
+    }
+    for _ in 0..2 {
+        events.push(envelope(
+            MARKETPLACE,
+            Event::CartAdded(CartChanged {
+                session_id: session.clone(),
+                customer_id: None,
+                product_id: ProductId::new("p-1"),
+                quantity: 1,
+            }),
+        ));
+    }
+    for (query, results) in [
+        ("kurta", vec!["p-1"]),
+        ("Kurta", vec!["p-1"]),
+        ("saree", vec![]),
+    ] {
+        events.push(envelope(
+            "m-1",
+            Event::SearchPerformed(SearchPerformed {
+                session_id: session.clone(),
+                customer_id: None,
+                query: query.into(),
+                filters: Default::default(),
+                pincode: None,
+                results: results.into_iter().map(ProductId::new).collect(),
+            }),
+        ));
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_reads_its_live_numbers_and_no_one_elses() -> Result<()> {
+    let bus = testkit::bus("analytics-e2e")?;
+    let core = start_core(Arc::clone(&bus), CoreConfig::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let analytics = start_analytics(Arc::clone(&bus), dir.path()).await?;
+    let client = Client::new(&core);
+    let admin = core.admin_key.clone();
+    let mut keys = Vec::new();
+    for merchant in ["m-1", "m-2"] {
+        let created = client
+            .ok(
+                M::POST,
+                "/v1/merchants",
+                &admin,
+                Some(json!({"merchant_id": merchant, "name": merchant})),
+                &[],
+            )
+            .await?;
+        keys.push(key_of(&created)?);
+        let product = if merchant == "m-1" { "p-1" } else { "p-9" };
+        let listing = json!({"category": "apparel", "brand": "Fabindia", "title": format!("Kurta {product}"), "price": {"amount_minor": 49_900, "currency": "INR"}});
+        client
+            .ok(
+                M::PUT,
+                &format!("/v1/products/{product}"),
+                &keys[keys.len() - 1],
+                Some(listing),
+                &[],
+            )
+            .await?;
+        client
+            .ok(
+                M::POST,
+                &format!("/v1/products/{product}/stock"),
+                &keys[keys.len() - 1],
+                Some(json!({"delta": 100, "reason": "receipt"})),
+                &[],
+            )
+            .await?;
+    }
+    let (m1, m2) = (keys[0].clone(), keys[1].clone());
+    let storefront = key_of(
+        &client
+            .ok(
+                M::POST,
+                "/v1/api-keys",
+                &admin,
+                Some(json!({"role": "storefront"})),
+                &[],
+            )
+            .await?,
+    )?;
+    let mut gmv = 0;
+    let mut orders = Vec::new();
+    for (i, (merchant, product, quantity)) in [
+        ("m-1", "p-1", 1),
+        ("m-1", "p-1", 2),
+        ("m-1", "p-1", 3),
+        ("m-2", "p-9", 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let placed = client
+            .ok(
+                M::POST,
+                "/v1/orders",
+                &storefront,
+                Some(json!({
+                    "merchant_id": merchant, "customer_id": "c-1", "session_id": null,
+                    "delivery_pincode": "560034", "currency": "INR",
+                    "lines": [{"product_id": product, "quantity": quantity}]
+                })),
+                &[("Idempotency-Key", &format!("analytics-{i}"))],
+            )
+            .await?;
+        if merchant == "m-1" {
+            gmv += placed["totals"]["total"]["amount_minor"]
+                .as_i64()
+                .context("total")?;
+        }
+        orders.push(placed["order_id"].as_str().context("order_id")?.to_owned());
+    }
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{}/cancel", orders[0]),
+            &storefront,
+            Some(json!({"reason": "ordered twice"})),
+            &[],
+        )
+        .await?;
+    let now = ingest::store::now_ms();
+    testkit::produce_all(&bus.producer()?, &behaviour(now)).await?;
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", analytics.addr);
+    let from = now - 3_600_000;
+    let get = |key: Option<String>, path: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut request = http.get(format!("{base}{path}"));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        }
+    };
+    let path = |merchant: &str, metric: &str| {
+        format!("/v1/merchants/{merchant}/analytics/{metric}?from={from}&grain=minute")
+    };
+    let sales = testkit::wait_until(Duration::from_secs(60), "m-1's orders counted", || {
+        let fetched = get(Some(m1.clone()), path("m-1", "sales"));
+        async move {
+            let (status, body) = fetched.await?;
+            Ok((status == 200
+                && body["totals"]["orders"] == 3
+                && body["totals"]["cancellations"] == 1)
+                .then_some(body))
+        }
+    })
+    .await?;
+    ensure!(sales["totals"]["units"] == 6, "{sales}");
+    ensure!(sales["totals"]["gmv"]["INR"] == gmv, "{sales}");
+    ensure!(
+        sales["series"].as_array().is_some_and(|s| s.len() >= 60),
+        "{sales}"
+    );
+
+    let funnel = testkit::wait_until(Duration::from_secs(30), "the clicks counted", || {
+        let fetched = get(Some(m1.clone()), path("m-1", "funnel"));
+        async move {
+            let (_, body) = fetched.await?;
+            Ok((body["totals"]["views"] == 5).then_some(body))
+        }
+    })
+    .await?;
+    ensure!(funnel["totals"]["cart_adds"] == 2, "{funnel}");
+    let (_, products) = get(Some(m1.clone()), path("m-1", "products")).await?;
+    ensure!(
+        products["products"][0]["product_id"] == "p-1"
+            && products["products"][0]["units"] == 6
+            && products["products"][0]["title"] == "Kurta p-1",
+        "{products}"
+    );
+    let search = testkit::wait_until(Duration::from_secs(30), "the searches counted", || {
+        let fetched = get(Some(m1.clone()), path("m-1", "search"));
+        async move {
+            let (_, body) = fetched.await?;
+            Ok((body["totals"]["searches"] == 3).then_some(body))
+        }
+    })
+    .await?;
+    ensure!(
+        search["top_queries"][0]
+            == json!({"query": "kurta", "searches": 2, "zero_results": 0, "clicks": 0, "click_through": 0.0})
+            && search["zero_result_queries"][0]["query"] == "saree",
+        "{search}"
+    );
+    let (_, refunds) = get(Some(m1.clone()), path("m-1", "refunds")).await?;
+    ensure!(refunds["by_reason"]["ordered twice"] == 1, "{refunds}");
+    let (_, other) = get(Some(m2.clone()), path("m-2", "sales")).await?;
+    ensure!(other["totals"]["orders"] == 1, "{other}");
+
+    // Every metric: another shop's key and a storefront key are refused, no key is 401.
+    for metric in METRICS {
+        for (key, status, code) in [
+            (Some(m2.clone()), 403, "forbidden"),
+            (Some(storefront.clone()), 403, "forbidden"),
+            (None, 401, "unauthorized"),
+        ] {
+            let (got, body) = get(key, path("m-1", metric)).await?;
+            ensure!(
+                got == status && body["error"]["code"] == code,
+                "{metric}: {got} {body}"
+            );
+        }
+        let (got, body) = get(Some(admin.clone()), path("m-1", metric)).await?;
+        ensure!(got == 200, "{metric} as admin: {got} {body}");
+        let (got, body) = get(Some(admin.clone()), path("m-404", metric)).await?;
+        ensure!(
+            got == 404 && body["error"]["code"] == "unknown_merchant",
+            "{got} {body}"
+        );
+    }
+
+    // Bad ranges and parameters: 4xx naming what is wrong.
+    let day = 86_400_000;
+    for (query, status, code, mention) in [
+        (
+            format!("sales?from={}&grain=minute", now - 2 * day),
+            400,
+            "grain_too_fine",
+            "grain=hour",
+        ),
+        (
+            format!("sales?from={now}&to={from}"),
+            400,
+            "invalid_parameter",
+            "before",
+        ),
+        (
+            format!("sales?from={}", now + day),
+            400,
+            "invalid_parameter",
+            "future",
+        ),
+        (
+            "sales?from=yesterday".to_owned(),
+            400,
+            "invalid_parameter",
+            "from",
+        ),
+        (
+            "sales?grain=fortnight".to_owned(),
+            400,
+            "invalid_parameter",
+            "grain",
+        ),
+        (
+            "sales?limit=0".to_owned(),
+            400,
+            "invalid_parameter",
+            "limit",
+        ),
+        (
+            "sales?merchant=m-2".to_owned(),
+            400,
+            "invalid_parameter",
+            "merchant",
+        ),
+        (
+            format!("sales?from={}&grain=day", now - 3 * day),
+            422,
+            "outside_live_window",
+            "48 hours",
+        ),
+        ("profit".to_owned(), 404, "unknown_metric", "sales"),
+    ] {
+        let (got, body) = get(
+            Some(m1.clone()),
+            format!("/v1/merchants/m-1/analytics/{query}"),
+        )
+        .await?;
+        ensure!(
+            got == status && body["error"]["code"] == code,
+            "{query}: {got} {body}"
+        );
+        ensure!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(mention)),
+            "{query}: {body} does not mention {mention}"
+        );
+    }
+
+    analytics.stop().await?;
+    core.stop().await?;
+    Ok(())
+}
