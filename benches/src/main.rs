@@ -2,6 +2,7 @@
 //! BENCHMARKS.md quotes. Run it in release: `cargo run --release -p benches -- <target>`. It
 //! takes the same configuration flags as `shopstream`.
 
+mod analytics;
 mod front;
 mod lake;
 mod nexmark;

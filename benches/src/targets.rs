@@ -109,6 +109,21 @@ pub enum Target {
         #[command(subcommand)]
         part: crate::recs::Part,
     },
+    /// Live merchant analytics through the broker: catch-up over `--history` events of a
+    /// full live window, freshness of a probe order under `--rate` events/s, and the
+    /// answers under `wrk`.
+    Analytics {
+        #[arg(long, default_value_t = 1_000_000)]
+        history: usize,
+        #[arg(long, default_value_t = 2_000)]
+        rate: usize,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
         #[arg(long, default_value_t = 1_000_000)]
@@ -125,6 +140,13 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
         Target::Search { part } => crate::search::run(&config, part).await,
+        Target::Analytics {
+            history,
+            rate,
+            samples,
+            connections,
+            seconds,
+        } => crate::analytics::run(&config, history, rate, samples, connections, seconds).await,
         Target::Recs { part } => crate::recs::run(&config, part),
         Target::Promise {
             orders,

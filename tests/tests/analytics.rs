@@ -1,7 +1,10 @@
 //! Live merchant analytics through the broker: orders placed through the core, clicks and
 //! searches as the collector and search publish them, read back per merchant with the
-//! merchant's own key; every metric refuses other shops' keys; bad ranges are named.
+//! merchant's own key; every metric refuses other shops' keys; bad ranges are named. And an
+//! aggregator SIGKILLed at random moments resumes to exactly the numbers of one that never
+//! stopped.
 
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +16,8 @@ use reqwest::Method as M;
 use runtime::supervisor::{self, StageList};
 use serde_json::{Value, json};
 use streams::analytics::AnalyticsConfig;
+use streams::analytics::live::{Live, LiveConfig};
+use streams::analytics::query::{Grain, Range};
 use testkit::api::{Client, key_of};
 use testkit::core::start_core;
 
@@ -344,5 +349,173 @@ async fn a_merchant_reads_its_live_numbers_and_no_one_elses() -> Result<()> {
 
     analytics.stop().await?;
     core.stop().await?;
+    Ok(())
+}
+
+/// A day of three shops: their catalog, then orders, refunds, cancellations, views, cart
+/// adds and searches at event times over the last two hours, seeded.
+fn traffic(now: i64, count: usize) -> Result<Vec<Envelope>> {
+    use model::payload::{OrderCancelled, OrderLine, OrderPlaced, ProductUpserted, RefundIssued};
+    use model::{CustomerId, Money, OrderId, PaymentId, Pincode, RefundId};
+    let envelope = |at: i64, merchant: &str, event: Event| {
+        Envelope::new(uuid::Uuid::now_v7(), at, MerchantId::new(merchant), event)
+    };
+    let shops = ["m-a", "m-b", "m-c"];
+    let mut events = Vec::new();
+    for p in 0..30 {
+        events.push(envelope(
+            now - 86_400_000,
+            shops[p % 3],
+            Event::ProductUpserted(ProductUpserted {
+                product_id: ProductId::new(format!("p-{p}")),
+                category: "apparel".into(),
+                brand: "Fabindia".into(),
+                title: format!("Kurta {p}"),
+                description: String::new(),
+                attributes: Default::default(),
+                price: Money::inr(10_000),
+            }),
+        ));
+    }
+    let mut seed = 11u64;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    for i in 0..count {
+        let at = now - 7_200_000 + (i as i64 * 7_200_000) / count as i64;
+        let p = next(30) as usize;
+        let (shop, product) = (shops[p % 3], ProductId::new(format!("p-{p}")));
+        let session = SessionId::new(format!("s-{}", next(500)));
+        let order_id = OrderId::new(format!("o-{i}"));
+        let event = match next(10) {
+            0..=3 => envelope(
+                at,
+                MARKETPLACE,
+                Event::ProductViewed(ProductViewed {
+                    session_id: session,
+                    customer_id: None,
+                    product_id: product,
+                }),
+            ),
+            4 => envelope(
+                at,
+                MARKETPLACE,
+                Event::CartAdded(CartChanged {
+                    session_id: session,
+                    customer_id: None,
+                    product_id: product,
+                    quantity: 1,
+                }),
+            ),
+            5 => envelope(
+                at,
+                shop,
+                Event::SearchPerformed(SearchPerformed {
+                    session_id: session,
+                    customer_id: None,
+                    query: format!("kurta {}", next(5)),
+                    filters: Default::default(),
+                    pincode: None,
+                    results: vec![product],
+                }),
+            ),
+            6..=8 => envelope(
+                at,
+                shop,
+                Event::OrderPlaced(OrderPlaced {
+                    order_id,
+                    customer_id: CustomerId::new("c-1"),
+                    session_id: None,
+                    lines: vec![OrderLine {
+                        product_id: product,
+                        quantity: 1 + next(3) as u32,
+                        unit_price: Money::inr(10_000),
+                    }],
+                    delivery_pincode: Pincode::parse("560034").context("pincode")?,
+                    total: Money::inr(10_000),
+                }),
+            ),
+            _ => {
+                // A refund of an earlier order and its cancellation.
+                let earlier =
+                    OrderId::new(format!("o-{}", i.saturating_sub(1 + next(50) as usize)));
+                events.push(envelope(
+                    at,
+                    shop,
+                    Event::RefundIssued(RefundIssued {
+                        refund_id: RefundId::new(format!("r-{i}")),
+                        payment_id: PaymentId::new(format!("pay-{i}")),
+                        order_id: earlier.clone(),
+                        amount: Money::inr(7_000),
+                    }),
+                ));
+                envelope(
+                    at,
+                    shop,
+                    Event::OrderCancelled(OrderCancelled {
+                        order_id: earlier,
+                        reason: "changed mind".into(),
+                        refund: Money::inr(7_000),
+                    }),
+                )
+            }
+        };
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn checkpointed(dir: &std::path::Path) -> Result<Option<Live>> {
+    Ok(runtime::checkpoint::Checkpoints::open(dir)?.load::<Live>("analytics")?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_killed_at_random_moments_resumes_with_exact_totals() -> Result<()> {
+    let bus = testkit::bus("analytics-crash")?;
+    bus.ensure_topics(&model::Topic::ALL).await?;
+    let now = ingest::store::now_ms();
+    let events = traffic(now, 6_000)?;
+    let expected = {
+        let mut live = Live::default();
+        for event in &events {
+            live.apply(event, &LiveConfig::default());
+        }
+        live
+    };
+    let load = testkit::produce_steadily(Arc::clone(&bus), events, 1_000);
+    let dir = tempfile::tempdir()?;
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_analytics_child"))
+            .arg(bus.bootstrap_servers())
+            .arg(&bus.config().topic_prefix)
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+    };
+    testkit::kill_at_random(5, 17, "aggregator", spawn).await?;
+    load.await??;
+    // The last run is left to finish; its checkpoint is the state it resumed to.
+    let mut last = spawn()?;
+    let waited = testkit::wait_until(Duration::from_secs(90), "every event counted", || {
+        let done = checkpointed(dir.path())
+            .ok()
+            .flatten()
+            .is_some_and(|live| live.shops == expected.shops);
+        async move { Ok(done.then_some(())) }
+    })
+    .await;
+    last.kill()?;
+    last.wait()?;
+    if let Err(error) = waited {
+        let resumed = checkpointed(dir.path())?.context("no checkpoint")?;
+        let range = Range::new(now - 3 * 3_600_000, now + 60_000, Grain::Day, now)?;
+        let (got, want) = (
+            streams::analytics::query::sales(resumed.shops.get("m-a"), &range).totals,
+            streams::analytics::query::sales(expected.shops.get("m-a"), &range).totals,
+        );
+        anyhow::bail!("{error}: m-a's sales resumed to {got:?}, a straight fold gives {want:?}");
+    }
     Ok(())
 }

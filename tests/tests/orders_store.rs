@@ -394,7 +394,7 @@ async fn reopening_applies_no_migration_twice(db: Db) -> Result<()> {
     )
     .await?;
     ensure!(
-        migrations == 4 && versions == 4,
+        migrations == 5 && versions == 5,
         "{migrations} rows for {versions} versions"
     );
     Ok(())
