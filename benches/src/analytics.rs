@@ -50,8 +50,13 @@ fn traffic(now: i64, hours: i64, count: usize, seed: u64) -> Result<Vec<Envelope
     Ok((0..count)
         .map(|i| {
             let at = now - hours * HOUR_MS + (i as i64 * hours * HOUR_MS) / count.max(1) as i64;
-            let shop = merchant(rng.random_range(0..MERCHANTS));
-            let product = ProductId::new(format!("p-{}", rng.random_range(0..20_000)));
+            let shop = rng.random_range(0..MERCHANTS);
+            // 20,000 products, each one shop's.
+            let product = ProductId::new(format!(
+                "p-{}",
+                shop + MERCHANTS * rng.random_range(0..20_000 / MERCHANTS)
+            ));
+            let shop = merchant(shop);
             let session = SessionId::new(format!("s-{}", rng.random_range(0..100_000)));
             let event = match rng.random_range(0..10) {
                 0..=5 => Event::ProductViewed(ProductViewed {
@@ -282,6 +287,23 @@ pub async fn run(
     .await?
     .context("running wrk (apt install wrk)")?;
     println!("{}", String::from_utf8_lossy(&output.stdout));
+    let exposition = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in exposition.lines().filter(|line| {
+        line.contains("job=\"analytics\"")
+            && (line.starts_with("shopstream_checkpoint_")
+                || line.starts_with("shopstream_analytics_"))
+    }) {
+        println!("{line}");
+    }
+    println!(
+        "peak RSS of the process (broker, stage, front door) {:.0} MB",
+        crate::search::peak_rss_mb()
+    );
     running.stop().await?;
     Ok(())
 }

@@ -86,7 +86,7 @@ pub async fn run(config: &Config, part: Part) -> Result<()> {
     }
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -191,8 +191,9 @@ impl Job {
 
     fn save(&self) -> Result<Vec<Position>, StreamError> {
         let started = Instant::now();
-        let live = self.read();
-        let bytes = self.checkpoints.save(CHECKPOINT, &*live)?;
+        // A copy, so the consumer waits for the copy, not for the encoding and the fsync.
+        let live = self.read().clone();
+        let bytes = self.checkpoints.save(CHECKPOINT, &live)?;
         let (minutes, days) = live.sizes();
         let set = |gauge: &Gauge, n: u64| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         set(&self.gauges.minutes, minutes as u64);

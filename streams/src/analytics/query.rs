@@ -200,8 +200,8 @@ fn parse_any_time(text: &str) -> Option<i64> {
     Some(start + offset + ((hours * 60 + minutes) * 60 + seconds) * 1_000)
 }
 
-/// The range's minutes of `shop`, summed per bucket of the grain (every bucket present,
-/// zero when nothing happened), and in total.
+/// The minutes of `shop` the range touches, summed per bucket of the grain (every bucket
+/// present, zero when nothing happened), and in total.
 fn buckets(shop: Option<&Shop>, range: &Range) -> (Vec<(i64, Minute)>, Minute) {
     let mut series = Vec::new();
     let mut start = range.grain.floor(range.from);
@@ -212,7 +212,10 @@ fn buckets(shop: Option<&Shop>, range: &Range) -> (Vec<(i64, Minute)>, Minute) {
     let mut total = Minute::default();
     if let Some(shop) = shop {
         let mut index = 0;
-        for (minute, counts) in shop.minutes.range(range.from..range.to) {
+        // Every minute the range touches, as the series' first point (which starts at the
+        // grain's floor of `from`) does: a minute is the finest the numbers are kept at.
+        let first_minute = Grain::Minute.floor(range.from);
+        for (minute, counts) in shop.minutes.range(first_minute..range.to) {
             while index + 1 < series.len() && series[index + 1].0 <= *minute {
                 index += 1;
             }

@@ -297,3 +297,15 @@ fn queries_past_the_daily_cap_are_summed_as_other() {
     assert_eq!(report.other_queries, 2);
     assert_eq!(report.series.totals.searches, 5);
 }
+
+#[test]
+fn a_range_starting_inside_a_minute_counts_that_whole_minute() {
+    let live = fold(&day());
+    // o-1 is placed at 10:06; a range from 10:06:30 still holds it, in total and in its point.
+    let from = t0() + 6 * MINUTE_MS + 30_000;
+    let range = Range::new(from, from + 10 * MINUTE_MS, Grain::Minute, i64::MAX).unwrap();
+    let sales = query::sales(live.shops.get("m-1"), &range);
+    assert_eq!(sales.totals.orders, 1);
+    assert_eq!(sales.series[0].orders, 1);
+    assert_eq!(sales.series[0].start, "2026-12-04T10:06+05:30");
+}
