@@ -79,25 +79,6 @@ fn traffic(now: i64, hours: i64, count: usize, seed: u64) -> Result<Vec<Envelope
         .collect())
 }
 
-async fn produce(producer: &bus::Producer, events: &[Envelope]) -> Result<()> {
-    for chunk in events.chunks(10_000) {
-        let encoded: Vec<Vec<u8>> = chunk.iter().map(model::codec::encode).collect();
-        let mut pending = Vec::with_capacity(chunk.len());
-        for (envelope, payload) in chunk.iter().zip(&encoded) {
-            pending.push(producer.enqueue(bus::OutRecord {
-                topic: envelope.topic(),
-                key: envelope.key().as_bytes(),
-                payload,
-                headers: &[],
-            })?);
-        }
-        for delivered in pending {
-            delivered.await?;
-        }
-    }
-    Ok(())
-}
-
 pub async fn run(
     config: &Config,
     history_events: usize,
@@ -129,7 +110,7 @@ pub async fn run(
     let now = runtime::now_ms();
     let hours = i64::from(config.analytics.live.window_hours) - 1;
     let history = traffic(now, hours, history_events, 1)?;
-    produce(&producer, &history).await?;
+    crate::load::produce(&producer, &history).await?;
 
     let dir = tempfile::tempdir()?;
     let analytics = streams::analytics::AnalyticsConfig {
@@ -204,7 +185,7 @@ pub async fn run(
                 pace.tick().await;
                 round += 1;
                 let slice = traffic(runtime::now_ms() + HOUR_MS / 10, 0, rate / 10, 100 + round)?;
-                produce(&producer, &slice).await?;
+                crate::load::produce(&producer, &slice).await?;
             }
             anyhow::Ok(())
         })
@@ -275,18 +256,10 @@ pub async fn run(
         "}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i], {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend"
     )?;
     drop(lua);
-    let (connections_arg, seconds_arg) = (format!("-c{connections}"), format!("-d{seconds}s"));
-    let wrk_base = base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("wrk")
-            .args(["-t2", &connections_arg, &seconds_arg, "--latency", "-s"])
-            .arg(&script)
-            .arg(&wrk_base)
-            .output()
-    })
-    .await?
-    .context("running wrk (apt install wrk)")?;
-    println!("{}", String::from_utf8_lossy(&output.stdout));
+    println!(
+        "{}",
+        crate::load::wrk(&script, &base, connections, seconds).await?
+    );
     let exposition = http
         .get(format!("{base}/metrics"))
         .send()

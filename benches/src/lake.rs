@@ -93,29 +93,7 @@ pub async fn sink(config: Config, events: usize) -> Result<()> {
     bus_config.topic_prefix = format!("bench-lake-{}.", std::process::id());
     let bus = Arc::new(Bus::connect(bus_config)?);
     bus.ensure_topics(&model::Topic::ALL).await?;
-    let producer = bus.producer()?;
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let encoded: Vec<Vec<u8>> = envelopes.iter().map(model::codec::encode).collect();
-    for (envelope, payload) in envelopes.iter().zip(&encoded) {
-        pending.push(producer.enqueue(bus::OutRecord {
-            topic: envelope.topic(),
-            key: envelope.key().as_bytes(),
-            payload,
-            headers: &[],
-        })?);
-        if pending.len() >= 50_000 {
-            use futures::StreamExt;
-            while let Some(done) = pending.next().await {
-                done?;
-            }
-        }
-    }
-    {
-        use futures::StreamExt;
-        while let Some(done) = pending.next().await {
-            done?;
-        }
-    }
+    crate::load::produce(&bus.producer()?, &envelopes).await?;
     let dir = tempfile::Builder::new()
         .prefix("shopstream-bench-lake-")
         .tempdir()?;

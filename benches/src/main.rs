@@ -5,6 +5,7 @@
 mod analytics;
 mod front;
 mod lake;
+mod load;
 mod nexmark;
 mod orderbook;
 mod orders;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -249,19 +249,10 @@ async fn queries(
             bail!("{url} answered {status}");
         }
     }
-    let (connections_arg, seconds_arg) = (format!("-c{connections}"), format!("-d{seconds}s"));
-    let wrk_base = base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("wrk")
-            .args(["-t2", &connections_arg, &seconds_arg, "--latency", "-s"])
-            .arg(&script)
-            .arg(&wrk_base)
-            .output()
-    })
-    .await?
-    .context("running wrk (apt install wrk)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    println!("{text}");
+    println!(
+        "{}",
+        crate::load::wrk(&script, &base, connections, seconds).await?
+    );
     println!("peak RSS of the server process {:.0} MB", peak_rss_mb());
     running.stop().await?;
     Ok(())

@@ -120,3 +120,65 @@ pub fn key_of(created: &Value) -> Result<String> {
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no api_key in {created}"))
 }
+
+/// Creates merchant `id` (admin) and returns its first key.
+pub async fn merchant(client: &Client, admin: &str, id: &str) -> Result<String> {
+    let created = client
+        .ok(
+            M::POST,
+            "/v1/merchants",
+            admin,
+            Some(json!({"merchant_id": id, "name": id})),
+            &[],
+        )
+        .await?;
+    key_of(&created)
+}
+
+/// A storefront key of the marketplace (bound to no shop).
+pub async fn storefront(client: &Client, admin: &str) -> Result<String> {
+    let created = client
+        .ok(
+            M::POST,
+            "/v1/api-keys",
+            admin,
+            Some(json!({"role": "storefront"})),
+            &[],
+        )
+        .await?;
+    key_of(&created)
+}
+
+/// Lists `product` (a kurta at ₹499) for the merchant whose `key` this is, kept at
+/// `warehouse` (`main` when `None`) with `units` in stock.
+pub async fn listed(
+    client: &Client,
+    key: &str,
+    product: &str,
+    warehouse: Option<&str>,
+    units: i64,
+) -> Result<()> {
+    let listing = json!({
+        "category": "apparel", "brand": "Fabindia", "title": format!("Kurta {product}"),
+        "price": {"amount_minor": 49_900, "currency": "INR"}, "warehouse_id": warehouse
+    });
+    client
+        .ok(
+            M::PUT,
+            &format!("/v1/products/{product}"),
+            key,
+            Some(listing),
+            &[],
+        )
+        .await?;
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/products/{product}/stock"),
+            key,
+            Some(json!({"delta": units, "reason": "receipt"})),
+            &[],
+        )
+        .await?;
+    Ok(())
+}

@@ -11,6 +11,7 @@
 //! join each other's groups.
 
 pub mod api;
+pub mod child;
 pub mod core;
 pub mod demo;
 pub mod lake;

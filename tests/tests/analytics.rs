@@ -4,7 +4,6 @@
 //! aggregator SIGKILLed at random moments resumes to exactly the numbers of one that never
 //! stopped.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use streams::analytics::AnalyticsConfig;
 use streams::analytics::live::{Live, LiveConfig};
 use streams::analytics::query::{Grain, Range};
-use testkit::api::{Client, key_of};
+use testkit::api::Client;
 use testkit::core::start_core;
 
 const METRICS: [&str; 5] = ["sales", "funnel", "products", "search", "refunds"];
@@ -96,51 +95,11 @@ async fn a_merchant_reads_its_live_numbers_and_no_one_elses() -> Result<()> {
     let analytics = start_analytics(Arc::clone(&bus), dir.path()).await?;
     let client = Client::new(&core);
     let admin = core.admin_key.clone();
-    let mut keys = Vec::new();
-    for merchant in ["m-1", "m-2"] {
-        let created = client
-            .ok(
-                M::POST,
-                "/v1/merchants",
-                &admin,
-                Some(json!({"merchant_id": merchant, "name": merchant})),
-                &[],
-            )
-            .await?;
-        keys.push(key_of(&created)?);
-        let product = if merchant == "m-1" { "p-1" } else { "p-9" };
-        let listing = json!({"category": "apparel", "brand": "Fabindia", "title": format!("Kurta {product}"), "price": {"amount_minor": 49_900, "currency": "INR"}});
-        client
-            .ok(
-                M::PUT,
-                &format!("/v1/products/{product}"),
-                &keys[keys.len() - 1],
-                Some(listing),
-                &[],
-            )
-            .await?;
-        client
-            .ok(
-                M::POST,
-                &format!("/v1/products/{product}/stock"),
-                &keys[keys.len() - 1],
-                Some(json!({"delta": 100, "reason": "receipt"})),
-                &[],
-            )
-            .await?;
-    }
-    let (m1, m2) = (keys[0].clone(), keys[1].clone());
-    let storefront = key_of(
-        &client
-            .ok(
-                M::POST,
-                "/v1/api-keys",
-                &admin,
-                Some(json!({"role": "storefront"})),
-                &[],
-            )
-            .await?,
-    )?;
+    let m1 = testkit::api::merchant(&client, &admin, "m-1").await?;
+    let m2 = testkit::api::merchant(&client, &admin, "m-2").await?;
+    testkit::api::listed(&client, &m1, "p-1", None, 100).await?;
+    testkit::api::listed(&client, &m2, "p-9", None, 100).await?;
+    let storefront = testkit::api::storefront(&client, &admin).await?;
     let mut gmv = 0;
     let mut orders = Vec::new();
     for (i, (merchant, product, quantity)) in [
@@ -485,15 +444,8 @@ async fn an_aggregator_killed_at_random_moments_resumes_with_exact_totals() -> R
     };
     let load = testkit::produce_steadily(Arc::clone(&bus), events, 1_000);
     let dir = tempfile::tempdir()?;
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_analytics_child"))
-            .arg(bus.bootstrap_servers())
-            .arg(&bus.config().topic_prefix)
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-    };
+    let spawn =
+        || testkit::child::command(env!("CARGO_BIN_EXE_analytics_child"), &bus, dir.path()).spawn();
     testkit::kill_at_random(5, 17, "aggregator", spawn).await?;
     load.await??;
     // The last run is left to finish; its checkpoint is the state it resumed to.

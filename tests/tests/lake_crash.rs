@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +27,8 @@ async fn a_sink_killed_at_random_moments_commits_every_row_exactly_once() -> Res
     let want = expected_rows(&events);
     let load = testkit::produce_steadily(Arc::clone(&bus), events, 2_000);
 
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_lake_child"))
-            .arg(bus.bootstrap_servers())
-            .arg(&bus.config().topic_prefix)
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-    };
+    let spawn =
+        || testkit::child::command(env!("CARGO_BIN_EXE_lake_child"), &bus, dir.path()).spawn();
     testkit::kill_at_random(kills, 11, "sink", spawn).await?;
     load.await??;
 

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use runtime::supervisor::{self, StageList};
 use serde_json::{Value, json};
 use streams::serviceability::{Serviceability, ServiceabilityConfig};
-use testkit::api::{Client, code, key_of};
+use testkit::api::{Client, code};
 use testkit::core::launch_core_promising;
 
 async fn start_serviceability(
@@ -80,31 +80,9 @@ async fn an_order_records_the_promise_serviceability_made_and_its_shipment_carri
     .await?;
     let client = Client::new(&core);
     let admin = core.admin_key.clone();
-    let mut keys = Vec::new();
-    for merchant in ["m-1", "m-2"] {
-        let created = client
-            .ok(
-                M::POST,
-                "/v1/merchants",
-                &admin,
-                Some(json!({"merchant_id": merchant, "name": merchant})),
-                &[],
-            )
-            .await?;
-        keys.push(key_of(&created)?);
-    }
-    let (merchant, other) = (keys[0].clone(), keys[1].clone());
-    let storefront = key_of(
-        &client
-            .ok(
-                M::POST,
-                "/v1/api-keys",
-                &admin,
-                Some(json!({"role": "storefront"})),
-                &[],
-            )
-            .await?,
-    )?;
+    let merchant = testkit::api::merchant(&client, &admin, "m-1").await?;
+    let other = testkit::api::merchant(&client, &admin, "m-2").await?;
+    let storefront = testkit::api::storefront(&client, &admin).await?;
 
     // The merchant's warehouse, open every day until a minute before midnight.
     let warehouse = json!({
@@ -233,30 +211,8 @@ async fn an_order_records_the_promise_serviceability_made_and_its_shipment_carri
     }
 
     publish_courier(&bus).await?;
-    for (product, warehouse_id) in [("p-1", "w-blr"), ("p-2", "w-unregistered")] {
-        let listing = json!({
-            "category": "apparel", "brand": "Fabindia", "title": format!("Cotton kurta {product}"),
-            "price": {"amount_minor": 99_900, "currency": "INR"}, "warehouse_id": warehouse_id
-        });
-        client
-            .ok(
-                M::PUT,
-                &format!("/v1/products/{product}"),
-                &merchant,
-                Some(listing),
-                &[],
-            )
-            .await?;
-        client
-            .ok(
-                M::POST,
-                &format!("/v1/products/{product}/stock"),
-                &merchant,
-                Some(json!({"delta": 10, "reason": "receipt"})),
-                &[],
-            )
-            .await?;
-    }
+    testkit::api::listed(&client, &merchant, "p-1", Some("w-blr"), 10).await?;
+    testkit::api::listed(&client, &merchant, "p-2", Some("w-unregistered"), 10).await?;
 
     // Serviceability has read the warehouse, the courier and the stock from the topics.
     let http = reqwest::Client::new();

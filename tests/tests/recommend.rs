@@ -4,7 +4,6 @@
 //! state as a straight fold of the same events.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,15 +223,8 @@ async fn a_learner_killed_at_random_moments_resumes_to_the_same_state() -> Resul
     };
     let load = testkit::produce_steadily(Arc::clone(&bus), events, 1_000);
     let dir = tempfile::tempdir()?;
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_recommend_child"))
-            .arg(bus.bootstrap_servers())
-            .arg(&bus.config().topic_prefix)
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-    };
+    let spawn =
+        || testkit::child::command(env!("CARGO_BIN_EXE_recommend_child"), &bus, dir.path()).spawn();
     testkit::kill_at_random(5, 13, "learner", spawn).await?;
     load.await??;
     // The last run is left to finish; its checkpoint is the state it resumed to.

@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,14 +37,13 @@ async fn a_job_killed_at_random_moments_counts_everything_exactly_once() -> Resu
     let load = testkit::produce_steadily(Arc::clone(&bus), events.clone(), 1_500);
 
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_trending_child"))
-            .arg(bus.bootstrap_servers())
-            .arg(&bus.config().topic_prefix)
-            .arg(checkpoints.path())
-            .env("SHOPSTREAM_TEST_SESSION_TIMEOUT_MS", "6000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
+        testkit::child::command(
+            env!("CARGO_BIN_EXE_trending_child"),
+            &bus,
+            checkpoints.path(),
+        )
+        .env("SHOPSTREAM_TEST_SESSION_TIMEOUT_MS", "6000")
+        .spawn()
     };
     testkit::kill_at_random(kills, 7, "job", spawn).await?;
     load.await??;

@@ -13,20 +13,12 @@ async fn main() -> Result<()> {
     let (Some(bootstrap), Some(prefix), Some(dir)) = (args.next(), args.next(), args.next()) else {
         bail!("usage: analytics_child BOOTSTRAP TOPIC_PREFIX DIR (started by analytics.rs)");
     };
-    // A killed member holds its partitions until its session times out; a short session
-    // and a static member id keep the restarts from waiting for it.
-    let bus = Arc::new(bus::Bus::connect(bus::BusConfig {
-        bootstrap_servers: Some(bootstrap),
-        topic_prefix: prefix,
-        properties: [
-            ("session.timeout.ms".to_owned(), "6000".to_owned()),
-            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
-            ("group.instance.id".to_owned(), "analytics-child".to_owned()),
-        ]
-        .into_iter()
-        .collect(),
-        ..bus::BusConfig::default()
-    })?);
+    let bus = Arc::new(testkit::child::bus(
+        bootstrap,
+        prefix,
+        "analytics-child",
+        "6000",
+    )?);
     let config = AnalyticsConfig {
         checkpoint_dir: Some(dir.into()),
         checkpoint_interval_ms: 100,

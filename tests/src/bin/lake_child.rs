@@ -18,20 +18,7 @@ async fn main() -> Result<()> {
     let (Some(bootstrap), Some(prefix), Some(dir)) = (args.next(), args.next(), args.next()) else {
         bail!("usage: lake_child BOOTSTRAP TOPIC_PREFIX LAKE_DIR (started by lake_crash.rs)");
     };
-    // Static membership: a restarted child takes its partitions back at once instead of
-    // waiting for the killed one's session to time out.
-    let bus = bus::Bus::connect(bus::BusConfig {
-        bootstrap_servers: Some(bootstrap),
-        topic_prefix: prefix,
-        properties: [
-            ("session.timeout.ms".to_owned(), "6000".to_owned()),
-            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
-            ("group.instance.id".to_owned(), "lake-child".to_owned()),
-        ]
-        .into_iter()
-        .collect(),
-        ..bus::BusConfig::default()
-    })?;
+    let bus = testkit::child::bus(bootstrap, prefix, "lake-child", "6000")?;
     let mut config = testkit::lake::sink_config(std::path::Path::new(&dir));
     // Frequent commits, so kills land before, during and after them.
     config.commit_interval_ms = 150;

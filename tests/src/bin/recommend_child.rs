@@ -13,21 +13,12 @@ async fn main() -> Result<()> {
     let (Some(bootstrap), Some(prefix), Some(dir)) = (args.next(), args.next(), args.next()) else {
         bail!("usage: recommend_child BOOTSTRAP TOPIC_PREFIX DIR (started by recommend.rs)");
     };
-    // A killed member holds its partitions until its session times out; a short session
-    // and a static member id keep the restarts from waiting for it.
-    let bus = Arc::new(bus::Bus::connect(bus::BusConfig {
-        bootstrap_servers: Some(bootstrap),
-        topic_prefix: prefix,
-        properties: [
-            ("session.timeout.ms".to_owned(), "6000".to_owned()),
-            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
-            // Static membership: a restarted child takes its partitions over at once.
-            ("group.instance.id".to_owned(), "recommend-child".to_owned()),
-        ]
-        .into_iter()
-        .collect(),
-        ..bus::BusConfig::default()
-    })?);
+    let bus = Arc::new(testkit::child::bus(
+        bootstrap,
+        prefix,
+        "recommend-child",
+        "6000",
+    )?);
     let config = testkit::recommend::config(dir.into());
     let mut list = StageList::default();
     let metrics = list.metrics();

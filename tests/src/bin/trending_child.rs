@@ -26,18 +26,7 @@ async fn main() -> Result<()> {
     // keeps the 20 restarts from waiting 10 s each.
     let session =
         std::env::var("SHOPSTREAM_TEST_SESSION_TIMEOUT_MS").unwrap_or_else(|_| "10000".into());
-    let bus = bus::Bus::connect(bus::BusConfig {
-        bootstrap_servers: Some(bootstrap),
-        topic_prefix: prefix,
-        properties: [
-            ("session.timeout.ms".to_owned(), session),
-            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
-            ("group.instance.id".to_owned(), "trending-child".to_owned()),
-        ]
-        .into_iter()
-        .collect(),
-        ..bus::BusConfig::default()
-    })?;
+    let bus = testkit::child::bus(bootstrap, prefix, "trending-child", &session)?;
     let config = testkit::trending::job_config(checkpoints.into());
     let running = testkit::trending::start(config, Arc::new(bus)).await?;
     // Runs until it is killed; a stage failure ends the child with its error.
