@@ -330,3 +330,39 @@ pub async fn read_ahead(
     }
     Ok(())
 }
+
+/// A job whose state is one piece checkpointed whole with every partition's position
+/// (serviceability, live analytics): applying a record is in memory, and a checkpoint
+/// (copying, encoding and fsyncing the state) is the CPU pool's work.
+pub trait WholeState: Send + Sync + 'static {
+    type Error: From<BusError> + From<crate::cpu::CpuError> + Send + 'static;
+
+    fn apply(&self, record: &InRecord) -> Applied;
+
+    /// Checkpoints the state; the positions it covers.
+    fn save(&self) -> Result<Vec<Position>, Self::Error>;
+
+    /// The owned partitions' log ends, for the lag gauges and readiness.
+    fn set_lag(&self, ends: &[(TopicPartition, i64)]);
+}
+
+/// A [`WholeState`] on the driver, its checkpoints on the CPU pool.
+#[derive(Debug)]
+pub struct OnCpu<J>(pub Arc<J>);
+
+impl<J: WholeState> Job for OnCpu<J> {
+    type Error = J::Error;
+
+    async fn apply(&mut self, record: &InRecord) -> Result<Applied, J::Error> {
+        Ok(self.0.apply(record))
+    }
+
+    async fn flush(&mut self) -> Result<Vec<Position>, J::Error> {
+        let job = Arc::clone(&self.0);
+        crate::cpu::run(move || job.save()).await?
+    }
+
+    async fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
+        self.0.set_lag(ends);
+    }
+}

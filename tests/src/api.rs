@@ -182,3 +182,24 @@ pub async fn listed(
         .await?;
     Ok(())
 }
+
+/// Pays `order_id` with the storefront's key and packs it with the merchant's: ready to ship.
+pub async fn paid_and_packed(
+    client: &Client,
+    order_id: &str,
+    storefront: &str,
+    merchant: &str,
+) -> Result<()> {
+    for (step, key) in [("pay", storefront), ("pack", merchant)] {
+        client
+            .ok(
+                M::POST,
+                &format!("/v1/orders/{order_id}/{step}"),
+                key,
+                None,
+                &[],
+            )
+            .await?;
+    }
+    Ok(())
+}

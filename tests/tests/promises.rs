@@ -277,24 +277,7 @@ async fn an_order_records_the_promise_serviceability_made_and_its_shipment_carri
         .await?;
     ensure!(view["promised_at"] == end_of_day, "{view}");
 
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_id}/pay"),
-            &storefront,
-            None,
-            &[],
-        )
-        .await?;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_id}/pack"),
-            &merchant,
-            None,
-            &[],
-        )
-        .await?;
+    testkit::api::paid_and_packed(&client, &order_id, &storefront, &merchant).await?;
     let shipped = client
         .ok(
             M::POST,
@@ -353,24 +336,7 @@ async fn an_order_records_the_promise_serviceability_made_and_its_shipment_carri
         .as_str()
         .context("order_id")?
         .to_owned();
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_id}/pay"),
-            &storefront,
-            None,
-            &[],
-        )
-        .await?;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_id}/pack"),
-            &merchant,
-            None,
-            &[],
-        )
-        .await?;
+    testkit::api::paid_and_packed(&client, &order_id, &storefront, &merchant).await?;
     let (status, refused, _) = client
         .call(
             M::POST,

@@ -171,6 +171,10 @@ impl Job {
             self.write().apply(&envelope, &self.config.live);
         }
     }
+}
+
+impl driver::WholeState for Job {
+    type Error = StreamError;
 
     fn apply(&self, record: &InRecord) -> Applied {
         let position = driver::position_key(&record.topic_name, record.partition);
@@ -223,26 +227,6 @@ impl Job {
     }
 }
 
-struct OnDriver(Arc<Job>);
-
-impl driver::Job for OnDriver {
-    type Error = StreamError;
-
-    async fn apply(&mut self, record: &InRecord) -> Result<Applied, StreamError> {
-        Ok(self.0.apply(record))
-    }
-
-    async fn flush(&mut self) -> Result<Vec<Position>, StreamError> {
-        // Serialising and fsyncing the state is the CPU pool's work.
-        let job = Arc::clone(&self.0);
-        runtime::cpu::run(move || job.save()).await?
-    }
-
-    async fn log_ends(&mut self, ends: &[(TopicPartition, i64)]) {
-        self.0.set_lag(ends);
-    }
-}
-
 /// Reads the catalog ahead, then runs the job on the driver until `shutdown`,
 /// checkpointing every `checkpoint_interval_ms` and once more on the way out.
 pub(super) async fn consume(
@@ -267,7 +251,7 @@ pub(super) async fn consume(
         bus,
         settings,
         Offsets::FromFlush,
-        &mut OnDriver(job),
+        &mut driver::OnCpu(job),
         shutdown,
     )
     .await
