@@ -10,6 +10,7 @@ mod nexmark;
 mod orderbook;
 mod orders;
 mod promise;
+mod promise_freshness;
 mod recs;
 mod relevance;
 mod search;

@@ -94,6 +94,10 @@ pub enum Target {
         seed: u64,
         #[arg(long)]
         memory: bool,
+        /// Instead: deliveries produced one at a time until `/v1/promise` counts them, through
+        /// the broker and the stage (this many).
+        #[arg(long)]
+        freshness: Option<usize>,
     },
     /// Search: the relevance harness (NDCG@10 and recall@10 against plain BM25 over titles
     /// and tantivy's defaults), the index build rate and size over `--products`, and
@@ -149,10 +153,15 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         } => crate::analytics::run(&config, history, rate, samples, connections, seconds).await,
         Target::Recs { part } => crate::recs::run(&config, part),
         Target::Promise {
+            freshness: Some(samples),
+            ..
+        } => crate::promise_freshness::run(&config, samples).await,
+        Target::Promise {
             orders,
             destinations,
             seed,
             memory: false,
+            ..
         } => crate::promise::run(orders, destinations, seed),
         Target::Promise {
             orders,
