@@ -16,7 +16,7 @@ use model::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use runtime::supervisor::{self, StageList};
+use runtime::supervisor::StageList;
 use shopstream::config::Config;
 
 const ADMIN_KEY: &str = "sk_bench_analytics_admin";
@@ -127,14 +127,7 @@ pub async fn run(
         streams::analytics::stage(analytics, keys, stage_bus, &metrics, token)
     })
     .await?;
-    // The configured front door (so `--set http.per_address_per_second=...` applies: wrk is
-    // one client address), on a free port.
-    let front = runtime::http::FrontConfig {
-        listen: "127.0.0.1:0".to_owned(),
-        ..config.http.clone()
-    };
-    let listener = supervisor::bind(&front).await?;
-    let running = supervisor::spawn(front, listener, list)?;
+    let running = crate::load::serve(config, list).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let orders_in_history = history

@@ -42,3 +42,17 @@ pub async fn wrk(script: &Path, base: &str, connections: usize, seconds: u64) ->
     .context("running wrk (apt install wrk)")?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// `list` on the configured front door (so `--set http.per_address_per_second=...` applies:
+/// `wrk` and a bench's probes are one client address), on a free port.
+pub async fn serve(
+    config: &shopstream::config::Config,
+    list: runtime::supervisor::StageList,
+) -> Result<runtime::supervisor::Running> {
+    let front = runtime::http::FrontConfig {
+        listen: "127.0.0.1:0".to_owned(),
+        ..config.http.clone()
+    };
+    let listener = runtime::supervisor::bind(&front).await?;
+    Ok(runtime::supervisor::spawn(front, listener, list)?)
+}

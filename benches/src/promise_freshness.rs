@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use model::payload::{ShipmentCreated, ShipmentDelivered};
 use model::{Envelope, Event, MerchantId, OrderId, ShipmentId, Topic};
 use rand::SeedableRng;
-use runtime::supervisor::{self, StageList};
+use runtime::supervisor::StageList;
 use shopstream::config::Config;
 use streams::serviceability::ServiceabilityConfig;
 use traffic::lanes;
@@ -43,12 +43,7 @@ pub async fn run(config: &Config, samples: usize) -> Result<()> {
         streams::serviceability::stage(serviceability, service, stage_bus, &metrics, token)
     })
     .await?;
-    let front = runtime::http::FrontConfig {
-        listen: "127.0.0.1:0".to_owned(),
-        ..config.http.clone()
-    };
-    let listener = supervisor::bind(&front).await?;
-    let running = supervisor::spawn(front, listener, list)?;
+    let running = crate::load::serve(config, list).await?;
     let (warehouse, origin, _) = &world.warehouses[0];
     let (courier, destination) = (&world.couriers[0], world.places[0].pincode);
     let url = format!(

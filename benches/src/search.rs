@@ -209,14 +209,7 @@ async fn start_search(config: &Config, dir: &Path) -> Result<(supervisor::Runnin
         search::stage(search, None, stage_bus, &metrics, token)
     })
     .await?;
-    // The configured front door (so `--set http.per_address_per_second=...` applies: wrk is
-    // one client address), on a free port.
-    let front = runtime::http::FrontConfig {
-        listen: "127.0.0.1:0".to_owned(),
-        ..config.http.clone()
-    };
-    let listener = supervisor::bind(&front).await?;
-    Ok((supervisor::spawn(front, listener, list)?, bus))
+    Ok((crate::load::serve(config, list).await?, bus))
 }
 
 async fn queries(
