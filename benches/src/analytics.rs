@@ -36,6 +36,7 @@ fn order(id: String, product: ProductId, pincode: Pincode) -> Event {
             product_id: product,
             quantity: 1,
             unit_price: Money::inr(49_900),
+            gst_bps: None,
         }],
         delivery_pincode: pincode,
         total: Money::inr(49_900),

@@ -206,6 +206,7 @@ pub async fn write(storage: &Storage, lines: usize, seed: u64) -> Result<usize> 
                         product_id: ProductId::new(format!("p-{p:05}")),
                         quantity: book.rng.random_range(1..=3),
                         unit_price: Money::inr(prices[p]),
+                        gst_bps: None,
                     }
                 })
                 .collect();

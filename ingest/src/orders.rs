@@ -319,6 +319,7 @@ async fn plan(
             product_id: requested.product_id.clone(),
             quantity: requested.quantity,
             unit_price: priced.unit_price,
+            gst_bps: Some(priced.gst_bps),
         })
         .collect();
     let placed = Event::OrderPlaced(OrderPlaced {

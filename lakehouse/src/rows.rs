@@ -243,6 +243,9 @@ impl Rows {
                         Value::Int64(line.unit_price.amount_minor * i64::from(line.quantity)),
                     );
                     self.set("delivery_pincode", Value::Pin(order.delivery_pincode));
+                    if let Some(bps) = line.gst_bps {
+                        self.set("gst_bps", Value::UInt32(bps));
+                    }
                     self.end_row();
                 }
             }

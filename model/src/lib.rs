@@ -37,6 +37,7 @@ mod money;
 pub mod payload;
 pub mod schema;
 mod table;
+pub mod tax;
 mod topic;
 pub mod trending;
 

@@ -55,6 +55,7 @@ pub fn for_table(table: Table) -> SchemaRef {
                 utf8("unit_price_currency"),
                 int64("line_total_minor"),
                 utf8("delivery_pincode"),
+                uint32("gst_bps"),
             ]);
             Arc::new(Schema::new(fields))
         }

@@ -31,6 +31,7 @@ fn samples() -> Vec<Envelope> {
         product_id: id("p-17"),
         quantity: 2,
         unit_price: price,
+        gst_bps: Some(500),
     };
     let cart = CartChanged {
         session_id: id("s-9"),

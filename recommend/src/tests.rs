@@ -98,6 +98,7 @@ fn order(id: &str, customer: &str, lines: &[&str], at: i64) -> Envelope {
                     product_id: ProductId::new(*p),
                     quantity: 1,
                     unit_price: Money::inr(10_000),
+                    gst_bps: None,
                 })
                 .collect(),
             delivery_pincode: Pincode::parse("560034").unwrap(),

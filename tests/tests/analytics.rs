@@ -390,6 +390,7 @@ fn traffic(now: i64, count: usize) -> Result<Vec<Envelope>> {
                         product_id: product,
                         quantity: 1 + next(3) as u32,
                         unit_price: Money::inr(10_000),
+                        gst_bps: None,
                     }],
                     delivery_pincode: Pincode::parse("560034").context("pincode")?,
                     total: Money::inr(10_000),

@@ -115,6 +115,10 @@ impl Generator {
                 product_id: self.world.products[product].id.clone(),
                 quantity,
                 unit_price: Money::inr(self.world.products[product].price_minor),
+                gst_bps: Some(
+                    self.gst
+                        .bps(CATEGORIES[self.world.products[product].category].name),
+                ),
             })
             .collect();
         let total_minor: i64 = lines

@@ -173,6 +173,8 @@ pub struct Generator {
     /// the output in event-time order.
     next_tick_ms: f64,
     next_order: u64,
+    /// The core's GST rates, so generated order lines carry the rate their category is charged.
+    gst: model::tax::GstRates,
     next_session: u64,
     /// Catalog and opening stock still to publish before traffic starts.
     bootstrap: std::vec::IntoIter<(usize, Event)>,
@@ -206,6 +208,7 @@ impl Generator {
             clock_ms: start as f64,
             next_tick_ms: start as f64,
             next_order: 0,
+            gst: model::tax::GstRates::default(),
             next_session: 0,
             next_drift_ms: start + 10 * MINUTE_MS,
             next_sale_check_ms: start + HOUR_MS,

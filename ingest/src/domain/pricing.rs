@@ -2,51 +2,10 @@
 //! tax is carved out of its price at its category's rate. A line listed in another currency is
 //! converted at a rate recorded with the order, so the total can always be recomputed.
 
-use std::collections::BTreeMap;
-
+pub use model::tax::GstRates;
+use model::tax::taxable_part;
 use model::{Currency, Money};
 use serde::{Deserialize, Serialize};
-
-/// GST rate per category in basis points (1800 = 18 %), with a fallback for categories not
-/// listed. The defaults follow the September 2025 rate rationalisation (5 % and 18 % slabs,
-/// books exempt); a deployment sets its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GstRates {
-    pub by_category: BTreeMap<String, u32>,
-    pub other_bps: u32,
-}
-
-impl Default for GstRates {
-    fn default() -> Self {
-        let by_category = [
-            ("apparel", 500),
-            ("electronics", 1800),
-            ("grocery", 500),
-            ("home", 1800),
-            ("beauty", 1800),
-            ("footwear", 500),
-            ("books", 0),
-            ("toys", 500),
-        ]
-        .into_iter()
-        .map(|(category, bps)| (category.to_owned(), bps))
-        .collect();
-        Self {
-            by_category,
-            other_bps: 1800,
-        }
-    }
-}
-
-impl GstRates {
-    pub fn bps(&self, category: &str) -> u32 {
-        self.by_category
-            .get(category)
-            .copied()
-            .unwrap_or(self.other_bps)
-    }
-}
 
 /// `micro_units` of `to` buy one unit of `from` (e.g. USD -> INR 84.25 is 84_250_000).
 /// Recorded on the order with the time it was quoted. Every supported currency has two
@@ -180,15 +139,6 @@ pub fn price_order(
         totals.lines.push(priced);
     }
     Ok(totals)
-}
-
-/// The value before tax of a GST-inclusive amount, rounded half up to the minor unit.
-fn taxable_part(gross: i64, gst_bps: u32) -> i64 {
-    let denominator = 10_000 + i128::from(gst_bps);
-    let numerator = i128::from(gross) * 10_000;
-    let taxable = (2 * numerator + denominator) / (2 * denominator);
-    // taxable <= gross, which fit in i64.
-    i64::try_from(taxable).unwrap_or(gross)
 }
 
 fn add(a: Money, b: Money) -> Result<Money, PricingError> {

@@ -56,6 +56,11 @@ pub struct OrderLine {
     pub product_id: ProductId,
     pub quantity: u32,
     pub unit_price: Money,
+    /// The GST rate the core carved out of this line, in basis points (1800 = 18 %), so a
+    /// finance export reports the tax charged, not today's rate. Absent on events from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gst_bps: Option<u32>,
 }
 
 /// A buyer placed an order; stock is reserved and payment is pending.

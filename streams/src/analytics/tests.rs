@@ -51,6 +51,7 @@ fn order(minutes: i64, merchant: &str, id: &str, lines: &[(&str, u32)]) -> Envel
             product_id: ProductId::new(*p),
             quantity: *q,
             unit_price: Money::inr(50_000),
+            gst_bps: None,
         })
         .collect();
     let total = lines.iter().map(|l| 50_000 * i64::from(l.quantity)).sum();

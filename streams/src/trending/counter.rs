@@ -477,6 +477,7 @@ mod tests {
                         product_id: ProductId::new(*p),
                         quantity: 2,
                         unit_price: price,
+                        gst_bps: None,
                     })
                     .collect(),
                 delivery_pincode: Pincode::parse(pincode).expect("pincode"),
