@@ -113,6 +113,12 @@ pub enum Target {
         #[command(subcommand)]
         part: crate::recs::Part,
     },
+    /// The finance export of a month of `--lines` sales lines: sheets built, then written as
+    /// XLSX and as Parquet; time of each and peak RSS.
+    FinanceExport {
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+    },
     /// Live merchant analytics through the broker: catch-up over `--history` events of a
     /// full live window, freshness of a probe order under `--rate` events/s, and the
     /// answers under `wrk`.
@@ -144,6 +150,9 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         Target::Generator { events } => generator(&config, events),
         Target::Nexmark { events, rate } => crate::stream::nexmark(events, rate),
         Target::Search { part } => crate::search::run(&config, part).await,
+        Target::FinanceExport { lines } => {
+            tokio::task::spawn_blocking(move || crate::finance::run(lines)).await?
+        }
         Target::Analytics {
             history,
             rate,

@@ -11,6 +11,7 @@
 //!   benchmark's order book write through it; [`manifest`] commits are crate-private);
 //! - [`sink`] is the consumer-group member that fills the tables;
 //! - [`pg`] serves it all over the Postgres wire protocol, read-only, per user;
+//! - [`read`] lists a table's committed files and reads them, for batch jobs;
 //! - [`query`] registers the tables (as of their manifests) and the analyst views with
 //!   DataFusion.
 
@@ -24,6 +25,7 @@ pub mod manifest;
 pub mod parquet;
 pub mod pg;
 pub mod query;
+pub mod read;
 pub mod rows;
 pub mod scope;
 pub mod sink;

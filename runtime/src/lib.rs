@@ -14,6 +14,8 @@
 //!   `/healthz`, `/readyz`, `/metrics`, and one OpenAPI document; [`http::auth`] turns an API
 //!   key into a [`http::auth::Caller`] on any stage's route, from keys the binary injects
 //!   (the core's database, or [`keys::KeyTable`] following the `api-keys` topic).
+//! - [`lake`]: the lakehouse's committed files as batch jobs read them, a trait the binary
+//!   injects.
 //! - The stream runtime, pure except for checkpoint files: time comes in as arguments (event
 //!   time from envelopes, processing time from the caller's clock), so the pieces are tested
 //!   without Kafka, clocks or disks.
@@ -36,6 +38,7 @@ pub mod dedup;
 pub mod driver;
 pub mod http;
 pub mod keys;
+pub mod lake;
 pub mod metrics;
 pub mod session;
 pub mod stage;

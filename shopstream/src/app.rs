@@ -18,6 +18,24 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::{cancel_on_signal, pump};
 
+/// The merchant keys routes check callers against: the api-keys topic followed by one
+/// stage, started the first time a route needs it, as in a process of its own (the core
+/// publishes every key and revocation there).
+fn merchant_keys(
+    keys: &mut Option<Arc<dyn runtime::http::auth::Keys>>,
+    list: &mut StageList,
+    bus: &Arc<Bus>,
+) -> Arc<dyn runtime::http::auth::Keys> {
+    if let Some(keys) = keys {
+        return Arc::clone(keys);
+    }
+    let token = CancellationToken::new();
+    let (stage, table) = runtime::keys::stage(Arc::clone(bus), token.clone());
+    list.push(stage, token);
+    let table: Arc<dyn runtime::http::auth::Keys> = table;
+    keys.insert(table).clone()
+}
+
 /// Temporary directories of a run without `data_dir`, removed when the run ends.
 #[derive(Debug, Default)]
 struct Scratch(Vec<tempfile::TempDir>);
@@ -92,6 +110,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
     let mut scratch = Scratch::default();
     let mut list = StageList::default();
     let mut banner = Banner::default();
+    let mut keys = None;
     if let Some(stats) = bus.broker_stats() {
         crate::recovery::export_broker_stats(stats, &list.metrics(), shutdown.clone());
     }
@@ -220,11 +239,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         }
         analytics.checkpoint_dir =
             Some(scratch.dir_or_temp(analytics.checkpoint_dir.take(), "analytics")?);
-        // Merchant keys are checked against the api-keys topic, as in a process of its own:
-        // the core publishes every key and revocation there.
-        let token = CancellationToken::new();
-        let (keys_stage, keys) = runtime::keys::stage(Arc::clone(&bus), token.clone());
-        list.push(keys_stage, token);
+        let keys = merchant_keys(&mut keys, &mut list, &bus);
         let bus = Arc::clone(&bus);
         let metrics = list.metrics();
         list.add("analytics", |token| async move {
@@ -247,6 +262,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             lake.dir = Some(scratch.dir_or_temp(None, "lake")?);
         }
         let storage = lake.storage()?;
+        let storage_for_jobs = storage.clone();
         banner.line(
             "lakehouse",
             format!(
@@ -319,6 +335,18 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
                 ))
             };
             list.add("SQL endpoint", serve).await?;
+
+            let lake_files = Arc::new(lakehouse::read::CommittedFiles::new(storage_for_jobs));
+            let keys = merchant_keys(&mut keys, &mut list, &bus);
+            let jobs_config = config.jobs.clone();
+            list.add("finance exports", |token| async move {
+                Ok::<_, std::convert::Infallible>(jobs::stage(jobs_config, lake_files, keys, token))
+            })
+            .await?;
+            banner.line(
+                "finance exports",
+                format!("http://{http}/v1/merchants/m-0001/exports?period=YYYY-MM  (merchant or admin key; xlsx or parquet)"),
+            );
         }
     }
     if role == Role::Demo {

@@ -29,6 +29,9 @@ pub struct Config {
     pub recommend: recommend::RecommendConfig,
     /// Live merchant analytics: the window kept, list lengths, the routes' rate limit.
     pub analytics: streams::analytics::AnalyticsConfig,
+    /// Batch jobs over the lake: the finance export's HSN codes, INR rates, merchants'
+    /// GSTINs, and its route's limits.
+    pub jobs: jobs::JobsConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -164,6 +167,7 @@ impl Config {
         config.search.validate()?;
         config.recommend.validate()?;
         config.analytics.validate()?;
+        config.jobs.validate().map_err(anyhow::Error::msg)?;
         config.lakehouse.validate()?;
         Ok(config)
     }

@@ -1,10 +1,11 @@
 //! What the `shopstream` binaries share: configuration (`config`), the stage lists each role
-//! runs (`app`), traffic generation (`generate`, `pump`), imports and the SQL commands. The
-//! `shopstream` binary is its command line; `shopstream-bench` (`benches/`) measures on top of
-//! the same pieces.
+//! runs (`app`), traffic generation (`generate`, `pump`), imports, the SQL commands and the
+//! batch jobs (`finance`). The `shopstream` binary is its command line; `shopstream-bench`
+//! (`benches/`) measures on top of the same pieces.
 
 pub mod app;
 pub mod config;
+pub mod finance;
 pub mod generate;
 pub mod import;
 pub mod pump;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use shopstream::config::ConfigArgs;
 use shopstream::generate::GenerateArgs;
-use shopstream::{app, generate, import, sql};
+use shopstream::{app, finance, generate, import, sql};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +47,11 @@ enum Command {
     Sql(sql::SqlArgs),
     /// The SQL endpoint alone: the lakehouse over the Postgres wire protocol.
     SqlServer,
+    /// Batch jobs over the lakehouse (needs --data-dir or lakehouse.dir / lakehouse.s3).
+    Job {
+        #[command(subcommand)]
+        command: finance::JobCommand,
+    },
     /// Look after the lakehouse tables: list committed files, compact, vacuum.
     Lake {
         #[command(subcommand)]
@@ -101,6 +106,7 @@ fn main() -> Result<()> {
             Command::SqlServer => sql::serve(config).await,
             Command::Lake { command } => sql::lake(config, command).await,
             Command::Import { source } => import::run(config, source).await,
+            Command::Job { command } => finance::run(config, command).await,
         }
     })
 }

@@ -96,6 +96,15 @@ pub fn python() -> Result<PathBuf> {
     venv("venv-lake", PYTHON_PACKAGES, "the lakehouse reader checks")
 }
 
+/// A Python with openpyxl and pandas, for reading finance workbooks as accountants' tools do.
+pub fn spreadsheet_python() -> Result<PathBuf> {
+    venv(
+        "venv-spreadsheets",
+        &["openpyxl==3.1.5", "pandas==3.1.1"],
+        "the workbook reader checks",
+    )
+}
+
 /// The `schemathesis` command, in a venv of its own under the machine's cache.
 pub fn schemathesis() -> Result<PathBuf> {
     let python = venv("venv-api", &["schemathesis==4.32.5"], "the API fuzzing")?;
