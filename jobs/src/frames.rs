@@ -6,6 +6,7 @@
 //! as nulls there.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use arrow_schema::{DataType as ArrowType, TimeUnit};
 use model::Table;
@@ -24,15 +25,21 @@ pub async fn read(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<DataFrame, JobError> {
-    let mut bytes = Vec::new();
+    let columns: Arc<Vec<String>> = Arc::new(columns.iter().map(|c| (*c).to_owned()).collect());
+    let merchant: Arc<str> = Arc::from(merchant);
+    let decode_one = |bytes: Vec<u8>| {
+        let (columns, merchant) = (Arc::clone(&columns), Arc::clone(&merchant));
+        runtime::cpu::run(move || decode(table, &columns, &[bytes], &merchant, from_ms, to_ms))
+    };
+    // One file at a time: only its bytes and the merchant's rows of it are held at once.
+    let mut out = decode_one(Vec::new()).await??;
     for file in lake.files(table).await? {
         if file.max_event_time >= from_ms && file.min_event_time < to_ms {
-            bytes.push(lake.read(&file.path).await?);
+            let bytes = lake.read(&file.path).await?;
+            out.vstack_mut_owned(decode_one(bytes).await??)?;
         }
     }
-    let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
-    let merchant = merchant.to_owned();
-    runtime::cpu::run(move || decode(table, &columns, &bytes, &merchant, from_ms, to_ms)).await?
+    Ok(out)
 }
 
 /// Decodes and filters files already read (pure apart from the CPU it burns).
@@ -60,7 +67,7 @@ pub fn decode(
         }
     }
     let mut out = empty(&wanted)?;
-    for bytes in files {
+    for bytes in files.iter().filter(|bytes| !bytes.is_empty()) {
         let mut reader = ParquetReader::new(Cursor::new(bytes.as_slice()));
         let present = reader.schema()?;
         let mut read: Vec<String> = vec!["merchant_id".to_owned()];

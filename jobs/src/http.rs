@@ -16,7 +16,7 @@ use runtime::http::auth::{Authenticator, Caller, Keys, Limiter, Role};
 use runtime::http::{ApiError, query_pairs};
 use runtime::lake::LakeFiles;
 use runtime::now_ms;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use utoipa::OpenApi;
 
 use crate::JobError;
@@ -69,7 +69,19 @@ pub(crate) fn api() -> utoipa::openapi::OpenApi {
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const PARQUET: &str = "application/vnd.apache.parquet";
-const SHEETS: &str = "summary, sales_lines, invoices, payments, refunds, deliveries, customers, tax_summary_b2c, tax_summary_hsn, reconciliation";
+/// The Parquet names of the sheets, in workbook order.
+pub(crate) const SHEET_STEMS: [&str; 10] = [
+    "summary",
+    "sales_lines",
+    "invoices",
+    "payments",
+    "refunds",
+    "deliveries",
+    "customers",
+    "tax_summary_b2c",
+    "tax_summary_hsn",
+    "reconciliation",
+];
 
 /// A merchant's finance export for one month (IST): every sale line with GST (CGST + SGST
 /// within the merchant's state, IGST across), invoices numbered per financial year, payments,
@@ -149,53 +161,68 @@ async fn export(
             "sheet picks one sheet of a Parquet export (format=parquet); the workbook has them all",
         ));
     }
-    let Ok(_permit) = state.building.clone().try_acquire_owned() else {
+    let wanted = sheet.unwrap_or_else(|| "sales_lines".to_owned());
+    if parquet && !SHEET_STEMS.contains(&wanted.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "sheet {wanted:?} is not one of {}",
+            SHEET_STEMS.join(", ")
+        )));
+    }
+    let Ok(permit) = state.building.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             ErrorCode::Overloaded,
             "as many exports as allowed at once are being built; retry in a few seconds",
         ));
     };
-    let export = finance::export(
-        state.lake.as_ref(),
-        &state.config,
-        &merchant_id,
-        period,
-        now_ms(),
-    )
-    .await
-    .map_err(to_api)?;
-    let base = workbook::base_name(&export);
-    let dir =
-        tempfile::tempdir().map_err(|e| to_api(JobError::io("creating a scratch directory", e)))?;
-    let (path, content_type, file_name) = if parquet {
-        let wanted = sheet.unwrap_or_else(|| "sales_lines".to_owned());
-        let Some(chosen) = export.sheet(&wanted) else {
-            return Err(ApiError::invalid(format!(
-                "sheet {wanted:?} is not one of {SHEETS}"
-            )));
+    // Built in a task of its own that holds the permit: a client that goes away does not
+    // free a slot while its export is still being built.
+    let state = state.clone();
+    let built = tokio::spawn(async move {
+        let export = finance::export(
+            state.lake.as_ref(),
+            &state.config,
+            &merchant_id,
+            period,
+            now_ms(),
+        )
+        .await?;
+        let base = workbook::base_name(&export);
+        let dir =
+            tempfile::tempdir().map_err(|e| JobError::io("creating a scratch directory", e))?;
+        let written = if parquet {
+            let chosen = export
+                .sheet(&wanted)
+                .cloned()
+                .ok_or_else(|| JobError::Invalid(format!("no sheet {wanted:?}")))?;
+            let path = dir.path().join(format!("{wanted}.parquet"));
+            let target = path.clone();
+            runtime::cpu::run(move || workbook::write_parquet(&chosen, &target)).await??;
+            (path, PARQUET, format!("{base}-{wanted}.parquet"))
+        } else {
+            let path = dir.path().join(format!("{base}.xlsx"));
+            let target = path.clone();
+            runtime::cpu::run(move || workbook::write_xlsx(&export, &target, &mut |_| {}))
+                .await??;
+            (path, XLSX, format!("{base}.xlsx"))
         };
-        let stem = chosen.file_stem();
-        let path = dir.path().join(format!("{stem}.parquet"));
-        let chosen = chosen.clone();
-        let written = path.clone();
-        runtime::cpu::run(move || workbook::write_parquet(&chosen, &written))
-            .await
-            .map_err(|e| to_api(e.into()))?
-            .map_err(to_api)?;
-        (path, PARQUET, format!("{base}-{stem}.parquet"))
-    } else {
-        let path = dir.path().join(format!("{base}.xlsx"));
-        let written = path.clone();
-        runtime::cpu::run(move || workbook::write_xlsx(&export, &written, &mut |_| {}))
-            .await
-            .map_err(|e| to_api(e.into()))?
-            .map_err(to_api)?;
-        (path, XLSX, format!("{base}.xlsx"))
-    };
-    let body = stream_file(path, dir).map_err(to_api)?;
+        Ok::<_, JobError>((written, dir, permit))
+    });
+    let ((path, content_type, file_name), dir, permit) = built
+        .await
+        .map_err(|e| {
+            to_api(JobError::Cpu(runtime::cpu::CpuError::Panicked(
+                e.to_string(),
+            )))
+        })?
+        .map_err(to_api)?;
+    let length = std::fs::metadata(&path).map(|m| m.len()).ok();
+    let body = stream_file(path, dir, permit).map_err(to_api)?;
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
@@ -203,13 +230,18 @@ async fn export(
 }
 
 /// The file's bytes as a body, read in chunks on a blocking thread as the client takes them;
-/// the scratch directory goes when the last chunk is read.
-fn stream_file(path: std::path::PathBuf, dir: tempfile::TempDir) -> Result<Body, JobError> {
+/// the scratch directory and the export's slot (`permit`) go when the last chunk is read or
+/// the client leaves, so downloads in flight are bounded like builds.
+fn stream_file(
+    path: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    permit: OwnedSemaphorePermit,
+) -> Result<Body, JobError> {
     let mut file = std::fs::File::open(&path)
         .map_err(|e| JobError::io(format!("opening {}", path.display()), e))?;
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let _dir = dir;
+        let _held = (dir, permit);
         loop {
             let mut chunk = vec![0u8; 256 * 1024];
             let outcome = match file.read(&mut chunk) {

@@ -328,6 +328,21 @@ fn invoices_number_on_from_the_year_and_gst_splits_by_place_of_supply() {
         column_str(&export, "Refunds", "reason"),
         [Some("changed my mind".to_owned())]
     );
+    // The phone's refund reverses its whole IGST.
+    assert_eq!(
+        column_i64(&export, "Refunds", "igst_minor"),
+        [Some(180_000)]
+    );
+    assert_eq!(
+        column_i64(&export, "Refunds", "taxable_value_minor"),
+        [Some(1_000_000)]
+    );
+    // The 0 % book is nil rated; the rest are small B2C supplies.
+    let tables = column_str(&export, "Tax summary (B2C)", "gstr1_table");
+    assert_eq!(
+        tables,
+        ["B2CS", "B2CS", "nil rated"].map(|t| Some(t.to_owned()))
+    );
 
     // Every check ties; the line without a recorded rate is listed, not hidden.
     let checks = column_str(&export, "Reconciliation", "check");
@@ -347,6 +362,53 @@ fn invoices_number_on_from_the_year_and_gst_splits_by_place_of_supply() {
         checks
             .iter()
             .any(|c| c.as_deref() == Some("payout = gross - refunds - fees"))
+    );
+}
+
+#[test]
+fn an_inter_state_invoice_above_a_lakh_is_b2c_large() {
+    let mut inputs = inputs();
+    inputs.lines = lines(&[(
+        at(2026, 11, 9, 10),
+        "o-9",
+        0,
+        "c-9",
+        "p-phone",
+        10,
+        1_180_000,
+        Some(1800),
+    )]);
+    inputs.orders = orders(&[
+        (
+            at(2026, 11, 9, 10),
+            "order.placed",
+            "o-9",
+            Some("110001"),
+            None,
+            Some(11_800_000),
+        ),
+        (
+            at(2026, 11, 9, 11),
+            "order.confirmed",
+            "o-9",
+            None,
+            None,
+            None,
+        ),
+    ]);
+    let subject = Subject {
+        merchant: "m-1".to_owned(),
+        period: Period::parse("2026-11").unwrap(),
+        identity: Some(MerchantIdentity {
+            legal_name: "Kalaa Crafts Pvt Ltd".to_owned(),
+            gstin: "29ABCDE1234F1Z5".to_owned(),
+        }),
+        read_at: at(2026, 12, 2, 12),
+    };
+    let export = build(&inputs, &FinanceConfig::default(), subject).unwrap();
+    assert_eq!(
+        column_str(&export, "Tax summary (B2C)", "gstr1_table"),
+        [Some("B2CL".to_owned())]
     );
 }
 
@@ -384,6 +446,12 @@ fn a_month_without_sales_is_a_valid_export_with_zero_totals() {
     let mut book: Xlsx<_> = open_workbook(&written[0]).unwrap();
     let sales = book.worksheet_range("Sales lines").unwrap();
     assert_eq!(sales.height(), 1, "a header and no rows");
+    let summary = book.worksheet_range("Summary").unwrap();
+    let gross = summary
+        .rows()
+        .find(|row| row.first() == Some(&Data::String("gross sales".to_owned())))
+        .expect("a gross sales row even without sales");
+    assert_eq!(gross[2], Data::Float(0.0));
 }
 
 #[test]
@@ -399,6 +467,8 @@ fn the_workbook_reads_back_with_dates_as_dates_and_amounts_in_rupees() {
     let names = book.sheet_names();
     let expected: Vec<&str> = export.sheets.iter().map(|s| s.name).collect();
     assert_eq!(names, expected);
+    let stems: Vec<String> = export.sheets.iter().map(|s| s.file_stem()).collect();
+    assert_eq!(stems, crate::http::SHEET_STEMS, "the route's sheet names");
     let sales = book.worksheet_range("Sales lines").unwrap();
     assert_eq!(
         sales.get((0, 0)),

@@ -23,12 +23,28 @@ pub const EXCEL_DATA_ROWS: usize = 1_048_575;
 const IST_OFFSET_MS: i64 = 19_800_000;
 
 /// `finance-<merchant>-<period>`: the workbook's name without `.xlsx`, and the Parquet
-/// twins' directory.
+/// twins' directory; `-provisional` is added while the month may still change. Characters other than letters,
+/// digits, `-` and `_` in the merchant id become `_`, so the name is safe as a file name and
+/// in a header.
 pub fn base_name(export: &Export) -> String {
-    format!(
-        "finance-{}-{}",
-        export.subject.merchant, export.subject.period
-    )
+    let merchant: String = export
+        .subject
+        .merchant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let status = if export.subject.provisional() {
+        "-provisional"
+    } else {
+        ""
+    };
+    format!("finance-{merchant}-{}{status}", export.subject.period)
 }
 
 /// Writes the workbook and the Parquet twins into `dir`; returns the paths written.

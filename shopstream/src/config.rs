@@ -168,6 +168,8 @@ impl Config {
         config.recommend.validate()?;
         config.analytics.validate()?;
         config.jobs.validate().map_err(anyhow::Error::msg)?;
+        // One GST table: the export taxes lines without a recorded rate as the core would.
+        config.jobs.finance.gst = config.core.gst.clone();
         config.lakehouse.validate()?;
         Ok(config)
     }

@@ -36,7 +36,9 @@ pub struct FinanceConfig {
     /// HSN code per product category. A category without one is exported with an empty
     /// code and listed in the reconciliation.
     pub hsn_by_category: BTreeMap<String, String>,
-    /// GST rates for order lines placed before the core recorded the rate on each line.
+    /// GST rates for order lines that carry none (placed before the core recorded the rate
+    /// on each line): the core's own rates, which the binary copies from `core.gst`.
+    #[serde(skip)]
     pub gst: GstRates,
     /// Rupees per unit of each other currency (e.g. `GBP = 108.25`) for the INR columns. A
     /// currency without a rate leaves its INR cells empty and is listed in the reconciliation.
@@ -141,6 +143,18 @@ pub struct Subject {
     pub identity: Option<MerchantIdentity>,
     /// When the lake was read, UTC ms.
     pub read_at: i64,
+}
+
+/// How long after a month ends its events are taken to be in the lake (the relay publishes
+/// within seconds, the sink commits every few): before that an export is provisional.
+pub const SETTLE_MS: i64 = 3_600_000;
+
+impl Subject {
+    /// Whether the month may still change: it is not over, or ended less than
+    /// [`SETTLE_MS`] before the lake was read. Invoice numbers are final only after that.
+    pub fn provisional(&self) -> bool {
+        self.read_at < self.period.end_ms() + SETTLE_MS
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -52,6 +52,8 @@ impl Difference {
 
 /// The period's frames the two sheets are computed from.
 pub(super) struct Ledger<'a> {
+    /// The refunds sheet, with each refund's share of its order's taxable value and GST.
+    pub refund_tax: &'a DataFrame,
     pub sales: &'a DataFrame,
     pub invoices: &'a DataFrame,
     pub orders: &'a DataFrame,
@@ -157,6 +159,9 @@ impl Ledger<'_> {
                 ));
             }
         }
+        if all.is_empty() {
+            all.insert("INR", (0, 0));
+        }
         for (currency, (expected, actual)) in all {
             rows.push(Difference::amounts(
                 "lines = invoice total",
@@ -177,11 +182,15 @@ impl Ledger<'_> {
         let captured_sums = by_currency(&captured, "amount_minor", "amount_currency")?;
         let refunded = by_currency(self.refunds, "amount_minor", "amount_currency")?;
         let invoiced = by_currency(self.invoices, "invoice_total_minor", "currency")?;
-        let currencies: BTreeSet<&String> = captured_sums
+        let inr = "INR".to_owned();
+        let mut currencies: BTreeSet<&String> = captured_sums
             .keys()
             .chain(invoiced.keys())
             .chain(refunded.keys())
             .collect();
+        if currencies.is_empty() {
+            currencies.insert(&inr);
+        }
         for currency in currencies {
             let refund = refunded.get(currency).copied().unwrap_or_default();
             rows.push(Difference::amounts(
@@ -277,6 +286,14 @@ impl Ledger<'_> {
             ),
         }
         text("period", format!("{} (IST)", subject.period));
+        text(
+            "status",
+            if subject.provisional() {
+                "provisional: the month is not over (or ended within the hour); totals and invoice numbers may still change".to_owned()
+            } else {
+                "closed".to_owned()
+            },
+        );
         text("financial year", subject.period.financial_year_label());
         let (y, m, d) = IstDate::of_instant(subject.read_at).ymd();
         let minute = ist_minute_of_day(subject.read_at);
@@ -300,6 +317,10 @@ impl Ledger<'_> {
             },
         );
         let mut money = |item: String, amounts: &BTreeMap<String, i64>| {
+            if amounts.is_empty() {
+                // A month without any: a zero total, not a missing row.
+                rows.push((item.clone(), String::new(), Some(0), Some("INR".to_owned())));
+            }
             for (currency, amount) in amounts {
                 rows.push((
                     item.clone(),
@@ -343,6 +364,27 @@ impl Ledger<'_> {
                 amounts,
             );
         }
+        let mut reversed = BTreeMap::new();
+        for column in ["cgst_minor", "sgst_utgst_minor", "igst_minor"] {
+            for (currency, amount) in by_currency(self.refund_tax, column, "currency")? {
+                *reversed.entry(currency).or_default() += amount;
+            }
+        }
+        let mut collected = BTreeMap::new();
+        for amounts in by_rate.values() {
+            for (currency, amount) in amounts {
+                *collected.entry(currency.clone()).or_default() += amount;
+            }
+        }
+        money(
+            "GST reversed by refunds (credit notes)".to_owned(),
+            &reversed,
+        );
+        let mut net_gst = collected;
+        for (currency, amount) in &reversed {
+            *net_gst.entry(currency.clone()).or_default() -= amount;
+        }
+        money("net GST".to_owned(), &net_gst);
         money(
             "CGST".to_owned(),
             &by_currency(self.sales, "cgst_minor", "currency")?,
