@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use model::api::ErrorCode;
-use runtime::http::auth::{Authenticator, Caller, Keys, Limiter, Role};
+use runtime::http::auth::{Authenticator, Caller, Keys, Limiter};
 use runtime::http::{ApiError, query_pairs};
 use runtime::lake::LakeFiles;
 use runtime::now_ms;
@@ -115,22 +115,7 @@ async fn export(
     Path(merchant_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    match (caller.role, caller.merchant_id.as_ref()) {
-        (Role::Admin, _) => {}
-        (Role::Merchant, Some(own)) if own.as_str() == merchant_id => {}
-        (Role::Merchant, _) => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a merchant key exports only its own shop",
-            ));
-        }
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "exports need a merchant or admin key",
-            ));
-        }
-    }
+    caller.may_read_shop(&merchant_id, "exports")?;
     let (mut period, mut parquet, mut sheet) = (None, false, None);
     for (name, value) in query_pairs(raw.as_deref())? {
         match name.as_str() {

@@ -43,6 +43,23 @@ impl Caller {
         }
     }
 
+    /// Whether this caller may read `merchant_id`'s shop data: that shop's merchant key, or
+    /// an admin key. `what` names the data in the refusal (`analytics`, `exports`).
+    pub fn may_read_shop(&self, merchant_id: &str, what: &str) -> Result<(), ApiError> {
+        match (self.role, self.merchant_id.as_ref()) {
+            (Role::Admin, _) => Ok(()),
+            (Role::Merchant, Some(own)) if own.as_str() == merchant_id => Ok(()),
+            (Role::Merchant, _) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("a merchant key sees only its own shop's {what}"),
+            )),
+            _ => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{what} need a merchant or admin key"),
+            )),
+        }
+    }
+
     /// The key's public id.
     pub fn key_id(&self) -> &str {
         key_id(&self.key_hash)

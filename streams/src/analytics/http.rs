@@ -122,22 +122,7 @@ async fn analytics(
     Path((merchant_id, metric)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Report<serde_json::Value>>, ApiError> {
-    match (caller.role, caller.merchant_id.as_ref()) {
-        (Role::Admin, _) => {}
-        (Role::Merchant, Some(own)) if own.as_str() == merchant_id => {}
-        (Role::Merchant, _) => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a merchant key sees only its own shop's analytics",
-            ));
-        }
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "analytics need a merchant or admin key",
-            ));
-        }
-    }
+    caller.may_read_shop(&merchant_id, "analytics")?;
     if !matches!(
         metric.as_str(),
         "sales" | "funnel" | "products" | "search" | "refunds"
