@@ -74,16 +74,7 @@ pub async fn shop(client: &Client, admin: &str) -> Result<(String, String)> {
         .ok(M::POST, "/v1/merchants", admin, Some(json!({"merchant_id": "m-1", "name": "Chai Point", "hyperlocal": {"store_pincode": "560001"}})), &[])
         .await?;
     let merchant = key_of(&created)?;
-    let storefront = client
-        .ok(
-            M::POST,
-            "/v1/api-keys",
-            admin,
-            Some(json!({"role": "storefront"})),
-            &[],
-        )
-        .await?;
-    let storefront = key_of(&storefront)?;
+    let storefront = storefront(client, admin).await?;
     let product = json!({
         "category": "grocery", "brand": "Chai Point", "title": "Masala chai 250 g",
         "price": {"amount_minor": 24_000, "currency": "INR"}
