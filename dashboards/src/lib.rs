@@ -1,3 +1,183 @@
-//! dashboards: merchant analytics in the browser (sales, funnel, top products, delivery
-//! performance, low stock), each merchant seeing only its own numbers. Nothing is implemented
-//! yet.
+//! dashboards: a merchant's shop in the browser (today against yesterday, sales, funnel, top
+//! products, searches, monthly exports) and the operators' view of the pipeline, served on the
+//! front door as server-rendered pages.
+//!
+//! - [`session`]: signed-in browsers (signed cookie, expiry, CSRF token, language); the front
+//!   door asks it who a cookie is, so a signed-in page may also read the shop's own GET APIs
+//!   (an export download) with the same isolation checks as a key.
+//! - [`passwords`]: dashboard passwords an admin sets, as Argon2id hashes.
+//! - `account` (sign-in, sign-out, language, passwords), `pages` (the pages), `views` (answers turned into what a page shows, pure),
+//!   `ops` (the operators' view, from the process's metrics), [`i18n`] (English and Hindi,
+//!   Indian number and date formats), [`assets`] (every script and style, embedded).
+//!
+//! Numbers come from the analytics stage through [`runtime::reports::ShopReports`], which the
+//! binary injects: the pages never reach into another stage.
+
+mod account;
+pub mod assets;
+pub mod i18n;
+mod ops;
+mod pages;
+pub mod passwords;
+mod render;
+pub mod session;
+mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use runtime::Stage;
+use runtime::http::auth::{Keys, RateLimit};
+use runtime::metrics::Registry;
+use runtime::reports::ShopReports;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+pub use pages::PAGE_ASSETS;
+
+/// The `dashboards` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardsConfig {
+    /// Where the session signing key and the password file live; without one, sessions and
+    /// passwords last as long as the process. The binary sets it under `data_dir`.
+    pub dir: Option<PathBuf>,
+    /// How long a sign-in lasts, in minutes.
+    pub session_minutes: u64,
+    /// Sessions held at once; past it the oldest ends.
+    pub max_sessions: usize,
+    /// How often the Today page refreshes its numbers, in seconds.
+    pub refresh_seconds: u32,
+    /// Sign-in attempts per account and per client address.
+    pub sign_in_rate: RateLimit,
+}
+
+impl Default for DashboardsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            session_minutes: 12 * 60,
+            max_sessions: 10_000,
+            refresh_seconds: 1,
+            sign_in_rate: RateLimit {
+                per_second: 0.2,
+                burst: 10.0,
+            },
+        }
+    }
+}
+
+impl DashboardsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.session_minutes == 0 || self.max_sessions == 0 || self.refresh_seconds == 0 {
+            return Err(
+                "dashboards.session_minutes, max_sessions and refresh_seconds must be positive"
+                    .into(),
+            );
+        }
+        if !(self.sign_in_rate.per_second > 0.0 && self.sign_in_rate.burst >= 1.0) {
+            return Err("dashboards.sign_in_rate needs per_second > 0 and burst >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The key sessions are signed with, kept in `dir/session.key`: sessions live in memory, but
+/// after a restart an old cookie still verifies, so it is told "expired", not "forged".
+fn signing_key(dir: Option<&PathBuf>) -> Result<[u8; 32], DashboardError> {
+    let mut key = [0u8; 32];
+    let Some(dir) = dir else {
+        getrandom::fill(&mut key).map_err(|e| DashboardError::Config(e.to_string()))?;
+        return Ok(key);
+    };
+    let io = |what: String| move |source| DashboardError::Io { what, source };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join("session.key");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            key.copy_from_slice(&bytes);
+            Ok(key)
+        }
+        Ok(_) => Err(DashboardError::Config(format!(
+            "{} is not a 32-byte key; remove it to make a new one (every browser signs in again)",
+            path.display()
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            getrandom::fill(&mut key).map_err(|e| DashboardError::Config(e.to_string()))?;
+            write_private(&path, &key).map_err(io(format!("writing {}", path.display())))?;
+            Ok(key)
+        }
+        Err(error) => Err(io(format!("reading {}", path.display()))(error)),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// Starts the dashboards as a stage: pages and assets on the front door, sign-ins checked
+/// against `keys` (and the passwords admins set), numbers from `reports` (absent when this
+/// process runs no analytics), the operators' view from `metrics`. The sessions come back
+/// too, for the front door ([`runtime::supervisor::StageList::accept_sessions`]).
+pub fn stage(
+    config: DashboardsConfig,
+    keys: Arc<dyn Keys>,
+    reports: Option<Arc<dyn ShopReports>>,
+    metrics: Registry,
+    shutdown: CancellationToken,
+) -> Result<(Stage, Arc<session::Sessions>), DashboardError> {
+    config.validate().map_err(DashboardError::Config)?;
+    let sessions = Arc::new(session::Sessions::new(
+        signing_key(config.dir.as_ref())?,
+        i64::try_from(config.session_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX),
+        config.max_sessions,
+        Arc::clone(&keys),
+    ));
+    let passwords =
+        passwords::Passwords::open(config.dir.as_ref().map(|dir| dir.join("passwords.json")))?;
+    let routes = pages::routes(pages::Dash::new(
+        config,
+        Arc::clone(&sessions),
+        passwords,
+        keys,
+        reports,
+        metrics,
+    ));
+    let mut stage = Stage::background(
+        "dashboards",
+        async move {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+        .boxed(),
+    );
+    stage.routes = routes;
+    stage.api = pages::api();
+    Ok((stage, sessions))
+}

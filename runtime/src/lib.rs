@@ -15,7 +15,7 @@
 //!   key into a [`http::auth::Caller`] on any stage's route, from keys the binary injects
 //!   (the core's database, or [`keys::KeyTable`] following the `api-keys` topic).
 //! - [`lake`]: the lakehouse's committed files as batch jobs read them, a trait the binary
-//!   injects.
+//!   injects; [`reports`]: a merchant's live analytics as the dashboards read them, another.
 //! - The stream runtime, pure except for checkpoint files: time comes in as arguments (event
 //!   time from envelopes, processing time from the caller's clock), so the pieces are tested
 //!   without Kafka, clocks or disks.
@@ -40,6 +40,7 @@ pub mod http;
 pub mod keys;
 pub mod lake;
 pub mod metrics;
+pub mod reports;
 pub mod session;
 pub mod stage;
 pub mod supervisor;

@@ -13,12 +13,14 @@
 //! 3. the caller saves the embedded broker's log, when there is one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::auth::BrowserSessions;
 use crate::http::front::{self, AddressLimiter, FrontConfig, Mounted};
 use crate::metrics::Registry;
 use crate::stage::{Stage, StageError};
@@ -52,6 +54,7 @@ type Result<T, E = SupervisorError> = std::result::Result<T, E>;
 pub struct StageList {
     stages: Vec<(Stage, CancellationToken)>,
     metrics: Registry,
+    sessions: Option<Arc<dyn BrowserSessions>>,
 }
 
 impl StageList {
@@ -84,6 +87,12 @@ impl StageList {
 
     pub fn push(&mut self, stage: Stage, token: CancellationToken) {
         self.stages.push((stage, token));
+    }
+
+    /// Lets browsers signed in through `sessions` read every stage's GET routes as their
+    /// caller (the dashboards' sessions).
+    pub fn accept_sessions(&mut self, sessions: Arc<dyn BrowserSessions>) {
+        self.sessions = Some(sessions);
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -177,7 +186,13 @@ pub async fn run(
         tokens.push(token);
         works.push(stage.work);
     }
-    let router = front::router(config, mounts, list.metrics, addresses.clone());
+    let router = front::router(
+        config,
+        mounts,
+        list.metrics,
+        addresses.clone(),
+        list.sessions,
+    );
     let front_stop = CancellationToken::new();
     let mut front_door = tokio::spawn({
         let (config, stop) = (config.clone(), front_stop.clone());

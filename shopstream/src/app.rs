@@ -111,6 +111,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
     let mut list = StageList::default();
     let mut banner = Banner::default();
     let mut keys = None;
+    let mut reports: Option<Arc<dyn runtime::reports::ShopReports>> = None;
     if let Some(stats) = bus.broker_stats() {
         crate::recovery::export_broker_stats(stats, &list.metrics(), shutdown.clone());
     }
@@ -240,12 +241,17 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         analytics.checkpoint_dir =
             Some(scratch.dir_or_temp(analytics.checkpoint_dir.take(), "analytics")?);
         let keys = merchant_keys(&mut keys, &mut list, &bus);
-        let bus = Arc::clone(&bus);
-        let metrics = list.metrics();
-        list.add("analytics", |token| async move {
-            streams::analytics::stage(analytics, keys, bus, &metrics, token)
-        })
-        .await?;
+        let token = CancellationToken::new();
+        let (stage, answers) = streams::analytics::stage_with_reports(
+            analytics,
+            keys,
+            Arc::clone(&bus),
+            &list.metrics(),
+            token.clone(),
+        )
+        .context("analytics failed to start")?;
+        list.push(stage, token);
+        reports = Some(Arc::new(answers));
         banner.line(
             "analytics API",
             format!("http://{http}/v1/merchants/m-0001/analytics/sales?grain=hour  (merchant or admin key)"),
@@ -348,6 +354,24 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
                 format!("http://{http}/v1/merchants/m-0001/exports?period=YYYY-MM  (merchant or admin key; xlsx or parquet)"),
             );
         }
+    }
+    if matches!(role, Role::Demo | Role::Serve) {
+        let keys = merchant_keys(&mut keys, &mut list, &bus);
+        let token = CancellationToken::new();
+        let (stage, sessions) = dashboards::stage(
+            config.dashboards.clone(),
+            keys,
+            reports.clone(),
+            list.metrics(),
+            token.clone(),
+        )
+        .context("the dashboards failed to start")?;
+        list.push(stage, token);
+        list.accept_sessions(sessions);
+        banner.line(
+            "dashboards",
+            format!("http://{http}/  (sign in with a merchant or admin key)"),
+        );
     }
     if role == Role::Demo {
         let generator_config = traffic::GeneratorConfig {

@@ -32,6 +32,8 @@ pub struct Config {
     /// Batch jobs over the lake: the finance export's HSN codes, INR rates, merchants'
     /// GSTINs, and its route's limits.
     pub jobs: jobs::JobsConfig,
+    /// The merchants' pages in the browser: sessions, sign-in limits, refresh.
+    pub dashboards: dashboards::DashboardsConfig,
     /// The orders core: `/v1` API, collector, outbox relay, reservation sweeper.
     pub core: ingest::service::CoreConfig,
     /// The Parquet lakehouse and its sink.
@@ -142,6 +144,11 @@ impl Config {
             config.analytics.checkpoint_dir = Some(dir.join("checkpoints/analytics"));
         }
         if let Some(dir) = &config.data_dir
+            && config.dashboards.dir.is_none()
+        {
+            config.dashboards.dir = Some(dir.join("dashboards"));
+        }
+        if let Some(dir) = &config.data_dir
             && config.search.dir.is_none()
         {
             config.search.dir = Some(dir.join("search"));
@@ -168,6 +175,10 @@ impl Config {
         config.recommend.validate()?;
         config.analytics.validate()?;
         config.jobs.validate().map_err(anyhow::Error::msg)?;
+        config
+            .dashboards
+            .validate()
+            .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
         // One GST table: the export taxes lines without a recorded rate as the core would.
         config.jobs.finance.gst = config.core.gst.clone();
         config.lakehouse.validate()?;

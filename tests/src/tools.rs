@@ -105,6 +105,22 @@ pub fn spreadsheet_python() -> Result<PathBuf> {
     )
 }
 
+/// A Python with Playwright (which drives a browser it is given; it downloads none) and
+/// Debian's Chromium, installed once per machine: `(python, chromium)`.
+pub fn browser() -> Result<(PathBuf, PathBuf)> {
+    let python = venv(
+        "venv-browser",
+        &["playwright==1.65.2"],
+        "the dashboards' browser tests",
+    )?;
+    let (_, _lock) = cache_lock("chromium")?;
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if !chromium.exists() {
+        apt_install(&["chromium"], "the dashboards' browser tests")?;
+    }
+    Ok((python, chromium))
+}
+
 /// The `schemathesis` command, in a venv of its own under the machine's cache.
 pub fn schemathesis() -> Result<PathBuf> {
     let python = venv("venv-api", &["schemathesis==4.32.5"], "the API fuzzing")?;

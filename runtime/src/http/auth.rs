@@ -7,14 +7,19 @@
 //!
 //! A key's id is the first 16 hex digits of its SHA-256: enough to name it for revocation,
 //! useless for calling.
+//!
+//! A browser signed in to the dashboards carries no key: the front door resolves its session
+//! cookie through [`BrowserSessions`] and the extractor accepts that caller for reads (GET and
+//! HEAD) only. A cookie rides along on any cross-site form; a key never does, so every write
+//! still needs one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use futures::future::BoxFuture;
 use model::MerchantId;
 use model::api::ErrorCode;
@@ -104,6 +109,23 @@ pub trait Keys: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Caller>, KeysUnavailable>>;
 }
 
+/// A signed-in browser's caller, put into a request's extensions by the front door when the
+/// request is a read without a key and its cookie names a live session.
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Caller);
+
+/// Where the front door finds who a browser's cookies sign in as (the dashboards' sessions,
+/// injected by the binary).
+pub trait BrowserSessions: Send + Sync + std::fmt::Debug + 'static {
+    /// The caller a `Cookie` header signs in as, if it carries a live session.
+    fn caller<'a>(&'a self, cookie_header: &'a str) -> BoxFuture<'a, Option<Caller>>;
+}
+
+/// Whether a request may be answered on a browser session instead of a key.
+pub fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+}
+
 /// What the [`Caller`] extractor needs from a stage's state.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -133,13 +155,23 @@ where
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
+            .map(str::trim);
+        let Some(key) = key else {
+            let signed_in = parts
+                .extensions
+                .get::<SessionCaller>()
+                .filter(|_| is_read(&parts.method));
+            return match signed_in {
+                Some(SessionCaller(caller)) => {
+                    take_token(&auth.limiter, &caller.key_hash)?;
+                    Ok(caller.clone())
+                }
+                None => Err(ApiError::new(
                     ErrorCode::Unauthorized,
                     "send your API key as `Authorization: Bearer sk_...`",
-                )
-            })?;
+                )),
+            };
+        };
         let guard = match (
             parts.extensions.get::<AddressLimiter>(),
             parts.extensions.get::<ClientAddress>(),
@@ -162,17 +194,19 @@ where
                 "unknown or revoked API key",
             ));
         };
-        auth.limiter
-            .take(&caller.key_hash, Instant::now())
-            .map_err(|wait| {
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("too many requests; retry in {wait} s"),
-                )
-                .retry_after(wait)
-            })?;
+        take_token(&auth.limiter, &caller.key_hash)?;
         Ok(caller)
     }
+}
+
+fn take_token(limiter: &Limiter, key_hash: &str) -> Result<(), ApiError> {
+    limiter.take(key_hash, Instant::now()).map_err(|wait| {
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests; retry in {wait} s"),
+        )
+        .retry_after(wait)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

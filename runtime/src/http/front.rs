@@ -43,6 +43,7 @@ use tower::ServiceExt as _;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::auth::{BrowserSessions, SessionCaller, is_read};
 use super::{ApiError, document};
 use crate::metrics::Registry;
 use crate::stage::Readiness;
@@ -253,6 +254,7 @@ pub fn router(
     stages: Vec<(Mounted, Router, OpenApi)>,
     metrics: Registry,
     addresses: AddressLimiter,
+    sessions: Option<Arc<dyn BrowserSessions>>,
 ) -> Router {
     let mut document = document::base();
     let mut routes = Router::new();
@@ -285,6 +287,7 @@ pub fn router(
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(sessions, resolve_session))
         .layer(middleware::from_fn_with_state(limits, guard));
     // Probes are answered outside every limit: a loaded process is still alive.
     Router::new()
@@ -374,16 +377,42 @@ async fn guard(
     response
 }
 
+/// A read without a key whose cookies name a live browser session gets that session's caller
+/// in its extensions (see [`crate::http::auth`]); anything else passes untouched.
+async fn resolve_session(
+    State(sessions): State<Option<Arc<dyn BrowserSessions>>>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if let Some(sessions) = sessions
+        && is_read(request.method())
+        && !request.headers().contains_key(header::AUTHORIZATION)
+        && let Some(cookies) = request
+            .headers()
+            .get(header::COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+        && let Some(caller) = sessions.caller(&cookies).await
+    {
+        request.extensions_mut().insert(SessionCaller(caller));
+    }
+    next.run(request).await
+}
+
 /// axum's own refusals (a body over the limit, a path or query string its extractors cannot
 /// read) answer in plain text; every error here has the one JSON shape, its text kept as the
-/// message.
+/// message. HTML pages pass as they are.
 async fn error_shape(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    // JSON errors are already in shape; HTML ones are pages written for a person (the
+    // dashboards' sign-in and refusal pages).
+    let is_shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !status.is_client_error() || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !status.is_client_error() || is_shaped {
         return response;
     }
     let code = match status {

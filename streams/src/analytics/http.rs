@@ -10,6 +10,7 @@ use model::api::ErrorCode;
 use runtime::http::auth::{Authenticator, Caller, Keys, Limiter, Role};
 use runtime::http::{ApiError, query_pairs};
 use runtime::now_ms;
+use runtime::reports::ShopReports;
 use serde::Serialize;
 use utoipa::OpenApi;
 
@@ -18,10 +19,54 @@ use super::query::{self, Grain, Range, RangeError, label, parse_time};
 
 #[derive(Clone)]
 struct AppState {
+    reports: Reports,
+    auth: Authenticator,
+}
+
+/// The live numbers as every metric's answer: the route's, and the dashboards' through
+/// [`ShopReports`].
+#[derive(Clone)]
+pub struct Reports {
     live: Arc<RwLock<Live>>,
     config: LiveConfig,
     max_limit: usize,
-    auth: Authenticator,
+}
+
+impl std::fmt::Debug for Reports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reports")
+            .field("max_limit", &self.max_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reports {
+    pub(super) fn new(live: Arc<RwLock<Live>>, config: LiveConfig, max_limit: usize) -> Self {
+        Self {
+            live,
+            config,
+            max_limit,
+        }
+    }
+}
+
+impl ShopReports for Reports {
+    fn report(
+        &self,
+        merchant_id: &str,
+        metric: &str,
+        query: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let report = answer(
+            self,
+            false,
+            merchant_id.to_owned(),
+            metric.to_owned(),
+            query,
+        )?;
+        serde_json::to_value(report)
+            .map_err(|error| ApiError::internal(format!("analytics answer: {error}")))
+    }
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -31,22 +76,14 @@ impl FromRef<AppState> for Authenticator {
 }
 
 /// Routes of the stage, for the front door.
-pub(super) fn routes(
-    live: Arc<RwLock<Live>>,
-    config: LiveConfig,
-    max_limit: usize,
-    keys: Arc<dyn Keys>,
-    limiter: Arc<Limiter>,
-) -> Router {
+pub(super) fn routes(reports: Reports, keys: Arc<dyn Keys>, limiter: Arc<Limiter>) -> Router {
     Router::new()
         .route(
             "/v1/merchants/{merchant_id}/analytics/{metric}",
             get(analytics),
         )
         .with_state(AppState {
-            live,
-            config,
-            max_limit,
+            reports,
             auth: Authenticator { keys, limiter },
         })
 }
@@ -123,6 +160,25 @@ async fn analytics(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Report<serde_json::Value>>, ApiError> {
     caller.may_read_shop(&merchant_id, "analytics")?;
+    let report = answer(
+        &state.reports,
+        caller.role == Role::Admin,
+        merchant_id,
+        metric,
+        raw.as_deref(),
+    )?;
+    Ok(Json(report))
+}
+
+/// `metric` of `merchant_id` over the range `raw` asks for. `unknown_is_an_error`: a shop no
+/// event has named is a 404 (for admins, who may name any id) rather than zeros.
+fn answer(
+    state: &Reports,
+    unknown_is_an_error: bool,
+    merchant_id: String,
+    metric: String,
+    raw: Option<&str>,
+) -> Result<Report<serde_json::Value>, ApiError> {
     if !matches!(
         metric.as_str(),
         "sales" | "funnel" | "products" | "search" | "refunds"
@@ -134,7 +190,7 @@ async fn analytics(
     }
     let now = now_ms();
     let (mut from, mut to, mut grain, mut limit) = (None, None, Grain::Hour, 10usize);
-    for (name, value) in query_pairs(raw.as_deref())? {
+    for (name, value) in query_pairs(raw)? {
         let time = |value: &str| {
             parse_time(value).ok_or_else(|| {
                 ApiError::invalid(format!(
@@ -191,7 +247,7 @@ async fn analytics(
             ),
         ));
     }
-    if caller.role == Role::Admin && !live.knows(&merchant_id) {
+    if unknown_is_an_error && !live.knows(&merchant_id) {
         return Err(ApiError::new(
             ErrorCode::UnknownMerchant,
             format!("no event has named merchant {merchant_id:?}"),
@@ -216,7 +272,7 @@ async fn analytics(
         "search" => value(serde_json::to_value(query::search(shop, &range, limit)))?,
         _ => value(serde_json::to_value(query::cancellations(shop, &range)))?,
     };
-    Ok(Json(Report {
+    Ok(Report {
         merchant_id,
         metric,
         grain: range.grain,
@@ -224,5 +280,5 @@ async fn analytics(
         to: label(range.to),
         live_from: label(live_from),
         body,
-    }))
+    })
 }

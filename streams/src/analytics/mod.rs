@@ -23,6 +23,7 @@ use runtime::http::auth::{Keys, Limiter};
 use runtime::metrics::{Metrics, Registry};
 use tokio_util::sync::CancellationToken;
 
+pub use http::Reports;
 pub use job::{AnalyticsConfig, TOPICS};
 
 use crate::StreamError;
@@ -37,22 +38,33 @@ pub fn stage(
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> Result<Stage, StreamError> {
+    stage_with_reports(config, keys, bus, registry, shutdown).map(|(stage, _)| stage)
+}
+
+/// [`stage`], and its answers as [`runtime::reports::ShopReports`] for the dashboards.
+pub fn stage_with_reports(
+    config: AnalyticsConfig,
+    keys: Arc<dyn Keys>,
+    bus: Arc<Bus>,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(Stage, Reports), StreamError> {
     let metrics = Arc::new(Metrics::new(registry, "analytics"));
     let job = Arc::new(job::Job::open(config.clone(), registry, metrics)?);
     let readiness = job.readiness.clone();
+    let reports = Reports::new(Arc::clone(&job.live), config.live.clone(), config.max_limit);
     let routes = http::routes(
-        Arc::clone(&job.live),
-        config.live.clone(),
-        config.max_limit,
+        reports.clone(),
         keys,
         Arc::new(Limiter::new(config.rate_limit)),
     );
     let work = async move { job::consume(job, &bus, &shutdown).await };
-    Ok(Stage {
+    let stage = Stage {
         name: "analytics",
         routes,
         api: http::api(),
         readiness,
         work: work.map_err(|e: StreamError| e.into()).boxed(),
-    })
+    };
+    Ok((stage, reports))
 }
