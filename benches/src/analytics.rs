@@ -80,6 +80,7 @@ fn traffic(now: i64, hours: i64, count: usize, seed: u64) -> Result<Vec<Envelope
         .collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: &Config,
     history_events: usize,
@@ -87,6 +88,7 @@ pub async fn run(
     samples: usize,
     connections: usize,
     seconds: u64,
+    with_dashboards: bool,
 ) -> Result<()> {
     let bus = shopstream::app::connect(config).await?;
     bus.ensure_topics(&Topic::ALL).await?;
@@ -121,13 +123,31 @@ pub async fn run(
     let mut list = StageList::default();
     let token = tokio_util::sync::CancellationToken::new();
     let (keys_stage, keys) = runtime::keys::stage(Arc::clone(&bus), token.clone());
+    let keys: Arc<dyn runtime::http::auth::Keys> = keys;
     list.push(keys_stage, token);
     let (metrics, stage_bus) = (list.metrics(), Arc::clone(&bus));
     let started = Instant::now();
-    list.add("analytics", |token| async move {
-        streams::analytics::stage(analytics, keys, stage_bus, &metrics, token)
-    })
-    .await?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let (stage, reports) = streams::analytics::stage_with_reports(
+        analytics,
+        Arc::clone(&keys),
+        stage_bus,
+        &metrics,
+        token.clone(),
+    )?;
+    list.push(stage, token);
+    if with_dashboards {
+        let token = tokio_util::sync::CancellationToken::new();
+        let (stage, sessions) = dashboards::stage(
+            config.dashboards.clone(),
+            keys,
+            Some(Arc::new(reports)),
+            list.metrics(),
+            token.clone(),
+        )?;
+        list.push(stage, token);
+        list.accept_sessions(sessions);
+    }
     let running = crate::load::serve(config, list).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
@@ -266,6 +286,20 @@ pub async fn run(
                 || line.starts_with("shopstream_analytics_"))
     }) {
         println!("{line}");
+    }
+    if with_dashboards {
+        let shops: Vec<String> = (0..MERCHANTS).map(merchant).collect();
+        crate::dashboards::measure(
+            &base,
+            ADMIN_KEY,
+            &producer,
+            &shops,
+            samples,
+            connections,
+            seconds,
+            dir.path(),
+        )
+        .await?;
     }
     println!(
         "peak RSS of the process (broker, stage, front door) {:.0} MB",

@@ -3,6 +3,7 @@
 //! takes the same configuration flags as `shopstream`.
 
 mod analytics;
+mod dashboards;
 mod finance;
 mod front;
 mod lake;

@@ -133,6 +133,10 @@ pub enum Target {
         connections: usize,
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Also the dashboards over the same window: freshness on the Today panel, the
+        /// panels and pages under `wrk`, page weight.
+        #[arg(long)]
+        dashboards: bool,
     },
     /// Click events posted to the collector and acknowledged by the broker.
     Collector {
@@ -159,7 +163,19 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
             samples,
             connections,
             seconds,
-        } => crate::analytics::run(&config, history, rate, samples, connections, seconds).await,
+            dashboards,
+        } => {
+            crate::analytics::run(
+                &config,
+                history,
+                rate,
+                samples,
+                connections,
+                seconds,
+                dashboards,
+            )
+            .await
+        }
         Target::Recs { part } => crate::recs::run(&config, part),
         Target::Promise {
             freshness: Some(samples),

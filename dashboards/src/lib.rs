@@ -34,7 +34,7 @@ use runtime::reports::ShopReports;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use pages::PAGE_ASSETS;
+pub use pages::{HINDI_FONTS, PAGE_ASSETS};
 
 /// The `dashboards` section.
 #[derive(Debug, Clone, Deserialize)]

@@ -33,21 +33,44 @@ use crate::{DashboardsConfig, account, views};
 pub const PAGE_ASSETS: &[(&str, &[&str])] = &[
     (
         "today",
-        &["dash.css", "uplot.css", "htmx.js", "uplot.js", "dash.js"],
+        &[
+            "fonts.css",
+            "uplot.css",
+            "dash.css",
+            "htmx.js",
+            "uplot.js",
+            "dash.js",
+            "latin-400.woff2",
+            "latin-700.woff2",
+        ],
     ),
     (
         "funnel",
         &[
-            "dash.css",
+            "fonts.css",
             "uplot.css",
+            "dash.css",
             "htmx.js",
             "uplot.js",
             "echarts.js",
             "dash.js",
+            "latin-400.woff2",
+            "latin-700.woff2",
         ],
     ),
-    ("signin", &["dash.css"]),
+    (
+        "signin",
+        &[
+            "fonts.css",
+            "dash.css",
+            "latin-400.woff2",
+            "latin-700.woff2",
+        ],
+    ),
 ];
+
+/// What a page in Hindi loads on top.
+pub const HINDI_FONTS: &[&str] = &["devanagari-400.woff2", "devanagari-700.woff2"];
 
 /// The shop pages, in menu order; `ops` is the admins'.
 const SHOP_PAGES: [&str; 6] = ["today", "sales", "funnel", "products", "search", "exports"];
