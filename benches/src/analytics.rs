@@ -140,6 +140,7 @@ pub async fn run(
         let token = tokio_util::sync::CancellationToken::new();
         let (stage, sessions) = dashboards::stage(
             config.dashboards.clone(),
+            Arc::clone(&bus),
             keys,
             Some(Arc::new(reports)),
             list.metrics(),

@@ -7,7 +7,8 @@
 //!   (an export download) with the same isolation checks as a key.
 //! - [`passwords`]: dashboard passwords an admin sets, as Argon2id hashes.
 //! - `account` (sign-in, sign-out, language, passwords), `pages` (the pages), `views` (answers turned into what a page shows, pure),
-//!   `ops` (the operators' view, from the process's metrics), [`i18n`] (English and Hindi,
+//!   `ops` (the operators' view, from the process's metrics and `dead_letters`, which follows
+//!   the `dlq` topic), [`i18n`] (English and Hindi,
 //!   Indian number and date formats), [`assets`] (every script and style, embedded).
 //!
 //! Numbers come from the analytics stage through [`runtime::reports::ShopReports`], which the
@@ -15,6 +16,7 @@
 
 mod account;
 pub mod assets;
+mod dead_letters;
 pub mod i18n;
 mod ops;
 mod pages;
@@ -51,6 +53,10 @@ pub struct DashboardsConfig {
     pub refresh_seconds: u32,
     /// Sign-in attempts per account and per client address.
     pub sign_in_rate: RateLimit,
+    /// INR per unit of other currencies, shown beside amounts in them; the binary copies
+    /// `jobs.finance.inr_per_unit` here, so there is one table.
+    #[serde(skip)]
+    pub inr_per_unit: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for DashboardsConfig {
@@ -64,6 +70,7 @@ impl Default for DashboardsConfig {
                 per_second: 0.2,
                 burst: 10.0,
             },
+            inr_per_unit: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -143,10 +150,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Starts the dashboards as a stage: pages and assets on the front door, sign-ins checked
 /// against `keys` (and the passwords admins set), numbers from `reports` (absent when this
-/// process runs no analytics), the operators' view from `metrics`. The sessions come back
+/// process runs no analytics), the operators' view from `metrics` and the `dlq` topic, which
+/// the stage's work follows. The sessions come back
 /// too, for the front door ([`runtime::supervisor::StageList::accept_sessions`]).
 pub fn stage(
     config: DashboardsConfig,
+    bus: Arc<bus::Bus>,
     keys: Arc<dyn Keys>,
     reports: Option<Arc<dyn ShopReports>>,
     metrics: Registry,
@@ -161,6 +170,7 @@ pub fn stage(
     ));
     let passwords =
         passwords::Passwords::open(config.dir.as_ref().map(|dir| dir.join("passwords.json")))?;
+    let dead_letters = Arc::new(dead_letters::DeadLetters::default());
     let routes = pages::routes(pages::Dash::new(
         config,
         Arc::clone(&sessions),
@@ -168,11 +178,12 @@ pub fn stage(
         keys,
         reports,
         metrics,
+        Arc::clone(&dead_letters),
     ));
     let mut stage = Stage::background(
         "dashboards",
         async move {
-            shutdown.cancelled().await;
+            dead_letters.follow(bus, shutdown).await;
             Ok(())
         }
         .boxed(),

@@ -1,6 +1,7 @@
 //! The operators' view, read from the process's own metrics (what `/metrics` serves): consumer
 //! lag per stage and partition, records per second per stage (from the difference between
-//! this sample and the previous one), dead letters, checkpoints and watermark age per stage,
+//! this sample and the previous one), dead letters, checkpoints, checkpoint age and watermark
+//! age per stage,
 //! the embedded broker's snapshots, and the outbox, lakehouse, search and recommendation
 //! series.
 
@@ -102,6 +103,13 @@ impl Rates {
                         .or_default()
                         .insert("checkpoints", sample.value);
                 }
+                "shopstream_checkpoint_last_ms" if sample.value > 0.0 => {
+                    let age = (now_ms as f64 - sample.value) / 1_000.0;
+                    per_job
+                        .entry(job)
+                        .or_default()
+                        .insert("checkpoint_age", age);
+                }
                 "shopstream_watermark_ms" if sample.value > 0.0 => {
                     let age = (now_ms as f64 - sample.value) / 1_000.0;
                     per_job.entry(job).or_default().insert("watermark_age", age);
@@ -137,6 +145,14 @@ impl Rates {
             *previous = Some((at, counters.clone()));
             rates
         };
+        // Stage, topic, then partition in numeric order.
+        lag.rows.sort_by(|a, b| {
+            (&a[0], &a[1], a[2].parse::<i64>().unwrap_or(0)).cmp(&(
+                &b[0],
+                &b[1],
+                b[2].parse::<i64>().unwrap_or(0),
+            ))
+        });
         let mut flow = Table {
             caption: lang.t("events_per_second").to_owned(),
             head: [
@@ -172,6 +188,7 @@ impl Rates {
                 rate("shopstream_events_out_total"),
                 of("dead_letters").map_or_else(String::new, |n| i18n::count(n as u64)),
                 of("checkpoints").map_or_else(String::new, |n| i18n::count(n as u64)),
+                of("checkpoint_age").map_or_else(String::new, |s| format!("{s:.0} s")),
                 of("watermark_age").map_or_else(String::new, |s| format!("{s:.0} s")),
             ]);
         }
@@ -189,6 +206,47 @@ impl Rates {
             ],
         }
     }
+}
+
+/// The dead letters by stage and reason, and the latest ones.
+pub fn dead_letters(
+    lang: Lang,
+    counts: &crate::dead_letters::Counts,
+    latest: &[crate::dead_letters::Sample],
+) -> [Table; 2] {
+    [
+        Table {
+            caption: lang.t("dead_letters_by_reason").to_owned(),
+            head: ["stage", "reason", "count"]
+                .iter()
+                .map(|k| lang.t(k).to_owned())
+                .collect(),
+            rows: counts
+                .iter()
+                .map(|((stage, reason), n)| vec![stage.clone(), reason.clone(), i18n::count(*n)])
+                .collect(),
+        },
+        Table {
+            caption: lang.t("latest_dead_letters").to_owned(),
+            head: ["when", "stage", "reason", "message", "source", "bytes"]
+                .iter()
+                .map(|k| lang.t(k).to_owned())
+                .collect(),
+            rows: latest
+                .iter()
+                .map(|sample| {
+                    vec![
+                        i18n::date_time(lang, sample.at_ms),
+                        sample.stage.clone(),
+                        sample.reason.clone(),
+                        sample.message.chars().take(200).collect(),
+                        sample.source.clone(),
+                        i18n::count(sample.bytes as u64),
+                    ]
+                })
+                .collect(),
+        },
+    ]
 }
 
 /// The stages' own series shown beside the stream jobs'.
@@ -218,6 +276,7 @@ mod tests {
         shopstream_consumer_lag_records{job=\"trending\",topic=\"clicks\",partition=\"2\"} 7\n\
         shopstream_dead_letters_total{job=\"trending\"} 3\n\
         shopstream_watermark_ms{job=\"trending\"} 1000\n\
+        shopstream_checkpoint_last_ms{job=\"trending\"} 9000\n\
         shopstream_broker_snapshot_saves_total 4\n";
 
     #[test]
@@ -234,7 +293,8 @@ mod tests {
             "no rate before a second sample"
         );
         assert_eq!(first.tables[0].rows[0][3], "3");
-        assert_eq!(first.tables[0].rows[0][5], "10 s");
+        assert_eq!(first.tables[0].rows[0][5], "2 s");
+        assert_eq!(first.tables[0].rows[0][6], "10 s");
         assert_eq!(first.tables[2].rows[0][1], "4");
         let second = FIRST.replace("} 100", "} 150");
         let later = rates.view(Lang::En, &second, 12_000, t0 + Duration::from_secs(2));

@@ -22,8 +22,9 @@ use runtime::reports::ShopReports;
 use serde_json::Value;
 use utoipa::OpenApi;
 
+use crate::dead_letters::DeadLetters;
 use crate::i18n::{self, Lang};
-use crate::ops::Rates;
+use crate::ops::{self, Rates};
 use crate::passwords::Passwords;
 use crate::render::{self, Chrome, ExportMonth, NavItem, Page, Panel, RangeForm};
 use crate::session::{Lookup, Session, Sessions};
@@ -72,8 +73,10 @@ pub const PAGE_ASSETS: &[(&str, &[&str])] = &[
 /// What a page in Hindi loads on top.
 pub const HINDI_FONTS: &[&str] = &["devanagari-400.woff2", "devanagari-700.woff2"];
 
-/// The shop pages, in menu order; `ops` is the admins'.
-const SHOP_PAGES: [&str; 6] = ["today", "sales", "funnel", "products", "search", "exports"];
+/// The shop pages, in menu order; `ops` is the admins'. Each name is also its catalogue key.
+const SHOP_PAGES: [&str; 7] = [
+    "today", "sales", "funnel", "products", "search", "delivery", "exports",
+];
 
 pub(crate) struct Inner {
     pub(crate) config: DashboardsConfig,
@@ -85,6 +88,7 @@ pub(crate) struct Inner {
     pub(crate) sign_ins: Limiter,
     pub(crate) api_limiter: Arc<Limiter>,
     pub(crate) rates: Rates,
+    pub(crate) dead_letters: Arc<DeadLetters>,
 }
 
 #[derive(Clone)]
@@ -98,6 +102,7 @@ impl Dash {
         keys: Arc<dyn Keys>,
         reports: Option<Arc<dyn ShopReports>>,
         metrics: Registry,
+        dead_letters: Arc<DeadLetters>,
     ) -> Dash {
         let sign_ins = Limiter::new(config.sign_in_rate);
         Dash(Arc::new(Inner {
@@ -110,6 +115,7 @@ impl Dash {
             sign_ins,
             api_limiter: Arc::new(Limiter::new(Default::default())),
             rates: Rates::default(),
+            dead_letters,
         }))
     }
 }
@@ -220,7 +226,7 @@ fn asked(session: &Session, page: &str, raw: Option<&str>) -> Result<Asked, Refu
     let pairs = query_pairs(raw).map_err(|e| refusal(StatusCode::BAD_REQUEST, e.message))?;
     let allowed: &[&str] = match page {
         "sales" => &["merchant", "from", "to", "grain"],
-        "funnel" | "products" | "search" => &["merchant", "from", "to"],
+        "funnel" | "products" | "search" | "delivery" => &["merchant", "from", "to"],
         _ => &["merchant"],
     };
     if let Some((name, _)) = pairs
@@ -318,7 +324,7 @@ fn chrome(dash: &Dash, session: &Session, asked: &Asked) -> Chrome {
         merchant_field,
         csrf: session.csrf.clone(),
         path: format!("/dashboard/{}", asked.page),
-        needs_echarts: matches!(asked.page, "funnel" | "products"),
+        needs_echarts: matches!(asked.page, "funnel" | "products" | "delivery"),
         refresh_seconds: dash.0.config.refresh_seconds,
     }
 }
@@ -493,11 +499,14 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
                 .0
                 .rates
                 .view(lang, &dash.0.metrics.render(), now, Instant::now());
+            let (counts, latest) = dash.0.dead_letters.snapshot();
+            let mut tables = view.tables;
+            tables.extend(ops::dead_letters(lang, &counts, &latest));
             built.html = render_panel(Panel {
                 lang,
                 cards: vec![],
                 charts: vec![],
-                tables: view.tables,
+                tables,
                 footnote: String::new(),
             });
         }
@@ -526,14 +535,15 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
                 return built;
             };
             let report = |metric: &str, query: &str| reports.report(&shop, metric, Some(query));
+            let inr = &dash.0.config.inr_per_unit;
             let outcome = if page == "today" {
-                today(lang, now, report)
+                today(lang, inr, now, report)
             } else {
                 match range_of(asked, page == "sales", lang, now) {
                     Err(message) => Err(ApiError::invalid(message)),
                     Ok((query, form)) => {
                         built.range = Some(form);
-                        ranged(lang, page, &query, report)
+                        ranged(lang, inr, page, &query, report)
                     }
                 }
             };
@@ -551,6 +561,7 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
 
 fn today(
     lang: Lang,
+    inr: &views::InrRates,
     now: i64,
     report: impl Fn(&str, &str) -> Result<Value, ApiError>,
 ) -> Result<Panel, ApiError> {
@@ -561,6 +572,7 @@ fn today(
     let yesterday = format!("from={}&to={start}&grain=hour", start - DAY_MS);
     let view = views::today(
         lang,
+        inr,
         &report("sales", &today)?,
         &report("sales", &before)?,
         &report("sales", &yesterday)?,
@@ -584,6 +596,7 @@ fn today(
 
 fn ranged(
     lang: Lang,
+    inr: &views::InrRates,
     page: &str,
     query: &str,
     report: impl Fn(&str, &str) -> Result<Value, ApiError>,
@@ -597,8 +610,12 @@ fn ranged(
     };
     match page {
         "sales" => {
-            let (cards, chart, reasons) =
-                views::sales(lang, &report("sales", query)?, &report("refunds", query)?);
+            let (cards, chart, reasons) = views::sales(
+                lang,
+                inr,
+                &report("sales", query)?,
+                &report("refunds", query)?,
+            );
             panel.cards = cards;
             panel.charts.push(chart);
             panel.tables.push(reasons);
@@ -611,7 +628,13 @@ fn ranged(
         }
         "products" => panel
             .charts
-            .push(views::products(lang, &report("products", query)?)),
+            .push(views::products(lang, inr, &report("products", query)?)),
+        "delivery" => {
+            let (cards, chart, by_state, late) = views::delivery(lang, &report("delivery", query)?);
+            panel.cards = cards;
+            panel.charts.push(chart);
+            panel.tables.extend([by_state, late]);
+        }
         _ => {
             let (cards, chart, top, zero) = views::search(lang, &report("search", query)?);
             panel.cards = cards;
@@ -632,4 +655,18 @@ fn percent_segment(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_has_a_title_in_both_languages() {
+        for page in SHOP_PAGES.iter().chain(["ops"].iter()) {
+            for lang in [Lang::En, Lang::Hi] {
+                assert_ne!(lang.t(page), "?", "{page} has no {lang:?} title");
+            }
+        }
+    }
 }

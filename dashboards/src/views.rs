@@ -2,6 +2,8 @@
 //! what a page shows: number cards, tables, and the numbers each chart draws. Pure: values in,
 //! values out.
 
+use std::collections::BTreeMap;
+
 use model::calendar::IstDate;
 use serde_json::{Value, json};
 
@@ -87,13 +89,29 @@ pub fn main_currency(sales: &Value) -> String {
         .unwrap_or_else(|| "INR".to_owned())
 }
 
-/// Every currency's amount, the main one first: `₹1,200.00 + USD 15.00`.
-fn all_money(amounts: Option<&Value>, main: &str) -> String {
-    let mut parts = vec![i18n::money(minor(amounts, main), main)];
+/// INR per unit of other currencies (`jobs.finance.inr_per_unit`), for rupees beside them.
+pub type InrRates = BTreeMap<String, f64>;
+
+/// An amount, with its value in rupees beside it when it is in another currency whose rate
+/// is known: `USD 15.00 (≈ ₹1,252.50)`.
+fn money_with_inr(minor: i64, currency: &str, inr: &InrRates) -> String {
+    let shown = i18n::money(minor, currency);
+    match inr.get(currency) {
+        Some(rate) if currency != "INR" => {
+            let paise = (minor as f64 * rate).round() as i64;
+            format!("{shown} (≈ {})", i18n::money(paise, "INR"))
+        }
+        _ => shown,
+    }
+}
+
+/// Every currency's amount, the main one first: `₹1,200.00 + USD 15.00 (≈ ₹1,252.50)`.
+fn all_money(amounts: Option<&Value>, main: &str, inr: &InrRates) -> String {
+    let mut parts = vec![money_with_inr(minor(amounts, main), main, inr)];
     if let Some(map) = amounts.and_then(Value::as_object) {
         for (currency, value) in map {
             if currency != main && value.as_i64().unwrap_or(0) != 0 {
-                parts.push(i18n::money(value.as_i64().unwrap_or(0), currency));
+                parts.push(money_with_inr(value.as_i64().unwrap_or(0), currency, inr));
             }
         }
     }
@@ -137,6 +155,7 @@ pub struct Today {
 /// hourly (the chart's second line).
 pub fn today(
     lang: Lang,
+    inr: &InrRates,
     sales: &Value,
     sales_before: &Value,
     yesterday: &Value,
@@ -163,7 +182,7 @@ pub fn today(
         card(
             "gmv",
             lang.t("gmv"),
-            all_money(now.get("gmv"), &currency),
+            all_money(now.get("gmv"), &currency, inr),
             compare(lang, gmv as f64, gmv_before as f64),
         ),
         card(
@@ -175,7 +194,7 @@ pub fn today(
         card(
             "aov",
             lang.t("aov"),
-            i18n::money(aov, &currency),
+            money_with_inr(aov, &currency, inr),
             compare(lang, aov as f64, aov_before as f64),
         ),
         card(
@@ -297,7 +316,12 @@ fn x_seconds(report: &Value) -> Vec<i64> {
 
 /// The Sales page: GMV and net over the range, every point in a table, and cancellations and
 /// refunds by reason.
-pub fn sales(lang: Lang, sales: &Value, refunds: &Value) -> (Vec<Card>, Chart, Table) {
+pub fn sales(
+    lang: Lang,
+    inr: &InrRates,
+    sales: &Value,
+    refunds: &Value,
+) -> (Vec<Card>, Chart, Table) {
     let currency = main_currency(sales);
     let total = totals(sales);
     let plain = |id, label: &'static str, value| Card {
@@ -308,7 +332,11 @@ pub fn sales(lang: Lang, sales: &Value, refunds: &Value) -> (Vec<Card>, Chart, T
         trend: "",
     };
     let cards = vec![
-        plain("gmv", lang.t("gmv"), all_money(total.get("gmv"), &currency)),
+        plain(
+            "gmv",
+            lang.t("gmv"),
+            all_money(total.get("gmv"), &currency, inr),
+        ),
         plain(
             "orders",
             lang.t("orders"),
@@ -317,9 +345,13 @@ pub fn sales(lang: Lang, sales: &Value, refunds: &Value) -> (Vec<Card>, Chart, T
         plain(
             "refunded",
             lang.t("refunded"),
-            all_money(total.get("refunded"), &currency),
+            all_money(total.get("refunded"), &currency, inr),
         ),
-        plain("net", lang.t("net"), all_money(total.get("net"), &currency)),
+        plain(
+            "net",
+            lang.t("net"),
+            all_money(total.get("net"), &currency, inr),
+        ),
     ];
     let money_of = |point: &Value, key: &str| minor(point.get(key), &currency) as f64 / 100.0;
     let data = json!({
@@ -438,7 +470,7 @@ pub fn funnel(lang: Lang, funnel: &Value) -> (Vec<Card>, Chart, Table) {
 }
 
 /// The Products page: the best sellers, as bars and as a table.
-pub fn products(lang: Lang, products: &Value) -> Chart {
+pub fn products(lang: Lang, inr: &InrRates, products: &Value) -> Chart {
     let list = products
         .get("products")
         .and_then(Value::as_array)
@@ -486,7 +518,7 @@ pub fn products(lang: Lang, products: &Value) -> Chart {
                     name(p),
                     i18n::count(count(p, "units")),
                     i18n::count(count(p, "orders")),
-                    all_money(p.get("revenue"), &currency),
+                    all_money(p.get("revenue"), &currency, inr),
                     i18n::count(count(p, "views")),
                     i18n::percent(share(p, "conversion")),
                 ]
@@ -590,6 +622,120 @@ pub fn search(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
     )
 }
 
+/// The Delivery page: deliveries against promises, by courier and by destination state, and
+/// the late ones.
+pub fn delivery(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
+    let total = totals(report);
+    let days = |row: &Value, key: &str| {
+        row.get(key)
+            .and_then(Value::as_u64)
+            .map_or_else(|| "–".to_owned(), |d| format!("{d} {}", lang.t("days")))
+    };
+    let hours = |row: &Value| format!("{:+.1} h", share(row, "mean_slack_hours"));
+    let plain = |id, key: &'static str, value| Card {
+        id,
+        label: lang.t(key),
+        value,
+        compare: String::new(),
+        trend: "",
+    };
+    let cards = vec![
+        plain(
+            "delivered",
+            "delivered",
+            i18n::count(count(total, "delivered")),
+        ),
+        plain(
+            "on_time",
+            "on_time_rate",
+            i18n::percent(share(total, "on_time_rate")),
+        ),
+        plain("tat", "tat_p50", days(total, "tat_p50_days")),
+        plain("slack", "mean_slack", hours(total)),
+    ];
+    let rows_of = |key: &str| {
+        report
+            .get(key)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
+    let table = |key: &str, caption: &str, first: &str| Table {
+        caption: caption.to_owned(),
+        head: [
+            first,
+            "delivered",
+            "on_time_rate",
+            "tat_p50",
+            "tat_p90",
+            "mean_slack",
+        ]
+        .iter()
+        .map(|k| lang.t(k).to_owned())
+        .collect(),
+        rows: rows_of(key)
+            .iter()
+            .map(|row| {
+                vec![
+                    row.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    i18n::count(count(row, "delivered")),
+                    i18n::percent(share(row, "on_time_rate")),
+                    days(row, "tat_p50_days"),
+                    days(row, "tat_p90_days"),
+                    hours(row),
+                ]
+            })
+            .collect(),
+    };
+    let couriers = rows_of("by_courier");
+    let data = json!({
+        "kind": "bars",
+        "label": lang.t("on_time_rate"),
+        "labels": couriers.iter().map(|r| r.get("name").and_then(Value::as_str).unwrap_or("")).collect::<Vec<_>>(),
+        "values": couriers.iter().map(|r| (share(r, "on_time_rate") * 1000.0).round() / 10.0).collect::<Vec<_>>(),
+    });
+    let by_state = table("by_state", lang.t("by_state"), "state");
+    let late = Table {
+        caption: lang.t("late_shipments").to_owned(),
+        head: ["order", "courier", "state", "promised", "delivered"]
+            .iter()
+            .map(|k| lang.t(k).to_owned())
+            .collect(),
+        rows: rows_of("late")
+            .iter()
+            .map(|row| {
+                let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("");
+                let when = |key: &str| {
+                    label_ms(text(key)).map_or_else(
+                        || lang.t("on_the_way").to_owned(),
+                        |at| i18n::date_time(lang, at),
+                    )
+                };
+                vec![
+                    text("order_id").to_owned(),
+                    text("courier").to_owned(),
+                    text("state").to_owned(),
+                    when("promised_at"),
+                    when("delivered_at"),
+                ]
+            })
+            .collect(),
+    };
+    (
+        cards,
+        chart(
+            "delivery-chart",
+            lang.t("on_time_by_courier"),
+            &data,
+            table("by_courier", lang.t("by_courier"), "courier"),
+        ),
+        by_state,
+        late,
+    )
+}
+
 /// IST midnight of the day `utc_ms` falls on.
 pub fn day_start(utc_ms: i64) -> i64 {
     IstDate::of_instant(utc_ms).start_utc_ms()
@@ -633,6 +779,7 @@ mod tests {
         let funnel_before = json!({"totals": {"conversion": 0.2}});
         let view = today(
             Lang::En,
+            &InrRates::new(),
             &today_sales,
             &before,
             &before,
@@ -667,7 +814,17 @@ mod tests {
     }
 
     fn products_chart(value: &Value) -> Chart {
-        products(Lang::En, value)
+        products(Lang::En, &InrRates::new(), value)
+    }
+
+    #[test]
+    fn other_currencies_show_rupees_beside_them_when_the_rate_is_known() {
+        let inr = InrRates::from([("USD".to_owned(), 83.5)]);
+        let amounts = json!({"INR": 120_000, "USD": 1_500, "GBP": 100});
+        assert_eq!(
+            all_money(Some(&amounts), "INR", &inr),
+            "₹1,200.00 + GBP 1.00 + USD 15.00 (≈ ₹1,252.50)"
+        );
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Job {
                 learner,
             };
             let bytes = self.checkpoints.save(CHECKPOINT, &saved)?;
-            self.metrics.checkpoints.inc();
+            self.metrics.checkpointed();
             self.metrics
                 .checkpoint_seconds
                 .set(started.elapsed().as_secs_f64());

@@ -134,6 +134,8 @@ pub struct Metrics {
     pub late_events: Counter,
     pub dead_letters: Counter,
     pub checkpoints: Counter,
+    /// When the last checkpoint was written (UTC ms): its age is how much a crash replays.
+    pub last_checkpoint_ms: Gauge,
     pub checkpoint_seconds: FloatGauge,
     pub checkpoint_bytes: Gauge,
     /// The job watermark (event time, UTC ms) over the partitions this instance owns.
@@ -171,6 +173,10 @@ impl Metrics {
                 "Records sent to the DLQ for any reason.",
             ),
             checkpoints: counter("shopstream_checkpoints", "Checkpoints written."),
+            last_checkpoint_ms: gauge(
+                "shopstream_checkpoint_last_ms",
+                "When the last checkpoint was written (UTC ms).",
+            ),
             checkpoint_seconds: registry.float_gauge(
                 "shopstream_checkpoint_duration_seconds",
                 "Time the last checkpoint took to write its files.",
@@ -205,6 +211,12 @@ impl Metrics {
     }
 
     /// Replaces this job's consumer-lag gauges: `(topic, partition, records behind)`.
+    /// Counts a checkpoint written now.
+    pub fn checkpointed(&self) {
+        self.checkpoints.inc();
+        self.last_checkpoint_ms.set(crate::now_ms());
+    }
+
     pub fn set_lag(&self, lag: Vec<(String, i32, i64)>) {
         self.lag.set(lag);
     }

@@ -188,7 +188,7 @@ impl Job {
         let mut positions = {
             let mut indexer = lock(&self.indexer);
             if indexer.commit()? {
-                self.metrics.checkpoints.inc();
+                self.metrics.checkpointed();
                 self.metrics
                     .checkpoint_seconds
                     .set(started.elapsed().as_secs_f64());

@@ -360,6 +360,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         let token = CancellationToken::new();
         let (stage, sessions) = dashboards::stage(
             config.dashboards.clone(),
+            Arc::clone(&bus),
             keys,
             reports.clone(),
             list.metrics(),

@@ -181,6 +181,8 @@ impl Config {
             .map_err(|message| anyhow::anyhow!("invalid configuration: {message}"))?;
         // One GST table: the export taxes lines without a recorded rate as the core would.
         config.jobs.finance.gst = config.core.gst.clone();
+        // One table of rupee rates: the export's INR column and the pages' rupees beside.
+        config.dashboards.inr_per_unit = config.jobs.finance.inr_per_unit.clone();
         config.lakehouse.validate()?;
         Ok(config)
     }

@@ -97,6 +97,11 @@ with sync_playwright() as p:
     page = context.new_page()
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(BASE) and not r.url.startswith("data:") else None)
+    # Script errors and content-security-policy refusals (a chart library styling itself
+    # inline, say) are failures: the pages must work under their own policy.
+    console_errors = []
+    page.on("console", lambda m: console_errors.append(f"{m.text} ({m.location.get('url')})") if m.type == "error" and "401" not in m.text and "403" not in m.text else None)
+    page.on("pageerror", lambda e: console_errors.append(str(e)))
 
     # Signed out: the front page sends the browser to sign in.
     page.goto(f"{BASE}/")
@@ -133,15 +138,19 @@ with sync_playwright() as p:
     readings["orders_after"] = card(page, "orders")
 
     for name, chart, series in [("sales", "sales-chart", 2), ("funnel", "funnel-chart", 1),
-                                ("products", "products-chart", 1), ("search", "search-chart", 2)]:
+                                ("products", "products-chart", 1), ("search", "search-chart", 2),
+                                ("delivery", "delivery-chart", 1)]:
         response = page.goto(f"{BASE}/dashboard/{name}")
         check(response.status == 200, f"{name} answered {response.status}")
         drawn(page, chart, series)
         check(page.locator(f"#{chart} + script + details table").count() == 1, f"{name} has the chart's table")
         shot(page, f"03-{name}")
-    readings["sales_gmv"] = None
     page.goto(f"{BASE}/dashboard/sales")
     readings["sales_gmv"] = card(page, "gmv")
+    page.goto(f"{BASE}/dashboard/delivery")
+    readings["delivered"] = card(page, "delivered")
+    readings["on_time"] = card(page, "on_time")
+    check("cr-dash" in page.inner_text("main"), "the courier is listed")
 
     response = page.goto(f"{BASE}/dashboard/exports")
     check(response.status == 200, "exports page")
@@ -175,6 +184,7 @@ with sync_playwright() as p:
     # Isolation: B's shop through a page, a data call and an export, as A.
     isolation = {}
     for path in [f"/dashboard/today?merchant={MERCHANT_B}", f"/dashboard/sales?merchant={MERCHANT_B}",
+                 f"/dashboard/delivery?merchant={MERCHANT_B}", f"/v1/merchants/{MERCHANT_B}/analytics/delivery",
                  f"/dashboard/today/panel?merchant={MERCHANT_B}", f"/dashboard/exports?merchant={MERCHANT_B}",
                  f"/v1/merchants/{MERCHANT_B}/analytics/sales", f"/v1/merchants/{MERCHANT_B}/exports?period={PERIOD}",
                  "/dashboard/ops"]:
@@ -237,6 +247,7 @@ with sync_playwright() as p:
 
     readings["outside_requests"] = outside
     check(not outside, f"pages asked for {outside}")
+    check(not console_errors, f"the pages logged errors: {console_errors}")
     browser.close()
 
 print(json.dumps(readings))

@@ -20,7 +20,9 @@ use streams::analytics::query::{Grain, Range};
 use testkit::api::Client;
 use testkit::core::start_core;
 
-const METRICS: [&str; 5] = ["sales", "funnel", "products", "search", "refunds"];
+const METRICS: [&str; 6] = [
+    "sales", "funnel", "products", "search", "refunds", "delivery",
+];
 
 async fn start_analytics(bus: Arc<bus::Bus>, dir: &std::path::Path) -> Result<supervisor::Running> {
     let config = AnalyticsConfig {

@@ -105,9 +105,10 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
         .ok(M::PUT, "/v1/warehouses/w-b", &key_b, Some(warehouse), &[])
         .await?;
     let storefront = testkit::api::storefront(&client, &admin).await?;
+    let mut orders_a = Vec::new();
     for quantity in [1, 2] {
         let idempotency = uuid::Uuid::now_v7().to_string();
-        client
+        let placed = client
             .ok(
                 M::POST,
                 "/v1/orders",
@@ -116,7 +117,29 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
                 &[("idempotency-key", &idempotency)],
             )
             .await?;
+        orders_a.push(placed["order_id"].as_str().context("order id")?.to_owned());
     }
+    // A's first order goes all the way to the door, a day inside its promise.
+    testkit::api::paid_and_packed(&client, &orders_a[0], &storefront, &key_a).await?;
+    let promised_at = runtime::now_ms() + 86_400_000;
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{}/ship", orders_a[0]),
+            &key_a,
+            Some(json!({"courier_id": "cr-dash", "origin_pincode": "560001", "promised_at": promised_at})),
+            &[],
+        )
+        .await?;
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{}/deliver", orders_a[0]),
+            &key_a,
+            None,
+            &[],
+        )
+        .await?;
     let idempotency = uuid::Uuid::now_v7().to_string();
     let placed = client
         .ok(
@@ -264,6 +287,10 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
     );
     ensure!(readings["orders_after"] == "3", "{readings}");
     ensure!(
+        readings["delivered"] == "1" && readings["on_time"] == "100.0%",
+        "the Delivery page shows A's one delivery, on time: {readings}"
+    );
+    ensure!(
         readings["b_orders"] == "1",
         "B signed in with its password sees its one order"
     );
@@ -274,6 +301,7 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
         "03-funnel",
         "03-products",
         "03-search",
+        "03-delivery",
         "04-exports",
         "05-today-hindi",
         "06-today-phone",
@@ -472,7 +500,9 @@ async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
             format!("{}{query}", substitute(path))
         })
         .collect();
-    for page in ["today", "sales", "funnel", "products", "search", "exports"] {
+    for page in [
+        "today", "sales", "funnel", "products", "search", "delivery", "exports",
+    ] {
         cookie_paths.push(format!("/dashboard/{page}?merchant=m-b"));
         cookie_paths.push(format!("/dashboard/{page}/panel?merchant=m-b"));
     }

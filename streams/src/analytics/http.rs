@@ -14,6 +14,7 @@ use runtime::reports::ShopReports;
 use serde::Serialize;
 use utoipa::OpenApi;
 
+use super::delivery;
 use super::live::{Live, LiveConfig};
 use super::query::{self, Grain, Range, RangeError, label, parse_time};
 
@@ -97,7 +98,9 @@ pub(super) fn routes(reports: Reports, keys: Arc<dyn Keys>, limiter: Arc<Limiter
         query::Funnel,
         query::Searches,
         query::TopProduct,
-        query::TopQuery
+        query::TopQuery,
+        delivery::DeliveryRow,
+        delivery::Late
     )),
     tags((name = "analytics", description = "a merchant's shop in numbers"))
 )]
@@ -107,7 +110,7 @@ pub(super) fn api() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-const METRICS: &str = "sales, funnel, products, search and refunds";
+const METRICS: &str = "sales, funnel, products, search, refunds and delivery";
 
 /// What every answer carries besides its metric's numbers.
 #[derive(Debug, Serialize)]
@@ -130,13 +133,16 @@ struct Report<T: Serialize> {
 /// the best sellers over the IST days the range touches, with views and conversion.
 /// `search`: searches in the shop, zero-result searches and click-through, with the top and
 /// the zero-result queries. `refunds`: cancellations and refunds, by reason and refund tier.
+/// `delivery`: deliveries over the IST days the range touches against the promised dates
+/// (on-time rate, days from shipment to delivery at p50/p90, mean slack), by courier and by
+/// destination state, and the late ones (delivered late, or past the promise and on the way).
 #[utoipa::path(
     get,
     path = "/v1/merchants/{merchant_id}/analytics/{metric}",
     tag = "analytics",
     params(
         ("merchant_id" = String, Path),
-        ("metric" = String, Path, description = "sales, funnel, products, search or refunds"),
+        ("metric" = String, Path, description = "sales, funnel, products, search, refunds or delivery"),
         ("from" = Option<String>, Query, description = "start: `YYYY-MM-DD` (IST midnight), `YYYY-MM-DDTHH:MM[:SS]` (IST, or UTC ending in `Z`) or epoch ms; default the start of today (IST)"),
         ("to" = Option<String>, Query, description = "end (exclusive), same forms; default now"),
         ("grain" = Option<Grain>, Query, description = "minute, hour (default), day, week or month, in IST"),
@@ -144,7 +150,7 @@ struct Report<T: Serialize> {
     ),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "`{merchant_id, metric, grain, from, to, live_from, ...}` with the metric's `series` and `totals` (and `products`, `top_queries`, `zero_result_queries`, `by_reason`, `refund_tiers`)", content_type = "application/json"),
+        (status = 200, description = "`{merchant_id, metric, grain, from, to, live_from, ...}` with the metric's `series` and `totals` (and `products`, `top_queries`, `zero_result_queries`, `by_reason`, `refund_tiers`; for `delivery` `totals`, `by_courier`, `by_state` and `late` instead)", content_type = "application/json"),
         (status = 400, description = "a parameter is malformed or out of range (`invalid_parameter`), or the grain gives too many points for the range (`grain_too_fine`, naming a coarser one)", body = model::api::ErrorBody),
         (status = 401, description = "no key, or an unknown one (`unauthorized`)", body = model::api::ErrorBody),
         (status = 403, description = "a merchant key asking for another shop, or a key that is neither merchant nor admin (`forbidden`)", body = model::api::ErrorBody),
@@ -181,7 +187,7 @@ fn answer(
 ) -> Result<Report<serde_json::Value>, ApiError> {
     if !matches!(
         metric.as_str(),
-        "sales" | "funnel" | "products" | "search" | "refunds"
+        "sales" | "funnel" | "products" | "search" | "refunds" | "delivery"
     ) {
         return Err(ApiError::new(
             ErrorCode::UnknownMetric,
@@ -270,6 +276,15 @@ fn answer(
             serde_json::json!({ "products": products })
         }
         "search" => value(serde_json::to_value(query::search(shop, &range, limit)))?,
+        "delivery" => {
+            let open = live
+                .shipments
+                .iter()
+                .filter(|(_, shipment)| shipment.merchant == merchant_id);
+            value(serde_json::to_value(delivery::report(
+                shop, &range, open, now,
+            )))?
+        }
         _ => value(serde_json::to_value(query::cancellations(shop, &range)))?,
     };
     Ok(Report {

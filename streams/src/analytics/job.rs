@@ -73,12 +73,13 @@ impl AnalyticsConfig {
 }
 
 /// The topics the job reads.
-pub const TOPICS: [Topic; 5] = [
+pub const TOPICS: [Topic; 6] = [
     Topic::Catalog,
     Topic::Orders,
     Topic::Payments,
     Topic::Clicks,
     Topic::Searches,
+    Topic::Shipments,
 ];
 
 const CHECKPOINT: &str = "analytics";
@@ -204,7 +205,7 @@ impl driver::WholeState for Job {
         set(&self.gauges.days, days as u64);
         set(&self.gauges.too_old, live.too_old);
         set(&self.gauges.unattributed, live.unattributed);
-        self.metrics.checkpoints.inc();
+        self.metrics.checkpointed();
         self.metrics
             .checkpoint_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));

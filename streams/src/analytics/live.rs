@@ -6,7 +6,8 @@
 //! Memory is bounded by the window: buckets, days and remembered orders older than it are
 //! dropped as event time moves on, and an event older than the window is counted, not kept
 //! (its day is history, which the lakehouse rollups answer). Queries per day are capped, the
-//! rest summed as "other". Every sum is order-independent, so a replay in another order (a
+//! rest summed as "other". Shipments wait for their delivery up to `shipment_days` (a parcel
+//! takes longer than the window); a delivery counts on its own day, by courier and state. Every sum is order-independent, so a replay in another order (a
 //! restart, another partition interleaving) ends in the same state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -15,8 +16,11 @@ use model::calendar::IstDate;
 use model::{Envelope, Event, MARKETPLACE, Money};
 use serde::{Deserialize, Serialize};
 
+use super::delivery::{DeliveryStats, LATE_LISTED_PER_DAY, Late, ShipmentSeen, state_of};
+
 pub const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Bounds of the live state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +32,8 @@ pub struct LiveConfig {
     pub queries_per_day: usize,
     /// Products the catalog has not named yet whose touches are held for their shop.
     pub pending_products: usize,
+    /// How long a shipment is remembered waiting for its delivery, in days.
+    pub shipment_days: u32,
 }
 
 impl Default for LiveConfig {
@@ -36,6 +42,7 @@ impl Default for LiveConfig {
             window_hours: 48,
             queries_per_day: 2_000,
             pending_products: 100_000,
+            shipment_days: 30,
         }
     }
 }
@@ -122,6 +129,14 @@ pub struct Day {
     pub cancellations_by_reason: BTreeMap<String, u64>,
     /// Cancellations by the share of the order's total refunded (percent, rounded).
     pub refund_tiers: BTreeMap<u32, u64>,
+    /// Deliveries that day, by courier and by destination state.
+    #[serde(default)]
+    pub deliveries_by_courier: BTreeMap<String, DeliveryStats>,
+    #[serde(default)]
+    pub deliveries_by_state: BTreeMap<String, DeliveryStats>,
+    /// That day's late deliveries, the first [`LATE_LISTED_PER_DAY`].
+    #[serde(default)]
+    pub late: Vec<Late>,
 }
 
 impl Day {
@@ -146,6 +161,20 @@ impl Day {
         for (tier, count) in other.refund_tiers {
             *self.refund_tiers.entry(tier).or_default() += count;
         }
+        for (courier, stats) in &other.deliveries_by_courier {
+            self.deliveries_by_courier
+                .entry(courier.clone())
+                .or_default()
+                .merge(stats);
+        }
+        for (state, stats) in &other.deliveries_by_state {
+            self.deliveries_by_state
+                .entry(state.clone())
+                .or_default()
+                .merge(stats);
+        }
+        let room = LATE_LISTED_PER_DAY.saturating_sub(self.late.len());
+        self.late.extend(other.late.into_iter().take(room));
     }
 }
 
@@ -186,6 +215,9 @@ pub struct Live {
     /// name the product, not its shop.
     pub products: HashMap<String, (String, String)>,
     orders: HashMap<String, OrderSeen>,
+    /// Shipments on their way, by order id (one shipment per order), for their delivery.
+    #[serde(default)]
+    pub shipments: HashMap<String, ShipmentSeen>,
     /// Every merchant an event has named.
     merchants: BTreeSet<String>,
     /// Touches of products the catalog has not named yet, by product: a consumer with a
@@ -244,6 +276,23 @@ impl Live {
                 return;
             }
             Event::ProductDeactivated(_) => return,
+            // A parcel takes days: its shipment is remembered past the live window.
+            Event::ShipmentCreated(shipment) => {
+                if at >= self.now - i64::from(config.shipment_days) * DAY_MS {
+                    self.shipments.insert(
+                        shipment.order_id.as_str().to_owned(),
+                        ShipmentSeen {
+                            merchant: merchant.to_owned(),
+                            shipment_id: shipment.shipment_id.clone(),
+                            courier: shipment.courier_id.as_str().to_owned(),
+                            state: state_of(shipment.destination_pincode),
+                            shipped_at: at,
+                            promised_at: shipment.promised_at,
+                        },
+                    );
+                }
+                return;
+            }
             _ => {}
         }
         if at < self.window_start(config) {
@@ -361,6 +410,40 @@ impl Live {
                     query_day(today, &query, config).clicks += 1;
                 }
             }
+            Event::ShipmentDelivered(delivered) => {
+                let order_id = delivered.order_id.as_str();
+                let Some(shipment) = self.shipments.remove(order_id) else {
+                    return;
+                };
+                let today = self
+                    .shops
+                    .entry(shipment.merchant.clone())
+                    .or_default()
+                    .days
+                    .entry(day)
+                    .or_default();
+                for stats in [
+                    today
+                        .deliveries_by_courier
+                        .entry(shipment.courier.clone())
+                        .or_default(),
+                    today
+                        .deliveries_by_state
+                        .entry(shipment.state.clone())
+                        .or_default(),
+                ] {
+                    stats.record(shipment.shipped_at, shipment.promised_at, at);
+                }
+                if at > shipment.promised_at && today.late.len() < LATE_LISTED_PER_DAY {
+                    today.late.push(Late {
+                        order_id: order_id.to_owned(),
+                        courier: shipment.courier,
+                        state: shipment.state,
+                        promised_at: super::query::label(shipment.promised_at),
+                        delivered_at: Some(super::query::label(at)),
+                    });
+                }
+            }
             Event::SearchPerformed(search) if merchant != MARKETPLACE => {
                 let zero = search.results.is_empty();
                 let shop = self.shops.entry(merchant.to_owned()).or_default();
@@ -435,6 +518,9 @@ impl Live {
             .retain(|_, shop| !shop.minutes.is_empty() || !shop.days.is_empty());
         self.pending.retain(|_, shop| !shop.minutes.is_empty());
         self.orders.retain(|_, order| order.placed_at >= start);
+        let oldest_shipment = self.now - i64::from(config.shipment_days) * DAY_MS;
+        self.shipments
+            .retain(|_, shipment| shipment.shipped_at >= oldest_shipment);
     }
 
     /// Buckets and days held, for the gauges.

@@ -3,10 +3,12 @@
 //!
 //! - [`live`]: the pure operator: minute buckets and per-day lists per merchant over a window
 //!   behind the latest event, bounded and order-independent.
-//! - [`query`]: ranges and grains in IST, and each metric's answer, pure.
+//! - [`query`]: ranges and grains in IST, and each metric's answer, pure; [`delivery`]:
+//!   deliveries against promises, by courier and destination state.
 //! - `job`: the Kafka edge (consumer group, catalog read ahead, checkpoint, DLQ).
 //! - `http`: `/v1/merchants/{merchant_id}/analytics/{metric}`.
 
+pub mod delivery;
 mod http;
 mod job;
 pub mod live;

@@ -352,7 +352,7 @@ pub fn funnel(shop: Option<&Shop>, range: &Range) -> Series<Funnel> {
 }
 
 /// The IST days a range touches, as the per-day lists count them.
-fn days<'a>(shop: Option<&'a Shop>, range: &Range) -> impl Iterator<Item = &'a Day> {
+pub(super) fn days<'a>(shop: Option<&'a Shop>, range: &Range) -> impl Iterator<Item = &'a Day> {
     let (first, last) = (
         IstDate::of_instant(range.from),
         IstDate::of_instant(range.to - 1),

@@ -310,3 +310,107 @@ fn a_range_starting_inside_a_minute_counts_that_whole_minute() {
     assert_eq!(sales.series[0].orders, 1);
     assert_eq!(sales.series[0].start, "2026-12-04T10:06+05:30");
 }
+
+fn shipped(
+    minutes: i64,
+    merchant: &str,
+    order: &str,
+    courier: &str,
+    promised_in_minutes: i64,
+) -> Envelope {
+    at(
+        minutes,
+        merchant,
+        Event::ShipmentCreated(model::payload::ShipmentCreated {
+            shipment_id: model::ShipmentId::new(format!("sh-{order}")),
+            order_id: OrderId::new(order),
+            warehouse_id: model::WarehouseId::new("w-1"),
+            courier_id: model::CourierId::new(courier),
+            origin_pincode: Pincode::parse("110001").unwrap(),
+            destination_pincode: Pincode::parse("560034").unwrap(),
+            promised_at: t0() + promised_in_minutes * MINUTE_MS,
+        }),
+    )
+}
+
+fn delivered(minutes: i64, merchant: &str, order: &str) -> Envelope {
+    at(
+        minutes,
+        merchant,
+        Event::ShipmentDelivered(model::payload::ShipmentDelivered {
+            shipment_id: model::ShipmentId::new(format!("sh-{order}")),
+            order_id: OrderId::new(order),
+        }),
+    )
+}
+
+#[test]
+fn deliveries_count_against_their_promise_by_courier_and_state_even_past_the_window() {
+    let config = LiveConfig::default();
+    let day = 24 * 60;
+    let mut live = Live::default();
+    // Shipped three days before the deliveries: older than the 48-hour window.
+    for envelope in [
+        order(-3 * day - 10, "m-1", "o-1", &[("p-1", 1)]),
+        shipped(-3 * day, "m-1", "o-1", "bluedart", 0),
+        shipped(-3 * day, "m-1", "o-2", "bluedart", 60),
+        shipped(-3 * day, "m-1", "o-3", "delhivery", 0),
+        shipped(-3 * day, "m-2", "o-9", "delhivery", 0),
+        order(0, "m-1", "o-x", &[("p-1", 1)]),
+        delivered(-5, "m-1", "o-1"),
+        delivered(30, "m-1", "o-2"),
+        delivered(31, "m-1", "o-unknown"),
+    ] {
+        live.apply(&envelope, &config);
+    }
+    let range = Range::new(
+        t0() - 60 * MINUTE_MS,
+        t0() + 120 * MINUTE_MS,
+        Grain::Hour,
+        t0() + day * MINUTE_MS,
+    )
+    .unwrap();
+    let open = live.shipments.iter().filter(|(_, s)| s.merchant == "m-1");
+    let report =
+        super::delivery::report(live.shops.get("m-1"), &range, open, t0() + 90 * MINUTE_MS);
+    assert_eq!((report.totals.delivered, report.totals.on_time), (2, 2));
+    assert_eq!(report.totals.tat_p50_days, Some(2));
+    assert_eq!(report.by_courier.len(), 1);
+    assert_eq!(report.by_courier[0].name, "bluedart");
+    assert_eq!(report.by_state[0].name, "Karnataka");
+    // o-3 is past its promise and still on its way; m-2's shipment is not m-1's.
+    assert_eq!(report.late.len(), 1);
+    assert_eq!(report.late[0].order_id, "o-3");
+    assert_eq!(report.late[0].delivered_at, None);
+    assert!(
+        !live.shipments.contains_key("o-1"),
+        "a delivered shipment is forgotten"
+    );
+}
+
+#[test]
+fn a_late_delivery_is_listed_with_both_dates() {
+    let config = LiveConfig::default();
+    let mut live = Live::default();
+    for envelope in [
+        shipped(-100, "m-1", "o-1", "bluedart", -10),
+        delivered(0, "m-1", "o-1"),
+    ] {
+        live.apply(&envelope, &config);
+    }
+    let range = Range::new(
+        t0() - 60 * MINUTE_MS,
+        t0() + 60 * MINUTE_MS,
+        Grain::Hour,
+        t0() + 60 * MINUTE_MS,
+    )
+    .unwrap();
+    let report = super::delivery::report(live.shops.get("m-1"), &range, std::iter::empty(), t0());
+    assert_eq!((report.totals.delivered, report.totals.on_time), (1, 0));
+    assert!(report.totals.mean_slack_hours < 0.0);
+    assert_eq!(report.late.len(), 1);
+    assert_eq!(
+        report.late[0].delivered_at.as_deref(),
+        Some("2026-12-04T10:00+05:30")
+    );
+}

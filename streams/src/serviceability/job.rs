@@ -293,7 +293,7 @@ impl driver::WholeState for Job {
         let state = self.service.read();
         let bytes = self.checkpoints.save(CHECKPOINT, &*state)?;
         self.gauges.set(&state);
-        self.metrics.checkpoints.inc();
+        self.metrics.checkpointed();
         self.metrics
             .checkpoint_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));

@@ -408,7 +408,7 @@ impl Job {
                 .checkpoints
                 .save(&Self::checkpoint_name(&snapshot.shard), snapshot)?;
         }
-        self.metrics.checkpoints.inc();
+        self.metrics.checkpointed();
         self.metrics
             .checkpoint_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
