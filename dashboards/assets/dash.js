@@ -83,10 +83,25 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { draw(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
-  // A session that ended while a panel refreshes sends the browser to sign in again.
-  document.addEventListener("htmx:responseError", function (event) {
+  // A panel about to be replaced lets its charts go: uPlot and ECharts keep every live
+  // chart (and a window listener) until told, and the Today panel is replaced every second.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    event.detail.target.querySelectorAll(".chart").forEach(function (element) {
+      var chart = element._chart;
+      if (!chart) return;
+      if (typeof chart.destroy === "function") chart.destroy();
+      else if (typeof chart.dispose === "function") chart.dispose();
+      element._chart = null;
+    });
+    // A refresh that failed (503 while analytics catch up, 429) shows what the server
+    // said instead of leaving stale numbers up; an ended session goes to sign in.
     var status = event.detail.xhr.status;
-    if (status === 401) window.location.assign("/signin?why=expired");
+    if (status === 401) {
+      window.location.assign("/signin?why=expired");
+    } else if (status >= 400) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
   });
+  document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
 })();

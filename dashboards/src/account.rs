@@ -77,11 +77,26 @@ pub(crate) async fn sign_in(
             "This sign-in form has expired or did not come from this site. Try again.",
         );
     }
+    let too_long = [&form.key, &form.merchant_id, &form.password]
+        .iter()
+        .any(|field| {
+            field
+                .as_ref()
+                .is_some_and(|f| f.len() > passwords::MAX_LENGTH)
+        });
+    if too_long {
+        return refuse(
+            lang,
+            StatusCode::BAD_REQUEST,
+            "A key, merchant id or password is at most 256 bytes.",
+        );
+    }
+    // Buckets are named by hashes: what a visitor types never becomes a long-lived key.
     let account = match (&form.key, &form.merchant_id) {
         (Some(key), _) if !key.trim().is_empty() => {
             format!("key:{}", key_id(&hash_key(key.trim())))
         }
-        (_, Some(merchant)) => format!("merchant:{merchant}"),
+        (_, Some(merchant)) => format!("merchant:{}", key_id(&hash_key(merchant))),
         _ => String::new(),
     };
     let ip: Option<IpAddr> = address.map(|a| a.0.0.ip());
@@ -113,14 +128,26 @@ pub(crate) async fn sign_in(
             }
         }
         (_, Some(merchant), Some(password)) if !merchant.is_empty() => {
-            let matches = dash.0.passwords.verify(&merchant, password).await;
-            Ok(matches.then(|| {
+            // Each check costs ~19 MiB and tens of ms of a core: a few at a time.
+            let Ok(_permit) = dash.0.password_checks.try_acquire() else {
+                let mut response = refuse(
+                    lang,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many sign-ins at this moment. Try again in a second.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            };
+            let matched = dash.0.passwords.verify(&merchant, password).await;
+            Ok(matched.map(|fingerprint| {
                 let caller = Caller {
                     role: Role::Merchant,
                     key_hash: format!("dashboard-password:{merchant}"),
                     merchant_id: Some(merchant.into()),
                 };
-                (caller, Origin::Password)
+                (caller, Origin::Password(fingerprint))
             }))
         }
         _ => {
@@ -159,9 +186,8 @@ pub(crate) async fn sign_in(
     }
     let cookie = dash.0.sessions.start(caller, origin, lang, now_ms());
     let mut response = render::see_other("/dashboard");
-    let max_age = dash.0.sessions.ttl_ms() / 1_000;
     for value in [
-        session::set_cookie(session::COOKIE, &cookie, max_age),
+        dash.0.sessions.cookie_for(&cookie),
         session::clear_cookie(SIGN_IN_COOKIE),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -233,7 +259,10 @@ pub(crate) async fn language(
     };
     dash.0.sessions.set_lang(&id, lang);
     // Only back to a page of ours: the field is the visitor's to change.
-    let back = if form.back.starts_with("/dashboard/") && !form.back.contains("//") {
+    let back = if form.back.starts_with("/dashboard/")
+        && !form.back.contains("//")
+        && !form.back.contains('\\')
+    {
         form.back.as_str()
     } else {
         "/dashboard"

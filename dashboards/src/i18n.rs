@@ -27,8 +27,8 @@ impl Lang {
         }
     }
 
-    /// The word for `key`; a key missing from the catalogue shows as itself (a unit test
-    /// keeps every key the templates use in it).
+    /// The word for `key`; a key missing from the catalogue shows as "?" (unit tests keep
+    /// every key the templates and the page list use in it).
     pub fn t(self, key: &str) -> &'static str {
         match CATALOGUE.iter().find(|(k, _, _)| *k == key) {
             Some((_, en, hi)) => match self {

@@ -51,8 +51,14 @@ pub struct DashboardsConfig {
     pub max_sessions: usize,
     /// How often the Today page refreshes its numbers, in seconds.
     pub refresh_seconds: u32,
-    /// Sign-in attempts per account and per client address.
+    /// Sign-in attempts per account and per client address (both fields, or the unnamed
+    /// one is the API default, far too generous here: `validate` refuses that).
     pub sign_in_rate: RateLimit,
+    /// Pages and panels per signed-in caller (a Today panel is five analytics answers).
+    pub page_rate: RateLimit,
+    /// Mark the session cookie `Secure` (sent over HTTPS only): set it when a TLS proxy
+    /// fronts the door; plain HTTP on loopback cannot use such a cookie.
+    pub secure_cookies: bool,
     /// INR per unit of other currencies, shown beside amounts in them; the binary copies
     /// `jobs.finance.inr_per_unit` here, so there is one table.
     #[serde(skip)]
@@ -70,6 +76,11 @@ impl Default for DashboardsConfig {
                 per_second: 0.2,
                 burst: 10.0,
             },
+            page_rate: RateLimit {
+                per_second: 20.0,
+                burst: 60.0,
+            },
+            secure_cookies: false,
             inr_per_unit: std::collections::BTreeMap::new(),
         }
     }
@@ -83,8 +94,14 @@ impl DashboardsConfig {
                     .into(),
             );
         }
-        if !(self.sign_in_rate.per_second > 0.0 && self.sign_in_rate.burst >= 1.0) {
-            return Err("dashboards.sign_in_rate needs per_second > 0 and burst >= 1".into());
+        let RateLimit { per_second, burst } = self.sign_in_rate;
+        if !(per_second > 0.0 && per_second <= 10.0 && (1.0..=100.0).contains(&burst)) {
+            return Err(format!(
+                "dashboards.sign_in_rate = {{ per_second = {per_second}, burst = {burst} }}: give both, per_second in (0, 10] and burst in [1, 100]; sign-ins are where passwords get guessed"
+            ));
+        }
+        if !(self.page_rate.per_second > 0.0 && self.page_rate.burst >= 1.0) {
+            return Err("dashboards.page_rate needs per_second > 0 and burst >= 1".into());
         }
         Ok(())
     }
@@ -124,27 +141,32 @@ fn signing_key(dir: Option<&PathBuf>) -> Result<[u8; 32], DashboardError> {
         ))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             getrandom::fill(&mut key).map_err(|e| DashboardError::Config(e.to_string()))?;
-            write_private(&path, &key).map_err(io(format!("writing {}", path.display())))?;
+            write_private(&path, &key, false).map_err(io(format!("writing {}", path.display())))?;
             Ok(key)
         }
         Err(error) => Err(io(format!("reading {}", path.display()))(error)),
     }
 }
 
+/// Writes `bytes` to a new file at `path` readable by its owner only; `replace` allows an
+/// existing file there (a leftover temporary). Synced before it returns.
 #[cfg(unix)]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &std::path::Path, bytes: &[u8], replace: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(replace)
+        .truncate(replace)
+        .create_new(!replace)
         .mode(0o600)
-        .open(path)?
-        .write_all(bytes)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &std::path::Path, bytes: &[u8], _replace: bool) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
@@ -162,14 +184,21 @@ pub fn stage(
     shutdown: CancellationToken,
 ) -> Result<(Stage, Arc<session::Sessions>), DashboardError> {
     config.validate().map_err(DashboardError::Config)?;
-    let sessions = Arc::new(session::Sessions::new(
-        signing_key(config.dir.as_ref())?,
-        i64::try_from(config.session_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX),
-        config.max_sessions,
-        Arc::clone(&keys),
-    ));
     let passwords =
         passwords::Passwords::open(config.dir.as_ref().map(|dir| dir.join("passwords.json")))?;
+    let policy = session::Policy {
+        ttl_ms: i64::try_from(config.session_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX),
+        max_sessions: config.max_sessions,
+        secure: config.secure_cookies,
+    };
+    let sessions = Arc::new(session::Sessions::new(
+        signing_key(config.dir.as_ref())?,
+        policy,
+        Arc::clone(&keys),
+        passwords.clone(),
+    ));
+    // Hash and compress the embedded files now, not inside the first request.
+    assets::Assets::get();
     let dead_letters = Arc::new(dead_letters::DeadLetters::default());
     let routes = pages::routes(pages::Dash::new(
         config,

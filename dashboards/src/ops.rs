@@ -161,6 +161,7 @@ impl Rates {
                 "events_out",
                 "dead_letters",
                 "checkpoints",
+                "checkpoint_age",
                 "watermark_age",
             ]
             .iter()
@@ -299,5 +300,11 @@ mod tests {
         let second = FIRST.replace("} 100", "} 150");
         let later = rates.view(Lang::En, &second, 12_000, t0 + Duration::from_secs(2));
         assert_eq!(later.tables[0].rows[0][1], "25.0");
+        for table in later.tables {
+            for row in &table.rows {
+                assert_eq!(row.len(), table.head.len(), "{}: {row:?}", table.caption);
+            }
+            assert!(table.head.iter().all(|h| h != "?"), "{:?}", table.head);
+        }
     }
 }

@@ -89,6 +89,10 @@ pub(crate) struct Inner {
     pub(crate) api_limiter: Arc<Limiter>,
     pub(crate) rates: Rates,
     pub(crate) dead_letters: Arc<DeadLetters>,
+    /// Password checks running at once (one per core).
+    pub(crate) password_checks: tokio::sync::Semaphore,
+    /// Page and panel requests per signed-in caller, like the analytics route's per key.
+    pub(crate) page_limiter: Limiter,
 }
 
 #[derive(Clone)]
@@ -105,6 +109,7 @@ impl Dash {
         dead_letters: Arc<DeadLetters>,
     ) -> Dash {
         let sign_ins = Limiter::new(config.sign_in_rate);
+        let page_limiter = Limiter::new(config.page_rate);
         Dash(Arc::new(Inner {
             config,
             sessions,
@@ -116,6 +121,10 @@ impl Dash {
             api_limiter: Arc::new(Limiter::new(Default::default())),
             rates: Rates::default(),
             dead_letters,
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            ),
+            page_limiter,
         }))
     }
 }
@@ -181,8 +190,19 @@ pub(crate) async fn signed_in(
         ),
         Lookup::Expired => (
             StatusCode::UNAUTHORIZED,
-            "Your session has ended (it expired, you signed out, or its key was revoked). Sign in again.",
+            "Your session has ended (it expired, you signed out, its key was revoked or its password changed). Sign in again.",
         ),
+        Lookup::Unavailable => {
+            let mut response = render::error_page(
+                Lang::En,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Keys cannot be checked right now; try again in a moment (you are still signed in).",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(response);
+        }
     };
     if is_htmx(headers) {
         let mut response = status.into_response();
@@ -193,6 +213,30 @@ pub(crate) async fn signed_in(
         return Err(response);
     }
     Err(render::sign_in_page(Lang::En, status, message, true))
+}
+
+/// Takes a page token for the signed-in caller: a page's panel runs several analytics
+/// answers, so pages are limited per caller as the analytics route is per key.
+/// `None` when the caller may go on; else the refusal to send.
+fn take_page_token(dash: &Dash, session: &Session, htmx: bool) -> Option<Response> {
+    let wait = dash
+        .0
+        .page_limiter
+        .take(&session.caller.key_hash, Instant::now())
+        .err()?;
+    let message = format!("Too many pages at once; this one is back in {wait} s.");
+    let mut response = if htmx {
+        render::html(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("<p class=\"notice\" role=\"status\">{message}</p>"),
+        )
+    } else {
+        render::error_page(session.lang, StatusCode::TOO_MANY_REQUESTS, message)
+    };
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(response)
 }
 
 async fn home(State(dash): State<Dash>, headers: HeaderMap) -> Response {
@@ -206,6 +250,7 @@ async fn home(State(dash): State<Dash>, headers: HeaderMap) -> Response {
 }
 
 /// What a page request asks for, checked against who is asking.
+#[derive(Clone)]
 struct Asked {
     page: &'static str,
     /// The shop shown, if any (admins may not have chosen one).
@@ -324,6 +369,15 @@ fn chrome(dash: &Dash, session: &Session, asked: &Asked) -> Chrome {
         merchant_field,
         csrf: session.csrf.clone(),
         path: format!("/dashboard/{}", asked.page),
+        back: format!(
+            "/dashboard/{}{}",
+            asked.page,
+            if asked.page == "ops" {
+                ""
+            } else {
+                suffix.as_str()
+            }
+        ),
         needs_echarts: matches!(asked.page, "funnel" | "products" | "delivery"),
         refresh_seconds: dash.0.config.refresh_seconds,
     }
@@ -347,6 +401,9 @@ async fn full_page(
         Ok(found) => found,
         Err(response) => return response,
     };
+    if let Some(response) = take_page_token(&dash, &session, false) {
+        return response;
+    }
     let asked = match asked(&session, &page, raw.as_deref()) {
         Ok(asked) => asked,
         Err((status, message)) => return render::error_page(session.lang, status, message),
@@ -361,7 +418,7 @@ async fn full_page(
             range: None,
         }
     } else {
-        build(&dash, session.lang, &asked)
+        build_off_runtime(&dash, session.lang, &asked).await
     };
     let refresh = (asked.page == "today" && asked.shop.is_some()).then(|| {
         format!(
@@ -396,6 +453,9 @@ async fn panel_only(
         Ok(found) => found,
         Err(response) => return response,
     };
+    if let Some(response) = take_page_token(&dash, &session, true) {
+        return response;
+    }
     let asked = match asked(&session, &page, raw.as_deref()) {
         Ok(asked) if asked.shop.is_some() || asked.page == "ops" => asked,
         Ok(_) => {
@@ -407,7 +467,7 @@ async fn panel_only(
         }
         Err((status, message)) => return render::error_page(session.lang, status, message),
     };
-    let built = build(&dash, session.lang, &asked);
+    let built = build_off_runtime(&dash, session.lang, &asked).await;
     let notice = built
         .notice
         .map(|n| format!("<p class=\"notice\" role=\"status\">{}</p>", escape(&n)))
@@ -431,6 +491,7 @@ fn range_of(
     with_grain: bool,
     lang: Lang,
     now: i64,
+    live_from: Option<i64>,
 ) -> Result<(String, RangeForm), String> {
     let value = |name: &str| {
         asked
@@ -449,10 +510,16 @@ fn range_of(
                 .map_err(|_| format!("{name} {text:?} is not a date (YYYY-MM-DD)")),
         }
     };
-    let from = date("from", today - DAY_MS)?;
+    let asked_from = value("from").is_some();
+    let mut from = date("from", today - DAY_MS)?;
     let to_day = date("to", today)?;
     if to_day < from {
         return Err("The range ends before it starts.".into());
+    }
+    // The default range (yesterday and today) starts where the live window does when that
+    // is later; a range the visitor chose is left as asked, so a refusal names it.
+    if !asked_from && let Some(live_from) = live_from {
+        from = from.max(live_from);
     }
     let end = (to_day + DAY_MS).min(now - now.rem_euclid(60_000) + 60_000);
     let grain = value("grain").unwrap_or("hour");
@@ -481,6 +548,20 @@ fn range_of(
         },
     };
     Ok((query, form))
+}
+
+/// [`build`] on a blocking thread: a panel takes the analytics state's lock and encodes
+/// several answers, which is not work for the I/O runtime's workers.
+async fn build_off_runtime(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
+    let (dash, asked) = (dash.clone(), asked.clone());
+    tokio::task::spawn_blocking(move || build(&dash, lang, &asked))
+        .await
+        .unwrap_or_else(|error| Built {
+            html: String::new(),
+            notice: Some(format!("the page could not be built: {error}")),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            range: None,
+        })
 }
 
 fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
@@ -536,10 +617,11 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
             };
             let report = |metric: &str, query: &str| reports.report(&shop, metric, Some(query));
             let inr = &dash.0.config.inr_per_unit;
+            let live_from = reports.live_from();
             let outcome = if page == "today" {
-                today(lang, inr, now, report)
+                today(lang, inr, now, live_from, report)
             } else {
-                match range_of(asked, page == "sales", lang, now) {
+                match range_of(asked, page == "sales", lang, now, live_from) {
                     Err(message) => Err(ApiError::invalid(message)),
                     Ok((query, form)) => {
                         built.range = Some(form);
@@ -563,21 +645,29 @@ fn today(
     lang: Lang,
     inr: &views::InrRates,
     now: i64,
+    live_from: Option<i64>,
     report: impl Fn(&str, &str) -> Result<Value, ApiError>,
 ) -> Result<Panel, ApiError> {
     let start = views::day_start(now);
     let end = now - now.rem_euclid(60_000) + 60_000;
-    let today = format!("from={start}&to={end}&grain=hour");
-    let before = format!("from={}&to={}&grain=hour", start - DAY_MS, end - DAY_MS);
-    let yesterday = format!("from={}&to={start}&grain=hour", start - DAY_MS);
+    // Yesterday reaches back further than a short live window (or, just before midnight,
+    // further than the 48 hours behind an event stamped a little ahead): what the window
+    // lacks counts as nothing, rather than failing the whole panel.
+    let hourly = |metric: &str, from: i64, to: i64| -> Result<Value, ApiError> {
+        let from = from.max(live_from.unwrap_or(from));
+        if from >= to {
+            return Ok(Value::Null);
+        }
+        report(metric, &format!("from={from}&to={to}&grain=hour"))
+    };
     let view = views::today(
         lang,
         inr,
-        &report("sales", &today)?,
-        &report("sales", &before)?,
-        &report("sales", &yesterday)?,
-        &report("funnel", &today)?,
-        &report("funnel", &before)?,
+        &hourly("sales", start, end)?,
+        &hourly("sales", start - DAY_MS, end - DAY_MS)?,
+        &hourly("sales", start - DAY_MS, start)?,
+        &hourly("funnel", start, end)?,
+        &hourly("funnel", start - DAY_MS, end - DAY_MS)?,
     );
     Ok(Panel {
         lang,

@@ -62,28 +62,37 @@ impl Passwords {
         })
     }
 
-    /// Sets `merchant_id`'s password (hashing on a blocking thread) and saves the file.
+    /// Sets `merchant_id`'s password and saves the file, both on a blocking thread. Saves
+    /// are serialised under the map's lock, so the file on disk is always the latest map.
     pub async fn set(&self, merchant_id: &str, password: String) -> Result<(), DashboardError> {
-        let hash = tokio::task::spawn_blocking(move || {
+        let (this, merchant) = (self.clone(), merchant_id.to_owned());
+        tokio::task::spawn_blocking(move || {
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(|e| DashboardError::Config(e.to_string()))?;
             let salt =
                 SaltString::encode_b64(&salt).map_err(|e| DashboardError::Config(e.to_string()))?;
-            Argon2::default()
+            let hash = Argon2::default()
                 .hash_password(password.as_bytes(), &salt)
                 .map(|hash| hash.to_string())
-                .map_err(|e| DashboardError::Config(format!("hashing a password: {e}")))
+                .map_err(|e| DashboardError::Config(format!("hashing a password: {e}")))?;
+            let mut hashes = this.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = hashes.insert(merchant.clone(), hash);
+            let saved = this.save(&hashes);
+            if saved.is_err() {
+                // Memory and disk agree: the old password stays until one is saved.
+                match before {
+                    Some(old) => hashes.insert(merchant, old),
+                    None => hashes.remove(&merchant),
+                };
+            }
+            saved
         })
         .await
-        .map_err(|e| DashboardError::Config(format!("the hashing thread failed: {e}")))??;
-        let snapshot = {
-            let mut hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
-            hashes.insert(merchant_id.to_owned(), hash);
-            hashes.clone()
-        };
-        self.save(&snapshot)
+        .map_err(|e| DashboardError::Config(format!("the hashing thread failed: {e}")))?
     }
 
+    /// Writes `hashes` to a new file readable by its owner only, syncs it, renames it over
+    /// the old one and syncs the directory.
     fn save(&self, hashes: &BTreeMap<String, String>) -> Result<(), DashboardError> {
         let Some(path) = &self.file else {
             return Ok(());
@@ -95,14 +104,28 @@ impl Passwords {
             what: format!("{what} {}", path.display()),
             source,
         };
-        std::fs::write(&temporary, text).map_err(|e| io("writing", e))?;
-        std::fs::rename(&temporary, path).map_err(|e| io("replacing", e))
+        crate::write_private(&temporary, text.as_bytes(), true).map_err(|e| io("writing", e))?;
+        std::fs::rename(&temporary, path).map_err(|e| io("replacing", e))?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| io("syncing the folder of", e))?;
+        }
+        Ok(())
     }
 
-    /// Whether `password` is `merchant_id`'s (checked on a blocking thread). A merchant
-    /// without a password is checked against a fixed hash, so the answer takes as long
-    /// whether or not the merchant has one.
-    pub async fn verify(&self, merchant_id: &str, password: String) -> bool {
+    /// A short fingerprint of `merchant_id`'s stored hash: sessions signed in with a
+    /// password hold it, so a new password ends them.
+    pub fn fingerprint(&self, merchant_id: &str) -> Option<String> {
+        let hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+        let hash = hashes.get(merchant_id)?;
+        Some(runtime::http::auth::key_id(&runtime::http::auth::hash_key(hash)).to_owned())
+    }
+
+    /// Whether `password` is `merchant_id`'s (checked on a blocking thread); if so, the
+    /// fingerprint of the hash it matched. A merchant without a password is checked against
+    /// a fixed hash, so the answer takes as long whether or not the merchant has one.
+    pub async fn verify(&self, merchant_id: &str, password: String) -> Option<String> {
         let stored = self
             .hashes
             .lock()
@@ -111,6 +134,8 @@ impl Passwords {
             .cloned();
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| DECOY.to_owned());
+        let fingerprint =
+            runtime::http::auth::key_id(&runtime::http::auth::hash_key(&hash)).to_owned();
         let matches = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 Argon2::default()
@@ -120,7 +145,7 @@ impl Passwords {
         })
         .await
         .unwrap_or(false);
-        known && matches
+        (known && matches).then_some(fingerprint)
     }
 }
 
@@ -136,29 +161,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("passwords.json");
         let passwords = Passwords::open(Some(file.clone())).expect("open");
-        passwords
-            .set("m-1", "correct horse battery".into())
-            .await
-            .expect("set");
-        assert!(
-            passwords
-                .verify("m-1", "correct horse battery".into())
-                .await
-        );
-        assert!(
-            !passwords
-                .verify("m-1", "correct horse batterz".into())
-                .await
-        );
-        assert!(
-            !passwords
-                .verify("m-2", "correct horse battery".into())
-                .await
-        );
+        let right = || "correct horse battery".to_owned();
+        passwords.set("m-1", right()).await.expect("set");
+        let matched = passwords.verify("m-1", right()).await;
+        assert!(matched.is_some());
+        assert_eq!(matched, passwords.fingerprint("m-1"));
+        let wrong = passwords
+            .verify("m-1", "correct horse batterz".into())
+            .await;
+        assert!(wrong.is_none());
+        assert!(passwords.verify("m-2", right()).await.is_none());
         let text = std::fs::read_to_string(&file).expect("file");
         assert!(text.contains("$argon2id$") && !text.contains("horse"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the file is its owner's only");
+        }
         let reopened = Passwords::open(Some(file)).expect("reopen");
-        assert!(reopened.verify("m-1", "correct horse battery".into()).await);
+        assert!(reopened.verify("m-1", right()).await.is_some());
     }
 
     #[test]

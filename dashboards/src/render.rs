@@ -84,6 +84,8 @@ pub struct Chrome {
     pub csrf: String,
     /// This page's address, for forms that come back to it.
     pub path: String,
+    /// This page's address with the shop an admin chose: where the language form returns.
+    pub back: String,
     pub needs_echarts: bool,
     pub refresh_seconds: u32,
 }

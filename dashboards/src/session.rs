@@ -15,6 +15,7 @@ use runtime::http::auth::{BrowserSessions, Caller, Keys};
 use sha2::Sha256;
 
 use crate::i18n::Lang;
+use crate::passwords::Passwords;
 
 pub const COOKIE: &str = "shopstream_session";
 /// The sign-in form's own token, set with the form (a double-submit check: a cross-site
@@ -26,8 +27,9 @@ pub const SIGN_IN_COOKIE: &str = "shopstream_signin";
 pub enum Origin {
     /// An API key, by its hash: revoking the key ends the session.
     Key,
-    /// A dashboard password an admin set for the merchant.
-    Password,
+    /// A dashboard password an admin set for the merchant, by the fingerprint of its hash:
+    /// setting a new password ends the sessions of the old one.
+    Password(String),
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub enum Lookup {
     Forged,
     /// A genuine cookie whose session is over.
     Expired,
+    /// The key table cannot be asked right now; the session is kept.
+    Unavailable,
 }
 
 /// The live sessions of this process.
@@ -56,7 +60,9 @@ pub struct Sessions {
     secret: [u8; 32],
     ttl_ms: i64,
     max_sessions: usize,
+    secure: bool,
     keys: Arc<dyn Keys>,
+    passwords: Passwords,
     live: Mutex<HashMap<String, Session>>,
 }
 
@@ -97,13 +103,29 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// How sessions are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub ttl_ms: i64,
+    pub max_sessions: usize,
+    /// Mark the cookie `Secure`.
+    pub secure: bool,
+}
+
 impl Sessions {
-    pub fn new(secret: [u8; 32], ttl_ms: i64, max_sessions: usize, keys: Arc<dyn Keys>) -> Self {
+    pub fn new(
+        secret: [u8; 32],
+        policy: Policy,
+        keys: Arc<dyn Keys>,
+        passwords: Passwords,
+    ) -> Self {
         Self {
             secret,
-            ttl_ms,
-            max_sessions,
+            ttl_ms: policy.ttl_ms,
+            max_sessions: policy.max_sessions,
+            secure: policy.secure,
             keys,
+            passwords,
             live: Mutex::new(HashMap::new()),
         }
     }
@@ -127,8 +149,9 @@ impl Sessions {
         };
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|_, s| s.expires_ms > now_ms);
-        // Past the cap the session closest to its end makes room: a flood of sign-ins
-        // cannot grow memory, and costs the flooder's own oldest sessions first.
+        // Past the cap the session closest to its end makes room, whoever's it is: a flood
+        // of sign-ins cannot grow memory (sign-ins are rate limited per account and address,
+        // which is what keeps a flood small).
         while live.len() >= self.max_sessions {
             let Some(oldest) = live
                 .iter()
@@ -169,15 +192,23 @@ impl Sessions {
         let Some(session) = found else {
             return Lookup::Expired;
         };
-        if session.origin == Origin::Key {
-            match self.keys.find(&session.caller.key_hash).await {
+        match &session.origin {
+            Origin::Key => match self.keys.find(&session.caller.key_hash).await {
                 Ok(Some(caller)) if caller == session.caller => {}
                 Ok(_) => {
                     self.end(id);
                     return Lookup::Expired;
                 }
                 // The key table is unreachable: refuse for now, keep the session.
-                Err(_) => return Lookup::Expired,
+                Err(_) => return Lookup::Unavailable,
+            },
+            Origin::Password(fingerprint) => {
+                let merchant = session.caller.merchant_id.as_ref().map(|m| m.as_str());
+                let current = merchant.and_then(|m| self.passwords.fingerprint(m));
+                if current.as_deref() != Some(fingerprint.as_str()) {
+                    self.end(id);
+                    return Lookup::Expired;
+                }
             }
         }
         Lookup::SignedIn(id.to_owned(), session)
@@ -204,6 +235,16 @@ impl Sessions {
 
     pub fn ttl_ms(&self) -> i64 {
         self.ttl_ms
+    }
+
+    /// The `Set-Cookie` value for a session cookie `value`.
+    pub fn cookie_for(&self, value: &str) -> String {
+        let cookie = set_cookie(COOKIE, value, self.ttl_ms / 1_000);
+        if self.secure {
+            format!("{cookie}; Secure")
+        } else {
+            cookie
+        }
     }
 }
 
@@ -235,30 +276,41 @@ mod tests {
 
     use super::*;
 
+    /// Knows one key: the merchant's.
     #[derive(Debug)]
-    struct NoKeys;
+    struct OneKey;
 
-    impl Keys for NoKeys {
+    impl Keys for OneKey {
         fn find<'a>(
             &'a self,
-            _key_hash: &'a str,
+            key_hash: &'a str,
         ) -> BoxFuture<'a, Result<Option<Caller>, runtime::http::auth::KeysUnavailable>> {
-            Box::pin(async { Ok(None) })
+            Box::pin(async move { Ok((key_hash == merchant().key_hash).then(merchant)) })
         }
+    }
+
+    fn sessions(secret: [u8; 32], max_sessions: usize) -> Sessions {
+        let policy = Policy {
+            ttl_ms: 1_000,
+            max_sessions,
+            secure: false,
+        };
+        let passwords = Passwords::open(None).expect("passwords");
+        Sessions::new(secret, policy, Arc::new(OneKey), passwords)
     }
 
     fn merchant() -> Caller {
         Caller {
             role: Role::Merchant,
             merchant_id: Some(model::MerchantId::new("m-1")),
-            key_hash: "password:m-1".into(),
+            key_hash: "hash-of-m-1-key".into(),
         }
     }
 
     #[tokio::test]
     async fn a_session_is_found_until_it_expires_or_is_ended() {
-        let sessions = Sessions::new([7; 32], 1_000, 10, Arc::new(NoKeys));
-        let value = sessions.start(merchant(), Origin::Password, Lang::Hi, 0);
+        let sessions = sessions([7; 32], 10);
+        let value = sessions.start(merchant(), Origin::Key, Lang::Hi, 0);
         let header = format!("other=1; {COOKIE}={value}");
         let Lookup::SignedIn(id, session) = sessions.lookup(Some(&header), 999).await else {
             panic!("a fresh session is signed in");
@@ -269,7 +321,7 @@ mod tests {
             sessions.lookup(Some(&header), 1_000).await,
             Lookup::Expired
         ));
-        let value = sessions.start(merchant(), Origin::Password, Lang::En, 0);
+        let value = sessions.start(merchant(), Origin::Key, Lang::En, 0);
         let (id2, _) = value.split_once('.').expect("id.signature");
         sessions.end(id2);
         assert_ne!(id, id2);
@@ -282,23 +334,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_cookie_not_signed_here_is_forged_and_a_key_session_dies_with_its_key() {
-        let sessions = Sessions::new([7; 32], 1_000, 10, Arc::new(NoKeys));
-        let value = sessions.start(merchant(), Origin::Password, Lang::En, 0);
+        let sessions = sessions([7; 32], 10);
+        let value = sessions.start(merchant(), Origin::Key, Lang::En, 0);
         let (id, _) = value.split_once('.').expect("id.signature");
         let forged = format!("{COOKIE}={id}.{}", "0".repeat(64));
         assert!(matches!(
             sessions.lookup(Some(&forged), 1).await,
             Lookup::Forged
         ));
-        let other_secret = Sessions::new([8; 32], 1_000, 10, Arc::new(NoKeys));
+        let other_secret = self::sessions([8; 32], 10);
         let header = format!("{COOKIE}={value}");
         assert!(matches!(
             other_secret.lookup(Some(&header), 1).await,
             Lookup::Forged
         ));
         assert!(matches!(sessions.lookup(None, 1).await, Lookup::Absent));
-        // NoKeys knows no key: a session made from a key that is gone is over.
-        let value = sessions.start(merchant(), Origin::Key, Lang::En, 0);
+        // A key the table no longer knows (revoked): its session is over.
+        let mut gone = merchant();
+        gone.key_hash = "revoked".into();
+        let value = sessions.start(gone, Origin::Key, Lang::En, 0);
         let header = format!("{COOKIE}={value}");
         assert!(matches!(
             sessions.lookup(Some(&header), 1).await,
@@ -306,12 +360,50 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn a_new_password_ends_the_sessions_of_the_old_one() {
+        let sessions = sessions([7; 32], 10);
+        sessions
+            .passwords
+            .set("m-1", "the first password".into())
+            .await
+            .expect("set");
+        let first = sessions.passwords.fingerprint("m-1").expect("fingerprint");
+        let value = sessions.start(merchant(), Origin::Password(first), Lang::En, 0);
+        let header = format!("{COOKIE}={value}");
+        assert!(matches!(
+            sessions.lookup(Some(&header), 1).await,
+            Lookup::SignedIn(..)
+        ));
+        sessions
+            .passwords
+            .set("m-1", "the second password".into())
+            .await
+            .expect("set");
+        assert!(matches!(
+            sessions.lookup(Some(&header), 2).await,
+            Lookup::Expired
+        ));
+    }
+
     #[test]
     fn sessions_past_the_cap_push_out_the_oldest() {
-        let sessions = Sessions::new([7; 32], 1_000, 2, Arc::new(NoKeys));
+        let sessions = sessions([7; 32], 2);
         for at in 0..5 {
-            sessions.start(merchant(), Origin::Password, Lang::En, at);
+            sessions.start(merchant(), Origin::Key, Lang::En, at);
         }
         assert_eq!(sessions.live.lock().expect("lock").len(), 2);
+    }
+
+    #[test]
+    fn a_secure_policy_marks_the_cookie() {
+        let mut sessions = sessions([7; 32], 2);
+        assert!(!sessions.cookie_for("v").contains("Secure"));
+        sessions.secure = true;
+        let cookie = sessions.cookie_for("v");
+        assert!(
+            cookie.ends_with("; Secure") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
     }
 }

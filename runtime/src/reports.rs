@@ -14,4 +14,8 @@ pub trait ShopReports: Send + Sync + 'static {
         metric: &str,
         query: Option<&str>,
     ) -> Result<serde_json::Value, ApiError>;
+
+    /// The earliest instant (UTC ms) the answers cover, once any event has been seen: a
+    /// range starting before it is refused, so a page clips its ranges to it.
+    fn live_from(&self) -> Option<i64>;
 }

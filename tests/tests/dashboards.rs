@@ -19,6 +19,7 @@ use testkit::demo::Demo;
 
 const PASSWORD_B: &str = "bee keeps 12 hives";
 const B_TITLE: &str = "Secret Bee Saree";
+const B_COURIER: &str = "cr-bee-secret";
 
 /// Where the browser test leaves its screenshots (the README names it).
 fn screenshots() -> PathBuf {
@@ -154,6 +155,26 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
     let gmv_b_minor = placed["totals"]["total"]["amount_minor"]
         .as_i64()
         .context("B's total")?;
+    // B's order reaches its door by a courier only B's pages may name.
+    testkit::api::paid_and_packed(&client, &order_b, &storefront, &key_b).await?;
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_b}/ship"),
+            &key_b,
+            Some(json!({"courier_id": B_COURIER, "origin_pincode": "560001", "promised_at": runtime::now_ms() + 86_400_000})),
+            &[],
+        )
+        .await?;
+    client
+        .ok(
+            M::POST,
+            &format!("/v1/orders/{order_b}/deliver"),
+            &key_b,
+            None,
+            &[],
+        )
+        .await?;
     // The dashboards learn keys from the api-keys topic: the admin's may take a moment.
     testkit::wait_until(
         Duration::from_secs(30),
@@ -194,6 +215,7 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
 fn b_markers(shops: &Shops) -> Vec<String> {
     vec![
         B_TITLE.to_owned(),
+        B_COURIER.to_owned(),
         shops.gmv_b_minor.to_string(),
         dashboards::i18n::money(shops.gmv_b_minor, "INR"),
     ]
@@ -540,6 +562,52 @@ async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
         write.status() == 401,
         "a write with only a cookie answered {}",
         write.status()
+    );
+
+    // Guessing passwords: refused with 429 and Retry-After once the address or account has
+    // spent its attempts (`dashboards.sign_in_rate`), on the page, not as a stack trace.
+    let mut refused = None;
+    for attempt in 0..40 {
+        let form = browser.get(format!("{base}/signin")).send().await?;
+        let token_cookie = form
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("shopstream_signin="))
+            .and_then(|v| v.split(';').next())
+            .context("sign-in token cookie")?
+            .to_owned();
+        let token = token_cookie
+            .trim_start_matches("shopstream_signin=")
+            .to_owned();
+        let guess = format!("guess number {attempt}");
+        let answer = browser
+            .post(format!("{base}/signin"))
+            .header("cookie", &token_cookie)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("lang", "en"),
+                ("merchant_id", "m-b"),
+                ("password", guess.as_str()),
+            ])
+            .send()
+            .await?;
+        if answer.status() == 429 {
+            let retry = answer.headers().get("retry-after").cloned();
+            refused = Some((retry, answer.text().await?));
+            break;
+        }
+        ensure!(
+            answer.status() == 401,
+            "guess {attempt} answered {}",
+            answer.status()
+        );
+    }
+    let (retry, page) = refused.context("40 wrong passwords in a row were never refused")?;
+    ensure!(
+        retry.is_some() && page.contains("Too many sign-in attempts"),
+        "{page}"
     );
     eprintln!("refused to merchant A:\n{}", refusals.join("\n"));
     Ok(())

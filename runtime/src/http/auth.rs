@@ -227,6 +227,9 @@ impl Default for RateLimit {
     }
 }
 
+/// Buckets held before the full (idle) ones are dropped.
+const BUCKETS_BEFORE_PRUNING: usize = 10_000;
+
 /// One token bucket per key hash. Hand-kept rather than governor's: a collector batch takes
 /// one token per line and may leave its key in debt, which governor's buckets cannot express.
 #[derive(Debug)]
@@ -264,6 +267,14 @@ impl Limiter {
             .buckets
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        // Memory follows the callers that are active: past the bound, buckets that have
+        // refilled (their callers idle) are dropped, as a fresh bucket is full anyway.
+        if buckets.len() >= BUCKETS_BEFORE_PRUNING && !buckets.contains_key(key_hash) {
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.refilled).as_secs_f64() * per_second
+                    < burst
+            });
+        }
         let bucket = buckets.entry(key_hash.to_owned()).or_insert(Bucket {
             tokens: burst,
             refilled: now,
@@ -324,6 +335,31 @@ mod tests {
         assert_eq!(
             limiter.take_n("k", 1, t0 + Duration::from_millis(2_100)),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn idle_buckets_are_dropped_once_there_are_many() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 2.0,
+        });
+        let t0 = Instant::now();
+        assert_eq!(limiter.take("busy", t0), Ok(()));
+        assert_eq!(limiter.take("busy", t0), Ok(()));
+        for i in 0..BUCKETS_BEFORE_PRUNING {
+            assert_eq!(limiter.take(&format!("k{i}"), t0), Ok(()));
+        }
+        // 1.5 s on, every bucket but the emptied one has refilled: all go but it.
+        let later = t0 + Duration::from_millis(1_500);
+        assert_eq!(limiter.take("new", later), Ok(()));
+        let held = limiter.buckets.lock().expect("lock").len();
+        assert!(held < 10, "{held} buckets held");
+        assert_eq!(limiter.take("busy", later), Ok(()));
+        assert_eq!(
+            limiter.take("busy", later),
+            Err(1),
+            "the busy bucket was kept"
         );
     }
 

@@ -395,6 +395,15 @@ async fn resolve_session(
         && let Some(caller) = sessions.caller(&cookies).await
     {
         request.extensions_mut().insert(SessionCaller(caller));
+        // An answer for a signed-in browser is that person's: no cache keeps or shares it.
+        let mut response = next.run(request).await;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-store"),
+        );
+        headers.append(header::VARY, header::HeaderValue::from_static("cookie"));
+        return response;
     }
     next.run(request).await
 }

@@ -74,7 +74,6 @@ impl DeliveryStats {
 /// A shipment the fold remembers until it is delivered (or too old to wait for).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShipmentSeen {
-    pub merchant: String,
     pub shipment_id: ShipmentId,
     pub courier: String,
     pub state: String,

@@ -68,6 +68,11 @@ impl ShopReports for Reports {
         serde_json::to_value(report)
             .map_err(|error| ApiError::internal(format!("analytics answer: {error}")))
     }
+
+    fn live_from(&self) -> Option<i64> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        (live.now > 0).then(|| live.window_start(&self.config))
+    }
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -277,10 +282,7 @@ fn answer(
         }
         "search" => value(serde_json::to_value(query::search(shop, &range, limit)))?,
         "delivery" => {
-            let open = live
-                .shipments
-                .iter()
-                .filter(|(_, shipment)| shipment.merchant == merchant_id);
+            let open = live.shipments.get(&merchant_id).into_iter().flatten();
             value(serde_json::to_value(delivery::report(
                 shop, &range, open, now,
             )))?

@@ -68,6 +68,9 @@ impl AnalyticsConfig {
         if self.max_limit == 0 {
             return fail("analytics.max_limit must be at least 1");
         }
+        if self.live.shipment_days == 0 || self.live.max_shipments == 0 {
+            return fail("analytics.live.shipment_days and max_shipments must be at least 1");
+        }
         Ok(())
     }
 }
@@ -90,6 +93,8 @@ struct Gauges {
     days: Gauge,
     too_old: Gauge,
     unattributed: Gauge,
+    shipments: Gauge,
+    shipments_unwatched: Gauge,
 }
 
 pub(super) struct Job {
@@ -144,6 +149,16 @@ impl Job {
             unattributed: registry.gauge(
                 "shopstream_analytics_events_unattributed",
                 "Clicks on products no catalog event named, on a marketplace storefront",
+                job,
+            ),
+            shipments: registry.gauge(
+                "shopstream_analytics_shipments",
+                "Shipments remembered waiting for their delivery",
+                job,
+            ),
+            shipments_unwatched: registry.gauge(
+                "shopstream_analytics_shipments_unwatched",
+                "Shipments not remembered because analytics.live.max_shipments were held",
                 job,
             ),
         };
@@ -205,6 +220,8 @@ impl driver::WholeState for Job {
         set(&self.gauges.days, days as u64);
         set(&self.gauges.too_old, live.too_old);
         set(&self.gauges.unattributed, live.unattributed);
+        set(&self.gauges.shipments, live.shipments_held() as u64);
+        set(&self.gauges.shipments_unwatched, live.shipments_unwatched);
         self.metrics.checkpointed();
         self.metrics
             .checkpoint_bytes

@@ -7,7 +7,10 @@
 //! dropped as event time moves on, and an event older than the window is counted, not kept
 //! (its day is history, which the lakehouse rollups answer). Queries per day are capped, the
 //! rest summed as "other". Shipments wait for their delivery up to `shipment_days` (a parcel
-//! takes longer than the window); a delivery counts on its own day, by courier and state. Every sum is order-independent, so a replay in another order (a
+//! takes longer than the window), at most `max_shipments` of them; a delivery counts on its
+//! own day, by courier and state. The late deliveries listed per day are the first 100 to
+//! arrive, so past 100 in a day which ones are listed depends on arrival order (the counts do
+//! not). Every sum is order-independent, so a replay in another order (a
 //! restart, another partition interleaving) ends in the same state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -34,6 +37,9 @@ pub struct LiveConfig {
     pub pending_products: usize,
     /// How long a shipment is remembered waiting for its delivery, in days.
     pub shipment_days: u32,
+    /// Shipments remembered at once over every shop; past it new ones are counted, not
+    /// watched (their deliveries are then not counted either).
+    pub max_shipments: usize,
 }
 
 impl Default for LiveConfig {
@@ -43,6 +49,7 @@ impl Default for LiveConfig {
             queries_per_day: 2_000,
             pending_products: 100_000,
             shipment_days: 30,
+            max_shipments: 1_000_000,
         }
     }
 }
@@ -215,9 +222,15 @@ pub struct Live {
     /// name the product, not its shop.
     pub products: HashMap<String, (String, String)>,
     orders: HashMap<String, OrderSeen>,
-    /// Shipments on their way, by order id (one shipment per order), for their delivery.
+    /// Shipments on their way, by merchant and order id (one shipment per order).
     #[serde(default)]
-    pub shipments: HashMap<String, ShipmentSeen>,
+    pub shipments: HashMap<String, HashMap<String, ShipmentSeen>>,
+    /// Shipments held, over every shop (`max_shipments` bounds it).
+    #[serde(default)]
+    shipments_held: usize,
+    /// Shipments not watched because `max_shipments` were held.
+    #[serde(default)]
+    pub shipments_unwatched: u64,
     /// Every merchant an event has named.
     merchants: BTreeSet<String>,
     /// Touches of products the catalog has not named yet, by product: a consumer with a
@@ -278,19 +291,26 @@ impl Live {
             Event::ProductDeactivated(_) => return,
             // A parcel takes days: its shipment is remembered past the live window.
             Event::ShipmentCreated(shipment) => {
-                if at >= self.now - i64::from(config.shipment_days) * DAY_MS {
-                    self.shipments.insert(
-                        shipment.order_id.as_str().to_owned(),
-                        ShipmentSeen {
-                            merchant: merchant.to_owned(),
-                            shipment_id: shipment.shipment_id.clone(),
-                            courier: shipment.courier_id.as_str().to_owned(),
-                            state: state_of(shipment.destination_pincode),
-                            shipped_at: at,
-                            promised_at: shipment.promised_at,
-                        },
-                    );
+                if at < self.now - i64::from(config.shipment_days) * DAY_MS {
+                    return;
                 }
+                if self.shipments_held >= config.max_shipments {
+                    self.shipments_unwatched += 1;
+                    return;
+                }
+                let seen = ShipmentSeen {
+                    shipment_id: shipment.shipment_id.clone(),
+                    courier: shipment.courier_id.as_str().to_owned(),
+                    state: state_of(shipment.destination_pincode),
+                    shipped_at: at,
+                    promised_at: shipment.promised_at,
+                };
+                let replaced = self
+                    .shipments
+                    .entry(merchant.to_owned())
+                    .or_default()
+                    .insert(shipment.order_id.as_str().to_owned(), seen);
+                self.shipments_held += usize::from(replaced.is_none());
                 return;
             }
             _ => {}
@@ -412,12 +432,17 @@ impl Live {
             }
             Event::ShipmentDelivered(delivered) => {
                 let order_id = delivered.order_id.as_str();
-                let Some(shipment) = self.shipments.remove(order_id) else {
+                let Some(shipment) = self
+                    .shipments
+                    .get_mut(merchant)
+                    .and_then(|open| open.remove(order_id))
+                else {
                     return;
                 };
+                self.shipments_held -= 1;
                 let today = self
                     .shops
-                    .entry(shipment.merchant.clone())
+                    .entry(merchant.to_owned())
                     .or_default()
                     .days
                     .entry(day)
@@ -519,8 +544,16 @@ impl Live {
         self.pending.retain(|_, shop| !shop.minutes.is_empty());
         self.orders.retain(|_, order| order.placed_at >= start);
         let oldest_shipment = self.now - i64::from(config.shipment_days) * DAY_MS;
-        self.shipments
-            .retain(|_, shipment| shipment.shipped_at >= oldest_shipment);
+        for open in self.shipments.values_mut() {
+            open.retain(|_, shipment| shipment.shipped_at >= oldest_shipment);
+        }
+        self.shipments.retain(|_, open| !open.is_empty());
+        self.shipments_held = self.shipments.values().map(HashMap::len).sum();
+    }
+
+    /// Shipments remembered waiting for their delivery.
+    pub fn shipments_held(&self) -> usize {
+        self.shipments_held
     }
 
     /// Buckets and days held, for the gauges.

@@ -370,7 +370,7 @@ fn deliveries_count_against_their_promise_by_courier_and_state_even_past_the_win
         t0() + day * MINUTE_MS,
     )
     .unwrap();
-    let open = live.shipments.iter().filter(|(_, s)| s.merchant == "m-1");
+    let open = live.shipments.get("m-1").into_iter().flatten();
     let report =
         super::delivery::report(live.shops.get("m-1"), &range, open, t0() + 90 * MINUTE_MS);
     assert_eq!((report.totals.delivered, report.totals.on_time), (2, 2));
@@ -413,4 +413,22 @@ fn a_late_delivery_is_listed_with_both_dates() {
         report.late[0].delivered_at.as_deref(),
         Some("2026-12-04T10:00+05:30")
     );
+}
+
+#[test]
+fn shipments_past_the_cap_are_counted_not_watched() {
+    let config = LiveConfig {
+        max_shipments: 2,
+        ..LiveConfig::default()
+    };
+    let mut live = Live::default();
+    for order in ["o-1", "o-2", "o-3"] {
+        live.apply(&shipped(0, "m-1", order, "bluedart", 60), &config);
+    }
+    assert_eq!(live.shipments["m-1"].len(), 2);
+    assert_eq!(live.shipments_unwatched, 1);
+    // A delivery makes room.
+    live.apply(&delivered(1, "m-1", "o-1"), &config);
+    live.apply(&shipped(2, "m-1", "o-4", "bluedart", 60), &config);
+    assert!(live.shipments["m-1"].contains_key("o-4"));
 }
