@@ -239,6 +239,15 @@ fn take_page_token(dash: &Dash, session: &Session, htmx: bool) -> Option<Respons
     Some(response)
 }
 
+/// The session a page or panel request is made in, its page token taken.
+async fn page_session(dash: &Dash, headers: &HeaderMap, htmx: bool) -> Result<Session, Response> {
+    let (_, session) = signed_in(dash, headers).await?;
+    match take_page_token(dash, &session, htmx) {
+        Some(refusal) => Err(refusal),
+        None => Ok(session),
+    }
+}
+
 async fn home(State(dash): State<Dash>, headers: HeaderMap) -> Response {
     match signed_in(&dash, &headers).await {
         Ok((_, session)) if session.caller.role == Role::Admin => {
@@ -397,13 +406,10 @@ async fn full_page(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (_, session) = match signed_in(&dash, &headers).await {
-        Ok(found) => found,
+    let session = match page_session(&dash, &headers, false).await {
+        Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = take_page_token(&dash, &session, false) {
-        return response;
-    }
     let asked = match asked(&session, &page, raw.as_deref()) {
         Ok(asked) => asked,
         Err((status, message)) => return render::error_page(session.lang, status, message),
@@ -449,13 +455,10 @@ async fn panel_only(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (_, session) = match signed_in(&dash, &headers).await {
-        Ok(found) => found,
+    let session = match page_session(&dash, &headers, true).await {
+        Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = take_page_token(&dash, &session, true) {
-        return response;
-    }
     let asked = match asked(&session, &page, raw.as_deref()) {
         Ok(asked) if asked.shop.is_some() || asked.page == "ops" => asked,
         Ok(_) => {

@@ -106,75 +106,50 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
         .ok(M::PUT, "/v1/warehouses/w-b", &key_b, Some(warehouse), &[])
         .await?;
     let storefront = testkit::api::storefront(&client, &admin).await?;
-    let mut orders_a = Vec::new();
-    for quantity in [1, 2] {
-        let idempotency = uuid::Uuid::now_v7().to_string();
-        let placed = client
-            .ok(
-                M::POST,
-                "/v1/orders",
-                &storefront,
-                Some(order("m-a", "p-a", "c-a", quantity)),
-                &[("idempotency-key", &idempotency)],
-            )
-            .await?;
-        orders_a.push(placed["order_id"].as_str().context("order id")?.to_owned());
-    }
-    // A's first order goes all the way to the door, a day inside its promise.
-    testkit::api::paid_and_packed(&client, &orders_a[0], &storefront, &key_a).await?;
-    let promised_at = runtime::now_ms() + 86_400_000;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{}/ship", orders_a[0]),
-            &key_a,
-            Some(json!({"courier_id": "cr-dash", "origin_pincode": "560001", "promised_at": promised_at})),
-            &[],
-        )
-        .await?;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{}/deliver", orders_a[0]),
-            &key_a,
-            None,
-            &[],
-        )
-        .await?;
-    let idempotency = uuid::Uuid::now_v7().to_string();
-    let placed = client
-        .ok(
-            M::POST,
-            "/v1/orders",
-            &storefront,
-            Some(order("m-b", "p-b", "c-b", 3)),
-            &[("idempotency-key", &idempotency)],
-        )
-        .await?;
+    let place =
+        |merchant: &'static str, product: &'static str, customer: &'static str, quantity| {
+            let (client, storefront) = (&client, &storefront);
+            async move {
+                let idempotency = uuid::Uuid::now_v7().to_string();
+                client
+                    .ok(
+                        M::POST,
+                        "/v1/orders",
+                        storefront,
+                        Some(order(merchant, product, customer, quantity)),
+                        &[("idempotency-key", &idempotency)],
+                    )
+                    .await
+            }
+        };
+    let first_a = place("m-a", "p-a", "c-a", 1).await?;
+    place("m-a", "p-a", "c-a", 2).await?;
+    let placed = place("m-b", "p-b", "c-b", 3).await?;
     let order_b = placed["order_id"].as_str().context("order id")?.to_owned();
     let gmv_b_minor = placed["totals"]["total"]["amount_minor"]
         .as_i64()
         .context("B's total")?;
-    // B's order reaches its door by a courier only B's pages may name.
-    testkit::api::paid_and_packed(&client, &order_b, &storefront, &key_b).await?;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_b}/ship"),
-            &key_b,
-            Some(json!({"courier_id": B_COURIER, "origin_pincode": "560001", "promised_at": runtime::now_ms() + 86_400_000})),
-            &[],
-        )
-        .await?;
-    client
-        .ok(
-            M::POST,
-            &format!("/v1/orders/{order_b}/deliver"),
-            &key_b,
-            None,
-            &[],
-        )
-        .await?;
+    // A's first order goes to the door a day inside its promise; so does B's, by a courier
+    // only B's pages may name.
+    let order_a = first_a["order_id"].as_str().context("order id")?;
+    for (order_id, key, courier) in [
+        (order_a, &key_a, "cr-dash"),
+        (order_b.as_str(), &key_b, B_COURIER),
+    ] {
+        testkit::api::paid_and_packed(&client, order_id, &storefront, key).await?;
+        let ship = json!({"courier_id": courier, "origin_pincode": "560001", "promised_at": runtime::now_ms() + 86_400_000});
+        for (step, body) in [("ship", Some(ship)), ("deliver", None)] {
+            client
+                .ok(
+                    M::POST,
+                    &format!("/v1/orders/{order_id}/{step}"),
+                    key,
+                    body,
+                    &[],
+                )
+                .await?;
+        }
+    }
     // The dashboards learn keys from the api-keys topic: the admin's may take a moment.
     testkit::wait_until(
         Duration::from_secs(30),
@@ -344,6 +319,26 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
     Ok(())
 }
 
+/// The value of cookie `name` a response sets, as `name=value`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// Opens the sign-in page: its token cookie (`name=value`) and the token the form carries.
+async fn sign_in_form(browser: &reqwest::Client, base: &str) -> Result<(String, String)> {
+    let page = browser.get(format!("{base}/signin")).send().await?;
+    let cookie = set_cookie(&page, "shopstream_signin").context("sign-in token cookie")?;
+    let token = cookie.trim_start_matches("shopstream_signin=").to_owned();
+    Ok((cookie, token))
+}
+
 /// Every documented route whose path names a shop's resource, and every shop page, as A with
 /// B's ids: 403 or 404, and no B value in the body.
 async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
@@ -473,19 +468,7 @@ async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let base = format!("http://{}", demo.http);
-    let signin = browser.get(format!("{base}/signin")).send().await?;
-    let token_cookie = signin
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shopstream_signin="))
-        .and_then(|v| v.split(';').next())
-        .context("sign-in token cookie")?
-        .to_owned();
-    let token = token_cookie
-        .trim_start_matches("shopstream_signin=")
-        .to_owned();
+    let (token_cookie, token) = sign_in_form(&browser, &base).await?;
     let signed = browser
         .post(format!("{base}/signin"))
         .header("cookie", &token_cookie)
@@ -501,15 +484,7 @@ async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
         "A's sign-in answered {}",
         signed.status()
     );
-    let session = signed
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shopstream_session="))
-        .and_then(|v| v.split(';').next())
-        .context("session cookie")?
-        .to_owned();
+    let session = set_cookie(&signed, "shopstream_session").context("session cookie")?;
     let mut cookie_paths: Vec<String> = walked
         .iter()
         .filter_map(|route| route.strip_prefix("GET "))
@@ -568,19 +543,7 @@ async fn every_route_refuses_b_to_a(demo: &Demo, shops: &Shops) -> Result<()> {
     // spent its attempts (`dashboards.sign_in_rate`), on the page, not as a stack trace.
     let mut refused = None;
     for attempt in 0..40 {
-        let form = browser.get(format!("{base}/signin")).send().await?;
-        let token_cookie = form
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("shopstream_signin="))
-            .and_then(|v| v.split(';').next())
-            .context("sign-in token cookie")?
-            .to_owned();
-        let token = token_cookie
-            .trim_start_matches("shopstream_signin=")
-            .to_owned();
+        let (token_cookie, token) = sign_in_form(&browser, &base).await?;
         let guess = format!("guess number {attempt}");
         let answer = browser
             .post(format!("{base}/signin"))

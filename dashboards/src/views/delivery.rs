@@ -16,13 +16,7 @@ pub fn delivery(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) 
             .map_or_else(|| "–".to_owned(), |d| format!("{d} {}", lang.t("days")))
     };
     let hours = |row: &Value| format!("{:+.1} h", share(row, "mean_slack_hours"));
-    let plain = |id, key: &'static str, value| Card {
-        id,
-        label: lang.t(key),
-        value,
-        compare: String::new(),
-        trend: "",
-    };
+    let plain = |id, key, value| Card::plain(lang, id, key, value);
     let cards = vec![
         plain(
             "delivered",

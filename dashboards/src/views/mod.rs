@@ -25,6 +25,19 @@ pub struct Card {
     pub trend: &'static str,
 }
 
+impl Card {
+    /// A card without a comparison: `id` names it, `key` is its label's catalogue key.
+    fn plain(lang: Lang, id: &'static str, key: &str, value: String) -> Card {
+        Card {
+            id,
+            label: lang.t(key),
+            value,
+            compare: String::new(),
+            trend: "",
+        }
+    }
+}
+
 /// A table of formatted cells.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -328,34 +341,16 @@ pub fn sales(
 ) -> (Vec<Card>, Chart, Table) {
     let currency = main_currency(sales);
     let total = totals(sales);
-    let plain = |id, label: &'static str, value| Card {
-        id,
-        label,
-        value,
-        compare: String::new(),
-        trend: "",
-    };
+    let plain = |id, key, value| Card::plain(lang, id, key, value);
     let cards = vec![
-        plain(
-            "gmv",
-            lang.t("gmv"),
-            all_money(total.get("gmv"), &currency, inr),
-        ),
-        plain(
-            "orders",
-            lang.t("orders"),
-            i18n::count(count(total, "orders")),
-        ),
+        plain("gmv", "gmv", all_money(total.get("gmv"), &currency, inr)),
+        plain("orders", "orders", i18n::count(count(total, "orders"))),
         plain(
             "refunded",
-            lang.t("refunded"),
+            "refunded",
             all_money(total.get("refunded"), &currency, inr),
         ),
-        plain(
-            "net",
-            lang.t("net"),
-            all_money(total.get("net"), &currency, inr),
-        ),
+        plain("net", "net", all_money(total.get("net"), &currency, inr)),
     ];
     let money_of = |point: &Value, key: &str| minor(point.get(key), &currency) as f64 / 100.0;
     let data = json!({
@@ -411,13 +406,7 @@ pub fn sales(
 /// The Funnel page: views to cart adds to orders over the range, and per point.
 pub fn funnel(lang: Lang, funnel: &Value) -> (Vec<Card>, Chart, Table) {
     let total = totals(funnel);
-    let plain = |id, key: &'static str, value| Card {
-        id,
-        label: lang.t(key),
-        value,
-        compare: String::new(),
-        trend: "",
-    };
+    let plain = |id, key, value| Card::plain(lang, id, key, value);
     let cards = vec![
         plain("views", "views", i18n::count(count(total, "views"))),
         plain(
@@ -535,13 +524,7 @@ pub fn products(lang: Lang, inr: &InrRates, products: &Value) -> Chart {
 /// The Search page: searches and zero-result searches over the range, and the query lists.
 pub fn search(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
     let total = totals(report);
-    let plain = |id, key: &'static str, value| Card {
-        id,
-        label: lang.t(key),
-        value,
-        compare: String::new(),
-        trend: "",
-    };
+    let plain = |id, key, value| Card::plain(lang, id, key, value);
     let cards = vec![
         plain(
             "searches",
