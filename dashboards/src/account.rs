@@ -60,7 +60,10 @@ pub(crate) async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let refuse = |lang, status, message: &str| render::sign_in_page(lang, status, message, false);
+    let refuse = |lang, status, message: &str| {
+        dash.0.counters.sign_in_refusals.inc();
+        render::sign_in_page(lang, status, message, false)
+    };
     let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(&body) else {
         return refuse(
             Lang::En,
@@ -185,6 +188,8 @@ pub(crate) async fn sign_in(
         );
     }
     let cookie = dash.0.sessions.start(caller, origin, lang, now_ms());
+    dash.0.counters.sign_ins.inc();
+    dash.0.counters.sessions.set(dash.0.sessions.held());
     let mut response = render::see_other("/dashboard");
     for value in [
         dash.0.sessions.cookie_for(&cookie),
@@ -234,6 +239,7 @@ pub(crate) async fn sign_out(
         Err(response) => return response,
     };
     dash.0.sessions.end(&id);
+    dash.0.counters.sessions.set(dash.0.sessions.held());
     let mut response = render::see_other("/signin?why=signed_out");
     if let Ok(value) = HeaderValue::from_str(&session::clear_cookie(session::COOKIE)) {
         response.headers_mut().insert(header::SET_COOKIE, value);

@@ -93,6 +93,39 @@ pub(crate) struct Inner {
     pub(crate) password_checks: tokio::sync::Semaphore,
     /// Page and panel requests per signed-in caller, like the analytics route's per key.
     pub(crate) page_limiter: Limiter,
+    pub(crate) counters: Counters,
+}
+
+/// The dashboards' series on `/metrics`.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) sign_ins: runtime::metrics::Counter,
+    /// Sign-in forms refused: wrong key or password, missing token, over the rate.
+    pub(crate) sign_in_refusals: runtime::metrics::Counter,
+    pub(crate) sessions: runtime::metrics::Gauge,
+}
+
+impl Counters {
+    fn registered(registry: &Registry) -> Counters {
+        let job = "dashboards";
+        Counters {
+            sign_ins: registry.counter(
+                "shopstream_dashboards_sign_ins",
+                "Sign-ins that started a session.",
+                job,
+            ),
+            sign_in_refusals: registry.counter(
+                "shopstream_dashboards_sign_in_refusals",
+                "Sign-in forms refused (wrong key or password, missing token, over the rate).",
+                job,
+            ),
+            sessions: registry.gauge(
+                "shopstream_dashboards_sessions",
+                "Browser sessions held.",
+                job,
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -109,6 +142,7 @@ impl Dash {
         dead_letters: Arc<DeadLetters>,
     ) -> Dash {
         let sign_ins = Limiter::new(config.sign_in_rate);
+        let counters = Counters::registered(&metrics);
         let page_limiter = Limiter::new(config.page_rate);
         Dash(Arc::new(Inner {
             config,
@@ -116,7 +150,6 @@ impl Dash {
             passwords,
             keys,
             reports,
-            metrics,
             sign_ins,
             api_limiter: Arc::new(Limiter::new(Default::default())),
             rates: Rates::default(),
@@ -125,6 +158,8 @@ impl Dash {
                 std::thread::available_parallelism().map_or(2, usize::from),
             ),
             page_limiter,
+            counters,
+            metrics,
         }))
     }
 }

@@ -222,6 +222,12 @@ impl Sessions {
             .remove(id);
     }
 
+    /// Sessions held (some may have expired and not been swept yet).
+    pub fn held(&self) -> i64 {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        i64::try_from(live.len()).unwrap_or(i64::MAX)
+    }
+
     pub fn set_lang(&self, id: &str, lang: Lang) {
         if let Some(session) = self
             .live

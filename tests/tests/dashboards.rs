@@ -314,6 +314,19 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
         );
     }
 
+    // The sign-ins the browser made, and the wrong key and password it tried, on /metrics.
+    let exposition = reqwest::get(format!("http://{}/metrics", demo.http))
+        .await?
+        .text()
+        .await?;
+    let sign_ins = testkit::demo::metric_sum(&exposition, "shopstream_dashboards_sign_ins_total");
+    let refused =
+        testkit::demo::metric_sum(&exposition, "shopstream_dashboards_sign_in_refusals_total");
+    ensure!(
+        sign_ins >= 3.0 && refused >= 2.0,
+        "sign-ins {sign_ins}, refusals {refused} on /metrics"
+    );
+
     every_route_refuses_b_to_a(&demo, &shops).await?;
     demo.stop(Duration::from_secs(60)).await?;
     Ok(())
