@@ -1,6 +1,6 @@
 //! Serviceability: what the stage learns from generated deliveries against the generator's
 //! truth, the stage through the broker and the front door (answers, refusals, dead letters),
-//! and a learner stopped without warning resuming with exactly the state of one that never
+//! and a learner SIGKILLed again and again resuming with exactly the state of one that never
 //! stopped.
 
 use std::sync::Arc;
@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use streams::serviceability::learn::{LearnConfig, Level};
 use streams::serviceability::promise::{Inputs, PromiseConfig};
 use streams::serviceability::{Serviceability, ServiceabilityConfig, State};
-use tokio_util::sync::CancellationToken;
 use traffic::delivery;
 use traffic::lanes::{self, CUTOFF_MINUTE, Lanes};
 
@@ -301,54 +300,57 @@ async fn the_stage_learns_through_the_broker_and_answers_at_the_front_door() -> 
     Ok(())
 }
 
+/// The learner's checkpoint in `dir`, if it has written one.
+fn checkpointed(dir: &std::path::Path) -> Result<Option<State>> {
+    Ok(runtime::checkpoint::Checkpoints::open(dir)?.load::<State>("serviceability")?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_learner_stopped_without_warning_resumes_with_the_same_state() -> Result<()> {
+async fn a_learner_killed_at_random_moments_resumes_with_the_same_state() -> Result<()> {
     let bus = testkit::bus("serviceability-crash")?;
     bus.ensure_topics(&model::Topic::ALL).await?;
     let world = small_world();
     let mut events = lanes::network(&world);
     events.extend(lanes::events_before(&world, i64::MAX));
-    let expected = {
-        let service = Serviceability::new(LearnConfig::default(), PromiseConfig::default());
-        learnt(&world, &service, i64::MAX)?
-    };
+    let service = Serviceability::new(LearnConfig::default(), PromiseConfig::default());
+    let expected = learnt(&world, &service, i64::MAX)?;
     let producing = testkit::produce_steadily(Arc::clone(&bus), events, 40_000);
     let dir = tempfile::tempdir()?;
-    let config = ServiceabilityConfig {
-        checkpoint_dir: Some(dir.path().to_owned()),
-        checkpoint_interval_ms: 200,
-        ..ServiceabilityConfig::default()
+    // SIGKILL the learner's process at random moments while the events arrive (no flush, no
+    // checkpoint, no commit), and start it again from what it left on disk.
+    let spawn = || {
+        testkit::child::command(env!("CARGO_BIN_EXE_serviceability_child"), &bus, dir.path())
+            .spawn()
     };
-    let run = |service: Arc<Serviceability>, token: CancellationToken| {
-        let registry = runtime::metrics::Registry::default();
-        streams::serviceability::stage(config.clone(), service, Arc::clone(&bus), &registry, token)
-            .map(|stage| tokio::spawn(stage.work))
-    };
-    let mut rng = <rand_chacha::ChaCha8Rng as SeedableRng>::seed_from_u64(3);
-    // Drop the stage's work (no flush, no checkpoint, no commit) at random moments while the
-    // events arrive, and start it again from what it left on disk.
-    for _ in 0..5 {
-        let service = streams::serviceability::service(&config);
-        let work = run(service, CancellationToken::new())?;
-        let wait = rand::Rng::random_range(&mut rng, 300..1_500);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        work.abort();
-        let _ = work.await;
-    }
+    testkit::kill_at_random(5, 3, "learner", spawn).await?;
     producing.await??;
-    let service = streams::serviceability::service(&config);
-    let token = CancellationToken::new();
-    let work = run(Arc::clone(&service), token.clone())?;
+    // The last run is left to learn everything; its checkpoint is the state it resumed to.
+    let mut last = spawn()?;
     let total = expected.learnt.counts;
-    testkit::wait_until(Duration::from_secs(120), "every delivery learnt", || {
-        let counts = service.read().learnt.counts;
-        let done = counts.deliveries >= total.deliveries && counts.handlings >= total.handlings;
-        async move { Ok(done.then_some(())) }
-    })
-    .await?;
-    token.cancel();
-    work.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let resumed = service.read();
+    let waited = testkit::wait_until(
+        Duration::from_secs(120),
+        "every delivery learnt and checkpointed",
+        || {
+            let state = checkpointed(dir.path());
+            async move {
+                Ok(state?.filter(|state| {
+                    let counts = state.learnt.counts;
+                    counts.deliveries >= total.deliveries && counts.handlings >= total.handlings
+                }))
+            }
+        },
+    )
+    .await;
+    last.kill()?;
+    last.wait()?;
+    let resumed = match waited {
+        Ok(resumed) => resumed,
+        Err(error) => {
+            let counts = checkpointed(dir.path())?.map(|state| state.learnt.counts);
+            anyhow::bail!("{error}: resumed to {counts:?}, a straight fold gives {total:?}");
+        }
+    };
+    ensure!(resumed.network == expected.network, "the network differs");
     ensure!(
         resumed.learnt.counts == expected.learnt.counts,
         "{:?} against {:?}",
