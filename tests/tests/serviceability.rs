@@ -346,8 +346,12 @@ async fn a_learner_killed_at_random_moments_resumes_with_the_same_state() -> Res
     let resumed = match waited {
         Ok(resumed) => resumed,
         Err(error) => {
-            let counts = checkpointed(dir.path())?.map(|state| state.learnt.counts);
-            anyhow::bail!("{error}: resumed to {counts:?}, a straight fold gives {total:?}");
+            let state = checkpointed(dir.path())?;
+            let counts = state.as_ref().map(|state| state.learnt.counts);
+            let positions = state.map(|state| state.positions);
+            anyhow::bail!(
+                "{error}: resumed to {counts:?} at {positions:?}, a straight fold gives {total:?}"
+            );
         }
     };
     ensure!(resumed.network == expected.network, "the network differs");

@@ -257,6 +257,21 @@ impl Job {
     }
 }
 
+impl Job {
+    /// A logistics record read ahead of the consumer; applying it again in its turn changes
+    /// nothing (warehouses, couriers, coverage and holidays are upserts, and a warehouse's
+    /// registration releases its waiting handling samples once). One the network refuses is
+    /// left for the consumer, which dead-letters it with its reason.
+    fn apply_ahead(&self, record: &InRecord) {
+        if let Ok(envelope) = codec::decode(record.payload.as_deref().unwrap_or_default()) {
+            let _ =
+                self.service
+                    .write()
+                    .apply(&envelope, self.service.regions(), &self.service.learn);
+        }
+    }
+}
+
 impl driver::WholeState for Job {
     type Error = StreamError;
 
@@ -334,6 +349,15 @@ pub(super) async fn consume(
     bus: &Bus,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
+    // Handling and transit are counted in the warehouses' and couriers' calendars, which
+    // travel on the logistics topic. Read from the group, a backlog of orders and shipments
+    // can come before them (the crash test saw 20,000 handlings of 36,000 learnt: samples
+    // waiting for their warehouse's registration past the per-warehouse bound were dropped),
+    // so the network is read to its end first, at every start.
+    driver::read_ahead(bus, Topic::Logistics, shutdown, |record| {
+        job.apply_ahead(record);
+    })
+    .await?;
     let settings = Settings {
         group: job.config.group_id.clone(),
         topics: TOPICS.to_vec(),
