@@ -12,14 +12,14 @@
 //! as a duplicate, a delivery without its shipment as an orphan; neither is learnt from.
 //! Decay runs on event time ([`DayHistogram`]), so a backfill learns what the stream would have.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap};
 
 use model::calendar::{IstDate, ist_minute_of_day};
 use model::geo::{Directory, distance_km};
-use model::{CourierId, Envelope, Event, OrderId, Pincode, ShipmentId, WarehouseId};
+use model::{CourierId, Envelope, Event, Pincode, WarehouseId};
 use serde::{Deserialize, Serialize};
 
+use super::bounded::{Bounded, Generations};
 use super::histogram::DayHistogram;
 use super::network::{Network, Warehouse};
 
@@ -31,12 +31,17 @@ pub struct LearnConfig {
     pub half_life_days: u32,
     /// Deliveries a level needs before it answers; sparser lanes fall back a level.
     pub min_deliveries: u32,
-    /// Pincode-to-pincode lanes kept; beyond it the least recently fed are dropped (the
-    /// district level still holds what they taught).
+    /// Pincode-to-pincode lanes kept: the most recently fed, between half of this and this
+    /// many; a lane not fed while 225,000 others were first fed or fed again is dropped (the
+    /// district level still holds what it taught). A lane fed that rarely would take years to
+    /// reach `min_deliveries` within the half-life, so it would never answer anyway. The
+    /// default fills the two tables that hold them to just under their 2^18 buckets' 7/8
+    /// (hashbrown's load limit): a few more would double their memory.
     pub max_pincode_lanes: usize,
     /// Orders awaiting their shipment and shipments awaiting delivery, each.
     pub max_open: usize,
-    /// Delivered shipment ids remembered to refuse a second delivery of the same one.
+    /// Delivered shipments remembered to refuse a second delivery of the same one: the most
+    /// recent, between half of this and this many (the default: two tables of 2^20 buckets).
     pub max_remembered: usize,
     /// Transit days answered when no level has enough deliveries.
     pub default_transit_days: u32,
@@ -47,9 +52,9 @@ impl Default for LearnConfig {
         Self {
             half_life_days: 30,
             min_deliveries: 20,
-            max_pincode_lanes: 1_000_000,
+            max_pincode_lanes: 450_000,
             max_open: 1_000_000,
-            max_remembered: 2_000_000,
+            max_remembered: 1_800_000,
             default_transit_days: 7,
         }
     }
@@ -77,7 +82,7 @@ fn band_of(km: f64) -> u8 {
 #[derive(Debug)]
 pub struct Regions {
     directory: Directory,
-    by_pincode: HashMap<u32, (u32, u16)>,
+    by_pincode: HashMap<u32, (u16, u16)>,
 }
 
 impl Regions {
@@ -86,11 +91,12 @@ impl Regions {
         let mut states = BTreeMap::new();
         let places: Vec<_> = directory.iter().collect();
         for place in &places {
-            districts.insert((place.state.clone(), place.district.clone()), 0u32);
+            districts.insert((place.state.clone(), place.district.clone()), 0u16);
             states.insert(place.state.clone(), 0u16);
         }
+        // India has under a thousand districts and 36 states and union territories.
         for (i, id) in districts.values_mut().enumerate() {
-            *id = i as u32;
+            *id = i as u16;
         }
         for (i, id) in states.values_mut().enumerate() {
             *id = i as u16;
@@ -112,7 +118,7 @@ impl Regions {
         &self.directory
     }
 
-    fn of(&self, pincode: Pincode) -> Option<(u32, u16)> {
+    fn of(&self, pincode: Pincode) -> Option<(u16, u16)> {
         self.by_pincode.get(&pincode.number()).copied()
     }
 
@@ -120,106 +126,6 @@ impl Regions {
         let a = self.directory.get(a)?;
         let b = self.directory.get(b)?;
         Some(distance_km(a.coordinates(), b.coordinates()))
-    }
-}
-
-/// A map with a bound: when full, the key (re)inserted longest ago leaves. Saved as its pairs
-/// in arrival order, so a restored map evicts in the same order as the one saved.
-#[derive(Debug, Clone)]
-struct Bounded<K: Hash + Eq, V> {
-    /// Each value with the arrival number of its latest insert.
-    values: HashMap<K, (V, u64)>,
-    /// Inserts in arrival order; an entry whose number is no longer its key's is stale.
-    arrival: VecDeque<(K, u64)>,
-    next: u64,
-}
-
-impl<K: Hash + Eq, V> Default for Bounded<K, V> {
-    fn default() -> Self {
-        Self {
-            values: HashMap::new(),
-            arrival: VecDeque::new(),
-            next: 0,
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
-    /// Inserts (a key already present moves to the back); returns how many keys were evicted
-    /// to make room.
-    fn insert(&mut self, key: K, value: V, bound: usize) -> u64 {
-        let number = self.next;
-        self.next += 1;
-        self.values.insert(key.clone(), (value, number));
-        self.arrival.push_back((key, number));
-        let mut evicted = 0;
-        while self.values.len() > bound.max(1) {
-            let Some((oldest, number)) = self.arrival.pop_front() else {
-                break;
-            };
-            if self.values.get(&oldest).is_some_and(|(_, n)| *n == number) {
-                self.values.remove(&oldest);
-                evicted += 1;
-            }
-        }
-        // Stale entries (keys taken or inserted again) are swept once they are the majority.
-        if self.arrival.len() > 2 * self.values.len() + 64 {
-            let values = &self.values;
-            self.arrival
-                .retain(|(key, number)| values.get(key).is_some_and(|(_, n)| n == number));
-        }
-        evicted
-    }
-
-    fn take(&mut self, key: &K) -> Option<V> {
-        self.values.remove(key).map(|(value, _)| value)
-    }
-
-    fn get(&self, key: &K) -> Option<&V> {
-        self.values.get(key).map(|(value, _)| value)
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        self.values.contains_key(key)
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// The live pairs, oldest first.
-    fn in_order(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.arrival.iter().filter_map(|(key, number)| {
-            let (value, n) = self.values.get(key)?;
-            (n == number).then_some((key, value))
-        })
-    }
-}
-
-/// Equal when the same pairs are live in the same order (stale entries aside).
-impl<K: Hash + Eq + Clone, V: PartialEq> PartialEq for Bounded<K, V> {
-    fn eq(&self, other: &Self) -> bool {
-        self.values.len() == other.values.len() && self.in_order().eq(other.in_order())
-    }
-}
-
-impl<K: Hash + Eq + Clone + Serialize, V: Serialize> Serialize for Bounded<K, V> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.in_order().collect::<Vec<_>>().serialize(serializer)
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for Bounded<K, V>
-where
-    K: Hash + Eq + Clone + Deserialize<'de>,
-    V: Deserialize<'de>,
-{
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut bounded = Self::default();
-        for (key, value) in Vec::<(K, V)>::deserialize(deserializer)? {
-            bounded.insert(key, value, usize::MAX);
-        }
-        Ok(bounded)
     }
 }
 
@@ -273,7 +179,7 @@ pub struct LearnCounts {
 const MAX_WAITING_PER_WAREHOUSE: usize = 10_000;
 
 type PincodeLane = (u32, u32, u16);
-type DistrictLane = (u32, u32, u16);
+type DistrictLane = (u16, u16, u16);
 type StateLane = (u16, u16, u16);
 type BandLane = (u8, u16);
 
@@ -283,23 +189,21 @@ pub struct Learnt {
     couriers: Vec<CourierId>,
     #[serde(with = "pairs")]
     handling: HashMap<WarehouseId, DayHistogram>,
-    pincode: Bounded<PincodeLane, DayHistogram>,
+    pincode: Generations<PincodeLane, DayHistogram>,
     #[serde(with = "pairs")]
     district: HashMap<DistrictLane, DayHistogram>,
     #[serde(with = "pairs")]
     state: HashMap<StateLane, DayHistogram>,
     #[serde(with = "pairs")]
     band: HashMap<BandLane, DayHistogram>,
-    placed: Bounded<OrderId, i64>,
+    placed: Bounded<Fingerprint, i64>,
     /// Shipments whose order was not seen placed yet: warehouse and shipping time.
-    shipped: Bounded<OrderId, (WarehouseId, i64)>,
+    shipped: Bounded<Fingerprint, (WarehouseId, i64)>,
     /// Handling samples (placed, shipped) of warehouses not registered yet.
     unregistered: BTreeMap<WarehouseId, Vec<(i64, i64)>>,
-    open: Bounded<ShipmentId, Open>,
-    /// Delivered shipments, as 64-bit fingerprints of their ids: a string per id cost most
-    /// of the learnt state's memory (BENCHMARKS.md). Two ids sharing a fingerprint (about one
-    /// chance in 10^7 among two million) would make the second delivery count as a duplicate.
-    delivered: Bounded<u64, ()>,
+    open: Bounded<Fingerprint, Open>,
+    /// Delivered shipments, to refuse a second delivery of one.
+    delivered: Generations<Fingerprint, ()>,
     /// Promise accuracy per courier.
     pub accuracy: BTreeMap<CourierId, Accuracy>,
     pub counts: LearnCounts,
@@ -342,18 +246,26 @@ impl Learnt {
             }
             // The two ends of a handling time travel on different topics, so either may come
             // first: whichever arrives waits for the other.
-            Event::OrderPlaced(order) => match self.shipped.take(&order.order_id) {
+            Event::OrderPlaced(order) => match self
+                .shipped
+                .take(&Fingerprint::of(order.order_id.as_str()))
+            {
                 Some((warehouse, shipped_at)) => {
                     self.learn_handling(&warehouse, at, shipped_at, network, regions, half_life);
                 }
                 None => {
-                    self.counts.evicted +=
-                        self.placed
-                            .insert(order.order_id.clone(), at, config.max_open);
+                    self.counts.evicted += self.placed.insert(
+                        Fingerprint::of(order.order_id.as_str()),
+                        at,
+                        config.max_open,
+                    );
                 }
             },
             Event::ShipmentCreated(shipment) => {
-                match self.placed.take(&shipment.order_id) {
+                match self
+                    .placed
+                    .take(&Fingerprint::of(shipment.order_id.as_str()))
+                {
                     Some(placed_at) => self.learn_handling(
                         &shipment.warehouse_id,
                         placed_at,
@@ -364,7 +276,7 @@ impl Learnt {
                     ),
                     None => {
                         self.counts.evicted += self.shipped.insert(
-                            shipment.order_id.clone(),
+                            Fingerprint::of(shipment.order_id.as_str()),
                             (shipment.warehouse_id.clone(), at),
                             config.max_open,
                         );
@@ -377,22 +289,24 @@ impl Learnt {
                     shipped: IstDate::of_instant(at),
                     promised: IstDate::of_instant(shipment.promised_at),
                 };
-                self.counts.evicted +=
-                    self.open
-                        .insert(shipment.shipment_id.clone(), open, config.max_open);
+                self.counts.evicted += self.open.insert(
+                    Fingerprint::of(shipment.shipment_id.as_str()),
+                    open,
+                    config.max_open,
+                );
             }
             Event::ShipmentDelivered(delivery) => {
-                let fingerprint = fingerprint(&delivery.shipment_id);
+                let fingerprint = Fingerprint::of(delivery.shipment_id.as_str());
                 if self.delivered.contains(&fingerprint) {
                     self.counts.duplicates += 1;
                     return;
                 }
-                let Some(open) = self.open.take(&delivery.shipment_id) else {
+                let Some(open) = self.open.take(&fingerprint) else {
                     self.counts.orphans += 1;
                     return;
                 };
                 self.delivered
-                    .insert(fingerprint, (), config.max_remembered);
+                    .write(fingerprint, config.max_remembered, |()| {});
                 let arrived = IstDate::of_instant(at);
                 let courier_id = self.couriers[usize::from(open.courier)].clone();
                 let accuracy = self.accuracy.entry(courier_id.clone()).or_default();
@@ -417,11 +331,10 @@ impl Learnt {
                 let days = calendar.working_days_between(open.shipped, arrived);
                 let c = open.courier;
                 let pincode_lane = (open.origin.number(), open.destination.number(), c);
-                let mut histogram = self.pincode.take(&pincode_lane).unwrap_or_default();
-                histogram.add(days, at, half_life);
-                // Re-inserted, so the lane fed last is the last to be evicted.
                 self.pincode
-                    .insert(pincode_lane, histogram, config.max_pincode_lanes);
+                    .write(pincode_lane, config.max_pincode_lanes, |histogram| {
+                        histogram.add(days, at, half_life);
+                    });
                 for histogram in [
                     self.district
                         .entry((origin_district, dest_district, c))
@@ -550,13 +463,45 @@ impl Learnt {
     }
 }
 
-/// FNV-1a over the id's bytes: stable across builds and Rust versions, as a checkpoint needs.
-fn fingerprint(id: &ShipmentId) -> u64 {
-    id.as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+/// An order's or shipment's id as 64 bits (FNV-1a over its bytes: stable across builds and
+/// Rust versions, as a checkpoint needs). Ids as strings were most of the learnt state's
+/// memory (BENCHMARKS.md); two ids sharing a fingerprint (about one chance in 10^7 among two
+/// million) would make the second delivery count as a duplicate, or match the wrong shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    fn of(id: &str) -> Self {
+        Fingerprint(id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+        }))
+    }
+}
+
+/// A fingerprint, or an id as older checkpoints kept open orders and shipments.
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberOrId;
+
+        impl serde::de::Visitor<'_> for NumberOrId {
+            type Value = Fingerprint;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a fingerprint or an id")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Fingerprint, E> {
+                Ok(Fingerprint(number))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Fingerprint, E> {
+                Ok(Fingerprint::of(id))
+            }
+        }
+
+        deserializer.deserialize_any(NumberOrId)
+    }
 }
 
 /// The day a warehouse starts handling an order placed at `placed_at`: that day if it works

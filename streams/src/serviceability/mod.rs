@@ -11,6 +11,7 @@
 //! - `job`: the Kafka edge (consumer group, checkpoint, DLQ).
 //! - `http`: `/v1/serviceability`, `/v1/promise`, `/v1/promise/accuracy`.
 
+mod bounded;
 pub mod coverage;
 pub mod histogram;
 mod http;

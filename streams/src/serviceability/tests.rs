@@ -445,3 +445,31 @@ fn handling_seen_before_its_warehouse_is_registered_is_learnt_when_it_is() {
     learnt.apply(&registered, &late, regions(), &config);
     assert_eq!(learnt.counts.handlings, 1);
 }
+
+/// A checkpoint written before the learnt state was packed (f32 weights, lanes and delivered
+/// shipments as lists of pairs, open shipments keyed by id; trimmed from the demo's) loads,
+/// and the shipment it held open is matched by its id.
+#[test]
+fn a_checkpoint_from_before_the_packing_loads_and_resumes() {
+    let saved = include_str!("testdata/checkpoint_before_packing.json");
+    let mut state: super::State = serde_json::from_str(saved).unwrap();
+    assert_eq!(state.learnt.lanes(), [3, 3, 3, 3]);
+    assert_eq!(state.learnt.counts.deliveries, 17_971);
+    let positions = state.positions.clone();
+    let delivered = envelope(
+        at("2026-10-04", 12, 0),
+        Event::ShipmentDelivered(ShipmentDelivered {
+            shipment_id: ShipmentId::new("sh-000000001"),
+            order_id: OrderId::new("o-1"),
+        }),
+    );
+    state
+        .apply(&delivered, regions(), &LearnConfig::default())
+        .unwrap();
+    assert_eq!(state.learnt.counts.deliveries, 17_972);
+    assert_eq!(state.learnt.counts.orphans, 0);
+    // Saved in the new layout and loaded again, it is the same state.
+    let again: super::State = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
+    assert_eq!(again, state);
+    assert_eq!(again.positions, positions);
+}
