@@ -6,7 +6,7 @@
 use model::{Envelope, Event, MerchantId};
 use sqlx::{Any, Transaction};
 
-use crate::store::StoreError;
+use crate::store::{Insert, Statement, StoreError};
 
 /// An outbox row, encoded and size-checked, not yet written.
 #[derive(Debug, Clone)]
@@ -39,21 +39,33 @@ pub async fn insert(tx: &mut Transaction<'static, Any>, rows: &[Row]) -> Result<
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO outbox (event_id, topic, partition_key, payload, created_at) VALUES {}",
-        crate::store::placeholders(rows.len(), 5)
-    );
-    let mut query = sqlx::query(&sql);
+    let sql = insert_rows(1, rows.len()).sql();
+    bind(sqlx::query(&sql), rows).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The INSERT of `rows` outbox rows with parameters numbered from `$first`; [`bind`] binds
+/// them. For a statement that writes the outbox together with other tables.
+pub fn insert_rows(first: usize, rows: usize) -> Insert {
+    Insert::rows(
+        "outbox (event_id, topic, partition_key, payload, created_at)",
+        first,
+        rows,
+        5,
+    )
+}
+
+/// Binds `rows` in the order [`insert_rows`] numbers them.
+pub fn bind<'q>(mut statement: Statement<'q>, rows: &'q [Row]) -> Statement<'q> {
     for row in rows {
-        query = query
+        statement = statement
             .bind(row.envelope.event_id.to_string())
             .bind(row.envelope.topic().name())
-            .bind(row.envelope.key().to_owned())
+            .bind(row.envelope.key())
             .bind(row.payload.as_str())
             .bind(row.envelope.event_time);
     }
-    query.execute(&mut **tx).await?;
-    Ok(())
+    statement
 }
 
 /// Appends one event for `merchant_id` at `event_time` (UTC ms) inside `tx`.

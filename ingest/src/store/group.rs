@@ -16,6 +16,9 @@ use super::StoreError;
 /// A write transaction as the sections see it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// A statement with some of its values bound, for the helpers that bind their own part.
+pub type Statement<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Sections one group may hold: enough to share a commit under load, few enough that the
 /// first of them does not wait long for the last.
 pub(super) const MOST_PER_GROUP: usize = 32;

@@ -12,7 +12,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor as _, Row as _};
 
 mod group;
-pub use group::{GroupCounts, Tx};
+pub use group::{GroupCounts, Statement, Tx};
 
 /// Migrations, embedded in the binary, applied in order exactly once per database.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -411,15 +411,54 @@ fn without_comments(sql: &str) -> String {
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters: the VALUES list of one
 /// multi-row INSERT, numbered the way both databases read.
 pub fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_from(1, rows, columns)
+}
+
+/// [`placeholders`] numbered from `$first`, for a statement that binds other values first.
+pub fn placeholders_from(first: usize, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
-            let numbers: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
+            let numbers: Vec<String> = (0..columns)
+                .map(|column| format!("${}", first + row * columns + column))
                 .collect();
             format!("({})", numbers.join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An INSERT whose parameters are numbered from a given `$n`, so that several can share one
+/// statement (PostgreSQL runs INSERTs in a WITH clause as parts of the statement).
+#[derive(Debug, Clone)]
+pub struct Insert {
+    into: &'static str,
+    values: String,
+    /// How many parameters it binds; the next part's numbers start after them.
+    pub parameters: usize,
+}
+
+impl Insert {
+    /// `rows` rows of `columns` parameters each into `into` (`table (column, ...)`).
+    pub fn rows(into: &'static str, first: usize, rows: usize, columns: usize) -> Insert {
+        Insert {
+            into,
+            values: placeholders_from(first, rows, columns),
+            parameters: rows * columns,
+        }
+    }
+
+    /// A VALUES list written out by the caller (a parameter used twice, say).
+    pub fn values(into: &'static str, values: String, parameters: usize) -> Insert {
+        Insert {
+            into,
+            values,
+            parameters,
+        }
+    }
+
+    pub fn sql(&self) -> String {
+        format!("INSERT INTO {} VALUES {}", self.into, self.values)
+    }
 }
 
 /// Wall-clock UTC ms, for the columns that record when something was written.
