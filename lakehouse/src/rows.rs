@@ -318,6 +318,14 @@ impl Rows {
                 self.set("quantity", Value::UInt32(p.quantity));
                 self.set("reason", Str(release_reason(p.reason)));
             }
+            Event::StockLow(p) => {
+                self.set("product_id", Str(p.product_id.as_str()));
+                self.set("warehouse_id", Str(p.warehouse_id.as_str()));
+                self.set("available", Value::Int64(p.available));
+                self.set("units_sold", Value::Int64(p.units_sold));
+                self.set("velocity_days", Value::UInt32(p.velocity_days));
+                self.set("restock_lead_days", Value::UInt32(p.restock_lead_days));
+            }
             Event::OrderPlaced(p) => {
                 self.set("order_id", Str(p.order_id.as_str()));
                 self.set("customer_id", Str(p.customer_id.as_str()));

@@ -109,6 +109,7 @@ events! {
     CourierUpserted(CourierUpserted) = "logistics.courier_upserted" on Logistics keyed |p| p.courier_id;
     CoverageUpserted(CoverageUpserted) = "logistics.coverage_upserted" on Logistics keyed |p| p.key();
     HolidaysSet(HolidaysSet) = "logistics.holidays_set" on Logistics keyed |p| p.region;
+    StockLow(StockLow) = "inventory.stock_low" on Inventory keyed |p| p.product_id;
 }
 
 impl std::fmt::Display for EventType {

@@ -150,6 +150,10 @@ fn payload_fields(topic: Topic) -> Vec<Field> {
             uint32("quantity"),
             timestamp("expires_at"),
             utf8("reason"),
+            int64("available"),
+            int64("units_sold"),
+            uint32("velocity_days"),
+            uint32("restock_lead_days"),
         ],
         Topic::Orders => vec![
             utf8("order_id"),

@@ -223,6 +223,14 @@ fn samples() -> Vec<Envelope> {
             region: "IN".into(),
             dates: vec![IstDate::parse("2026-01-26").unwrap()],
         }),
+        Event::StockLow(StockLow {
+            product_id: id("p-17"),
+            warehouse_id: id("w-2"),
+            available: 6,
+            units_sold: 21,
+            velocity_days: 7,
+            restock_lead_days: 5,
+        }),
     ];
     events
         .into_iter()

@@ -313,6 +313,142 @@ async fn a_merchant_reads_its_live_numbers_and_no_one_elses() -> Result<()> {
     Ok(())
 }
 
+/// A shop selling 3 units an order from 20, through the core (placed, then paid): its cover
+/// (available over units sold a day in the trailing 7 days) falls below the default restock
+/// lead time of 7 days at the fourth order, and the shop is alerted once, not once per sale
+/// after it, with the alert also on the inventory topic; a restock lifts it off the list.
+/// Another shop's key sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_is_alerted_once_when_its_stock_runs_low() -> Result<()> {
+    let bus = testkit::bus("analytics-alerts")?;
+    let core = start_core(Arc::clone(&bus), CoreConfig::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let analytics = start_analytics(Arc::clone(&bus), dir.path()).await?;
+    let client = Client::new(&core);
+    let admin = core.admin_key.clone();
+    let m1 = testkit::api::merchant(&client, &admin, "m-1").await?;
+    let m2 = testkit::api::merchant(&client, &admin, "m-2").await?;
+    testkit::api::listed(&client, &m1, "p-1", None, 20).await?;
+    let storefront = testkit::api::storefront(&client, &admin).await?;
+    let http = reqwest::Client::new();
+    let alerts_of = |key: String| {
+        let request = http
+            .get(format!("http://{}/v1/merchants/m-1/alerts", analytics.addr))
+            .bearer_auth(key);
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        }
+    };
+    let sell = |i: usize| {
+        let (client, storefront, m1) = (&client, storefront.clone(), m1.clone());
+        async move {
+            let placed = client
+                .ok(
+                    M::POST,
+                    "/v1/orders",
+                    &storefront,
+                    Some(json!({
+                        "merchant_id": "m-1", "customer_id": "c-1", "session_id": null,
+                        "delivery_pincode": "560034", "currency": "INR",
+                        "lines": [{"product_id": "p-1", "quantity": 3}]
+                    })),
+                    &[("Idempotency-Key", &format!("low-{i}"))],
+                )
+                .await?;
+            let order = placed["order_id"].as_str().context("order_id")?;
+            testkit::api::paid_and_packed(client, order, &storefront, &m1).await
+        }
+    };
+    for i in 0..3 {
+        sell(i).await?;
+    }
+    // Three sales: 11 left, 9 sold today, 1.29 a day: 8.6 days of cover.
+    // The key reaches the stage through the api-keys topic: wait for it, and for the sales.
+    let quiet = testkit::wait_until(Duration::from_secs(30), "three sales counted", || {
+        let fetched = alerts_of(m1.clone());
+        async move {
+            let (status, body) = fetched.await?;
+            Ok((status == 200).then_some(body))
+        }
+    })
+    .await?;
+    ensure!(quiet["alerts"] == json!([]), "{quiet}");
+    for i in 3..6 {
+        sell(i).await?;
+    }
+    let low = testkit::wait_until(Duration::from_secs(30), "the alert", || {
+        let fetched = alerts_of(m1.clone());
+        async move {
+            let (_, body) = fetched.await?;
+            // The sixth sale is counted once the cover has gone on falling to 2 units left.
+            Ok((body["running_low"][0]["available"] == 2).then_some(body))
+        }
+    })
+    .await?;
+    let alerts = low["alerts"].as_array().context("alerts")?;
+    ensure!(alerts.len() == 1, "one alert for one crossing: {low}");
+    let alert = &alerts[0];
+    // Raised when the fourth order reserved its units: 8 available, 9 sold (the fourth not
+    // paid yet), 9/7 a day: 6.22 days against 7.
+    ensure!(
+        alert["product_id"] == "p-1"
+            && alert["title"] == "Kurta p-1"
+            && alert["available"] == 8
+            && alert["restock_lead_days"] == 7
+            && (alert["days_of_cover"].as_f64().unwrap_or_default() - 8.0 * 7.0 / 9.0).abs() < 1e-9,
+        "{alert}"
+    );
+    let id = alert["alert_id"].as_str().context("alert_id")?.to_owned();
+    let seen = testkit::event_ids_on(
+        &bus,
+        &testkit::unique_prefix("alerts-reader"),
+        &[model::Topic::Inventory],
+        &[id.clone()].into(),
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(
+        seen[&id] == 1,
+        "the alert's event once on the inventory topic: {seen:?}"
+    );
+
+    let (status, other) = alerts_of(m2.clone()).await?;
+    ensure!(
+        status == 403
+            && other["error"]["code"] == "forbidden"
+            && !other.to_string().contains("p-1"),
+        "{status} {other}"
+    );
+
+    client
+        .ok(
+            M::POST,
+            "/v1/products/p-1/stock",
+            &m1,
+            Some(json!({"delta": 100, "reason": "receipt"})),
+            &[],
+        )
+        .await?;
+    let restocked = testkit::wait_until(Duration::from_secs(30), "the restock", || {
+        let fetched = alerts_of(m1.clone());
+        async move {
+            let (_, body) = fetched.await?;
+            Ok((body["running_low"] == json!([])).then_some(body))
+        }
+    })
+    .await?;
+    ensure!(
+        restocked["alerts"].as_array().map(Vec::len) == Some(1),
+        "{restocked}"
+    );
+
+    analytics.stop().await?;
+    core.stop().await?;
+    Ok(())
+}
+
 /// A day of three shops: their catalog, then orders, refunds, cancellations, views, cart
 /// adds and searches at event times over the last two hours, seeded.
 fn traffic(now: i64, count: usize) -> Result<Vec<Envelope>> {

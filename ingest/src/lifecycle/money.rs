@@ -3,7 +3,7 @@
 
 use model::payload::{
     OrderCancelled, OrderConfirmed, OrderFailed, PaymentCaptured, PaymentFailed, RefundIssued,
-    ReleaseReason, StockAdjusted,
+    ReleaseReason, SOLD_REASON, StockAdjusted,
 };
 use model::{Event, Money, OrderId, PaymentId, RefundId};
 use serde::{Deserialize, Serialize};
@@ -350,7 +350,7 @@ async fn sell_reserved(tx: &mut Tx, order: &LockedOrder, now: i64) -> Result<(),
             warehouse_id: line.warehouse_id.clone(),
             delta: -line.quantity,
             on_hand,
-            reason: format!("sold: order {}", order.order_id),
+            reason: format!("{SOLD_REASON}{}", order.order_id),
         });
         outbox::append(tx, &order.merchant_id, now, sold).await?;
     }

@@ -20,6 +20,38 @@ pub struct StockAdjusted {
     pub reason: String,
 }
 
+/// The reason a [`StockAdjusted`] carries when a paid order's reserved units leave stock,
+/// followed by the order id: how a reader tells sales from receipts and counts.
+pub const SOLD_REASON: &str = "sold: order ";
+
+/// A product's stock will run out before a restock could arrive: available units cover fewer
+/// days of its trailing sales than the warehouse's restock lead time. Raised once each time
+/// the cover falls below the lead time, not once per sale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockLow {
+    pub product_id: ProductId,
+    pub warehouse_id: WarehouseId,
+    /// On hand minus reserved, when the alert was raised.
+    pub available: i64,
+    /// Units sold in the trailing `velocity_days`: the velocity is their quotient.
+    pub units_sold: i64,
+    pub velocity_days: u32,
+    pub restock_lead_days: u32,
+}
+
+impl StockLow {
+    /// Units sold per day over the trailing window.
+    pub fn daily_velocity(&self) -> f64 {
+        self.units_sold as f64 / f64::from(self.velocity_days.max(1))
+    }
+
+    /// Days the available units last at that velocity.
+    pub fn days_of_cover(&self) -> f64 {
+        self.available.max(0) as f64 / self.daily_velocity()
+    }
+}
+
 /// Units held for an order until payment or `expires_at` (UTC ms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

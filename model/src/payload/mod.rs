@@ -11,8 +11,8 @@ pub use catalog::{ProductDeactivated, ProductUpserted};
 pub use commerce::{
     NotificationSent, OrderAddressChanged, OrderCancelled, OrderConfirmed, OrderDelivered,
     OrderFailed, OrderLine, OrderPacked, OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed,
-    PayoutSettled, RefundIssued, ReleaseReason, ShipmentCreated, ShipmentDelivered, StockAdjusted,
-    StockReleased, StockReserved,
+    PayoutSettled, RefundIssued, ReleaseReason, SOLD_REASON, ShipmentCreated, ShipmentDelivered,
+    StockAdjusted, StockLow, StockReleased, StockReserved,
 };
 pub use logistics::{
     COVERAGE_ENTRIES, CourierSpeed, CourierUpserted, CoverageEntry, CoverageUpserted, HolidaysSet,

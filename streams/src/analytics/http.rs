@@ -15,8 +15,10 @@ use serde::Serialize;
 use utoipa::OpenApi;
 
 use super::delivery;
-use super::live::{Live, LiveConfig};
+use super::job::AnalyticsConfig;
+use super::live::Live;
 use super::query::{self, Grain, Range, RangeError, label, parse_time};
+use super::stock::{Alert, Cover};
 
 #[derive(Clone)]
 struct AppState {
@@ -29,25 +31,20 @@ struct AppState {
 #[derive(Clone)]
 pub struct Reports {
     live: Arc<RwLock<Live>>,
-    config: LiveConfig,
-    max_limit: usize,
+    config: AnalyticsConfig,
 }
 
 impl std::fmt::Debug for Reports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reports")
-            .field("max_limit", &self.max_limit)
+            .field("max_limit", &self.config.max_limit)
             .finish_non_exhaustive()
     }
 }
 
 impl Reports {
-    pub(super) fn new(live: Arc<RwLock<Live>>, config: LiveConfig, max_limit: usize) -> Self {
-        Self {
-            live,
-            config,
-            max_limit,
-        }
+    pub(super) fn new(live: Arc<RwLock<Live>>, config: AnalyticsConfig) -> Self {
+        Self { live, config }
     }
 }
 
@@ -71,7 +68,7 @@ impl ShopReports for Reports {
 
     fn live_from(&self) -> Option<i64> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
-        (live.now > 0).then(|| live.window_start(&self.config))
+        (live.now > 0).then(|| live.window_start(&self.config.live))
     }
 }
 
@@ -88,6 +85,7 @@ pub(super) fn routes(reports: Reports, keys: Arc<dyn Keys>, limiter: Arc<Limiter
             "/v1/merchants/{merchant_id}/analytics/{metric}",
             get(analytics),
         )
+        .route("/v1/merchants/{merchant_id}/alerts", get(alerts))
         .with_state(AppState {
             reports,
             auth: Authenticator { keys, limiter },
@@ -96,8 +94,11 @@ pub(super) fn routes(reports: Reports, keys: Arc<dyn Keys>, limiter: Arc<Limiter
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(analytics),
+    paths(analytics, alerts),
     components(schemas(
+        AlertsAnswer,
+        AlertRow,
+        CoverRow,
         Grain,
         query::Sales,
         query::Funnel,
@@ -223,11 +224,11 @@ fn answer(
                 limit = value
                     .parse()
                     .ok()
-                    .filter(|n| (1..=state.max_limit).contains(n))
+                    .filter(|n| (1..=state.config.max_limit).contains(n))
                     .ok_or_else(|| {
                         ApiError::invalid(format!(
                             "limit {value:?} must be a whole number from 1 to {}",
-                            state.max_limit
+                            state.config.max_limit
                         ))
                     })?;
             }
@@ -246,13 +247,13 @@ fn answer(
     })?;
 
     let live = state.live.read().unwrap_or_else(PoisonError::into_inner);
-    let live_from = live.window_start(&state.config);
+    let live_from = live.window_start(&state.config.live);
     if live.now > 0 && range.from < live_from {
         return Err(ApiError::new(
             ErrorCode::OutsideLiveWindow,
             format!(
                 "live analytics hold the last {} hours, from {}; this range starts at {}. Earlier days need the lakehouse's daily rollups, which this build does not serve yet",
-                state.config.window_hours,
+                state.config.live.window_hours,
                 label(live_from),
                 label(range.from)
             ),
@@ -298,4 +299,122 @@ fn answer(
         live_from: label(live_from),
         body,
     })
+}
+
+/// A merchant's low-stock alerts and what runs low now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AlertsAnswer {
+    merchant_id: String,
+    /// Alerts raised, newest first: one each time a product's cover fell below its
+    /// warehouse's restock lead time.
+    alerts: Vec<AlertRow>,
+    /// Products whose cover is below their lead time now, least cover first.
+    running_low: Vec<CoverRow>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AlertRow {
+    alert_id: String,
+    /// When the cover fell (the event time of the inventory change), IST.
+    raised_at: String,
+    product_id: String,
+    title: Option<String>,
+    warehouse_id: String,
+    available: i64,
+    /// Units sold per day over the trailing window.
+    daily_velocity: f64,
+    days_of_cover: f64,
+    restock_lead_days: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CoverRow {
+    product_id: String,
+    title: Option<String>,
+    warehouse_id: String,
+    available: i64,
+    daily_velocity: f64,
+    /// `null` when it has not sold in the window.
+    days_of_cover: Option<f64>,
+    restock_lead_days: u32,
+}
+
+/// A merchant's low-stock alerts, and its products running low now.
+///
+/// Days of cover are available units (on hand minus reserved) over units sold per day in the
+/// trailing `analytics.stock.velocity_days` (7 by default); a product's alert is raised when
+/// its cover falls below its warehouse's restock lead time, once per crossing: it is raised
+/// again only after the cover has been back at or above the lead time. Each alert is also
+/// published as an `inventory.stock_low` event.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{merchant_id}/alerts",
+    tag = "analytics",
+    params(("merchant_id" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "the shop's alerts, newest first, and what runs low now", body = AlertsAnswer),
+        (status = 400, description = "a query parameter was given; this route takes none (`invalid_parameter`)", body = model::api::ErrorBody),
+        (status = 401, description = "no key, or an unknown one (`unauthorized`)", body = model::api::ErrorBody),
+        (status = 403, description = "a merchant key asking for another shop, or a key that is neither merchant nor admin (`forbidden`)", body = model::api::ErrorBody),
+        (status = 404, description = "a merchant the stream has never seen (`unknown_merchant`, admin keys)", body = model::api::ErrorBody),
+        (status = 429, description = "over the key's rate (`rate_limited`)", body = model::api::ErrorBody),
+    )
+)]
+async fn alerts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(merchant_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AlertsAnswer>, ApiError> {
+    caller.may_read_shop(&merchant_id, "alerts")?;
+    if let Some((name, _)) = query_pairs(raw.as_deref())?.into_iter().next() {
+        return Err(ApiError::invalid(format!(
+            "unknown parameter {name:?}; alerts take none"
+        )));
+    }
+    let reports = &state.reports;
+    let live = reports.live.read().unwrap_or_else(PoisonError::into_inner);
+    if caller.role == Role::Admin && !live.knows(&merchant_id) {
+        return Err(ApiError::new(
+            ErrorCode::UnknownMerchant,
+            format!("no event has named merchant {merchant_id:?}"),
+        ));
+    }
+    let title = |product: &str| live.products.get(product).map(|(_, title)| title.clone());
+    let alerts = live
+        .stock
+        .alerts_of(&merchant_id)
+        .into_iter()
+        .map(|alert: Alert| AlertRow {
+            alert_id: alert.alert_id.to_string(),
+            raised_at: label(alert.at),
+            title: title(alert.low.product_id.as_str()),
+            product_id: alert.low.product_id.as_str().to_owned(),
+            warehouse_id: alert.low.warehouse_id.as_str().to_owned(),
+            available: alert.low.available,
+            daily_velocity: alert.low.daily_velocity(),
+            days_of_cover: alert.low.days_of_cover(),
+            restock_lead_days: alert.low.restock_lead_days,
+        })
+        .collect();
+    let running_low = live
+        .stock
+        .running_low(&merchant_id, now_ms(), &reports.config.stock)
+        .into_iter()
+        .map(|cover: Cover| CoverRow {
+            title: title(&cover.product_id),
+            product_id: cover.product_id,
+            warehouse_id: cover.warehouse_id,
+            available: cover.available,
+            daily_velocity: cover.daily_velocity,
+            days_of_cover: cover.days_of_cover,
+            restock_lead_days: cover.restock_lead_days,
+        })
+        .collect();
+    Ok(Json(AlertsAnswer {
+        merchant_id,
+        alerts,
+        running_low,
+    }))
 }

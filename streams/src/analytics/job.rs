@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use bus::{Bus, InRecord, NoHook, TopicPartition};
+use bus::{Bus, InRecord, NoHook, OutRecord, Producer, TopicPartition};
+use futures::FutureExt as _;
 use model::dlq::Reason;
-use model::{Topic, codec};
+use model::{Envelope, Topic, codec};
 use runtime::checkpoint::Checkpoints;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
 use runtime::http::auth::RateLimit;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::live::{Live, LiveConfig};
+use super::stock::StockConfig;
 use crate::StreamError;
 
 /// Merchant analytics settings.
@@ -40,6 +42,7 @@ pub struct AnalyticsConfig {
     /// Requests per key on the analytics routes.
     pub rate_limit: RateLimit,
     pub live: LiveConfig,
+    pub stock: StockConfig,
 }
 
 impl Default for AnalyticsConfig {
@@ -52,6 +55,7 @@ impl Default for AnalyticsConfig {
             max_limit: 100,
             rate_limit: RateLimit::default(),
             live: LiveConfig::default(),
+            stock: StockConfig::default(),
         }
     }
 }
@@ -71,13 +75,21 @@ impl AnalyticsConfig {
         if self.live.shipment_days == 0 || self.live.max_shipments == 0 {
             return fail("analytics.live.shipment_days and max_shipments must be at least 1");
         }
+        if !(1..=366).contains(&self.stock.velocity_days) {
+            return fail("analytics.stock.velocity_days must be 1 to 366");
+        }
+        if self.stock.alerts_kept == 0 || self.stock.max_products == 0 {
+            return fail("analytics.stock.alerts_kept and max_products must be at least 1");
+        }
         Ok(())
     }
 }
 
 /// The topics the job reads.
-pub const TOPICS: [Topic; 6] = [
+pub const TOPICS: [Topic; 8] = [
     Topic::Catalog,
+    Topic::Inventory,
+    Topic::Logistics,
     Topic::Orders,
     Topic::Payments,
     Topic::Clicks,
@@ -95,6 +107,9 @@ struct Gauges {
     unattributed: Gauge,
     shipments: Gauge,
     shipments_unwatched: Gauge,
+    stock_watched: Gauge,
+    stock_unwatched: Gauge,
+    alerts_unpublished: Gauge,
 }
 
 pub(super) struct Job {
@@ -104,6 +119,8 @@ pub(super) struct Job {
     metrics: Arc<Metrics>,
     gauges: Gauges,
     pub(super) readiness: runtime::Readiness,
+    /// Publishes the low-stock alerts.
+    producer: Producer,
 }
 
 impl std::fmt::Debug for Job {
@@ -120,6 +137,7 @@ impl Job {
         config: AnalyticsConfig,
         registry: &Registry,
         metrics: Arc<Metrics>,
+        producer: Producer,
     ) -> Result<Self, StreamError> {
         config.validate()?;
         let Some(dir) = config.checkpoint_dir.clone() else {
@@ -161,6 +179,21 @@ impl Job {
                 "Shipments not remembered because analytics.live.max_shipments were held",
                 job,
             ),
+            stock_watched: registry.gauge(
+                "shopstream_analytics_stock_products",
+                "Products whose days of cover the low-stock watch keeps",
+                job,
+            ),
+            stock_unwatched: registry.gauge(
+                "shopstream_analytics_stock_unwatched",
+                "Inventory events of products not watched because analytics.stock.max_products were",
+                job,
+            ),
+            alerts_unpublished: registry.gauge(
+                "shopstream_analytics_alerts_unpublished",
+                "Low-stock alerts raised and not yet acknowledged by the broker",
+                job,
+            ),
         };
         Ok(Self {
             live: Arc::new(RwLock::new(live)),
@@ -169,6 +202,7 @@ impl Job {
             metrics,
             gauges,
             readiness: runtime::Readiness::new(),
+            producer,
         })
     }
 
@@ -180,12 +214,61 @@ impl Job {
         self.live.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A catalog record read ahead of the consumer; applying it again in its turn changes
-    /// nothing (an upsert sets the product's shop and title).
+    /// A catalog or logistics record read ahead of the consumer; applying it again in its
+    /// turn changes nothing (an upsert sets the product's shop and title, or the warehouse's
+    /// lead time).
     fn apply_ahead(&self, record: &InRecord) {
         if let Ok(envelope) = codec::decode(record.payload.as_deref().unwrap_or_default()) {
-            self.write().apply(&envelope, &self.config.live);
+            self.fold(&mut self.write(), &envelope);
         }
+    }
+
+    fn fold(&self, live: &mut Live, envelope: &Envelope) {
+        match envelope.topic() {
+            Topic::Inventory | Topic::Logistics => live.stock.apply(envelope, &self.config.stock),
+            _ => live.apply(envelope, &self.config.live),
+        }
+    }
+
+    /// Publishes the alerts raised since the last checkpoint and forgets those acknowledged.
+    /// Each carries its own id, so one published again after a crash is dropped by readers
+    /// as a repeat. A failure leaves them for the next checkpoint, which keeps them.
+    fn publish_alerts(&self) {
+        let alerts = self.read().stock.unpublished().to_vec();
+        if alerts.is_empty() {
+            return;
+        }
+        let mut acknowledged = Vec::with_capacity(alerts.len());
+        for alert in &alerts {
+            let envelope = alert.envelope();
+            let payload = codec::encode(&envelope);
+            let record = OutRecord {
+                topic: Topic::Inventory,
+                key: envelope.key().as_bytes(),
+                payload: &payload,
+                headers: &[],
+            };
+            match self.producer.enqueue(record) {
+                Ok(delivery) => acknowledged.push(delivery),
+                Err(error) => {
+                    tracing::warn!(%error, "a low-stock alert could not be queued; trying again at the next checkpoint");
+                    break;
+                }
+            }
+        }
+        if let Err(error) = self.producer.flush(Duration::from_secs(30)) {
+            tracing::warn!(%error, "low-stock alerts not acknowledged; trying again at the next checkpoint");
+        }
+        // In order: the first one not acknowledged and all after it stay for the next round.
+        let mut published = 0;
+        for delivery in acknowledged {
+            if !matches!(delivery.now_or_never(), Some(Ok(_))) {
+                break;
+            }
+            published += 1;
+        }
+        self.write().stock.published(published);
+        self.metrics.events_out.inc_by(published as u64);
     }
 }
 
@@ -201,7 +284,7 @@ impl driver::WholeState for Job {
         }
         match codec::decode(record.payload.as_deref().unwrap_or_default()) {
             Ok(envelope) => {
-                live.apply(&envelope, &self.config.live);
+                self.fold(&mut live, &envelope);
                 self.metrics.events_in.inc();
                 Applied::Done
             }
@@ -211,6 +294,7 @@ impl driver::WholeState for Job {
 
     fn save(&self) -> Result<Vec<Position>, StreamError> {
         let started = Instant::now();
+        self.publish_alerts();
         // A copy, so the consumer waits for the copy, not for the encoding and the fsync.
         let live = self.read().clone();
         let bytes = self.checkpoints.save(CHECKPOINT, &live)?;
@@ -222,6 +306,12 @@ impl driver::WholeState for Job {
         set(&self.gauges.unattributed, live.unattributed);
         set(&self.gauges.shipments, live.shipments_held() as u64);
         set(&self.gauges.shipments_unwatched, live.shipments_unwatched);
+        set(&self.gauges.stock_watched, live.stock.watched() as u64);
+        set(&self.gauges.stock_unwatched, live.stock.unwatched);
+        set(
+            &self.gauges.alerts_unpublished,
+            live.stock.unpublished().len() as u64,
+        );
         self.metrics.checkpointed();
         self.metrics
             .checkpoint_bytes
@@ -252,10 +342,11 @@ pub(super) async fn consume(
     bus: &Bus,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    driver::read_ahead(bus, Topic::Catalog, shutdown, |record| {
-        job.apply_ahead(record)
-    })
-    .await?;
+    // The catalog names the products' shops; the logistics topic the warehouses' lead times,
+    // which a backlog of inventory events must not be judged without.
+    for topic in [Topic::Catalog, Topic::Logistics] {
+        driver::read_ahead(bus, topic, shutdown, |record| job.apply_ahead(record)).await?;
+    }
     let settings = Settings {
         group: job.config.group_id.clone(),
         topics: TOPICS.to_vec(),

@@ -20,6 +20,7 @@ use model::{Envelope, Event, MARKETPLACE, Money};
 use serde::{Deserialize, Serialize};
 
 use super::delivery::{DeliveryStats, LATE_LISTED_PER_DAY, Late, ShipmentSeen, state_of};
+use super::stock::StockWatch;
 
 pub const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -244,6 +245,9 @@ pub struct Live {
     /// Touches of unknown products past `pending_products`, on a marketplace storefront.
     pub unattributed: u64,
     pub positions: BTreeMap<String, i64>,
+    /// Low-stock alerts: inventory and logistics events go here, not into the buckets.
+    #[serde(default)]
+    pub stock: StockWatch,
 }
 
 impl Live {

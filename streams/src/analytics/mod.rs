@@ -4,15 +4,18 @@
 //! - [`live`]: the pure operator: minute buckets and per-day lists per merchant over a window
 //!   behind the latest event, bounded and order-independent.
 //! - [`query`]: ranges and grains in IST, and each metric's answer, pure; [`delivery`]:
-//!   deliveries against promises, by courier and destination state.
-//! - `job`: the Kafka edge (consumer group, catalog read ahead, checkpoint, DLQ).
-//! - `http`: `/v1/merchants/{merchant_id}/analytics/{metric}`.
+//!   deliveries against promises, by courier and destination state; [`stock`]: days of cover
+//!   and low-stock alerts, once per crossing.
+//! - `job`: the Kafka edge (consumer group, catalog and logistics read ahead, checkpoint, DLQ,
+//!   alerts published as `inventory.stock_low` before the checkpoint that forgets them).
+//! - `http`: `/v1/merchants/{merchant_id}/analytics/{metric}` and `.../alerts`.
 
 pub mod delivery;
 mod http;
 mod job;
 pub mod live;
 pub mod query;
+pub mod stock;
 #[cfg(test)]
 mod tests;
 
@@ -52,9 +55,14 @@ pub fn stage_with_reports(
     shutdown: CancellationToken,
 ) -> Result<(Stage, Reports), StreamError> {
     let metrics = Arc::new(Metrics::new(registry, "analytics"));
-    let job = Arc::new(job::Job::open(config.clone(), registry, metrics)?);
+    let job = Arc::new(job::Job::open(
+        config.clone(),
+        registry,
+        metrics,
+        bus.producer()?,
+    )?);
     let readiness = job.readiness.clone();
-    let reports = Reports::new(Arc::clone(&job.live), config.live.clone(), config.max_limit);
+    let reports = Reports::new(Arc::clone(&job.live), config.clone());
     let routes = http::routes(
         reports.clone(),
         keys,
