@@ -46,9 +46,10 @@ impl StockLow {
         self.units_sold as f64 / f64::from(self.velocity_days.max(1))
     }
 
-    /// Days the available units last at that velocity.
-    pub fn days_of_cover(&self) -> f64 {
-        self.available.max(0) as f64 / self.daily_velocity()
+    /// Days the available units last at that velocity; `None` when nothing sold in the window
+    /// (then they do not run out).
+    pub fn days_of_cover(&self) -> Option<f64> {
+        (self.units_sold > 0).then(|| self.available.max(0) as f64 / self.daily_velocity())
     }
 }
 

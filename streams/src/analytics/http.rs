@@ -18,7 +18,8 @@ use super::delivery;
 use super::job::AnalyticsConfig;
 use super::live::Live;
 use super::query::{self, Grain, Range, RangeError, label, parse_time};
-use super::stock::{Alert, Cover};
+use model::ProductId;
+use model::payload::StockLow;
 
 #[derive(Clone)]
 struct AppState {
@@ -259,11 +260,8 @@ fn answer(
             ),
         ));
     }
-    if unknown_is_an_error && !live.knows(&merchant_id) {
-        return Err(ApiError::new(
-            ErrorCode::UnknownMerchant,
-            format!("no event has named merchant {merchant_id:?}"),
-        ));
+    if unknown_is_an_error {
+        known(&live, &merchant_id)?;
     }
     let shop = live.shops.get(&merchant_id);
     let value = |body: Result<serde_json::Value, serde_json::Error>| {
@@ -317,14 +315,9 @@ struct AlertRow {
     alert_id: String,
     /// When the cover fell (the event time of the inventory change), IST.
     raised_at: String,
-    product_id: String,
-    title: Option<String>,
-    warehouse_id: String,
-    available: i64,
-    /// Units sold per day over the trailing window.
-    daily_velocity: f64,
-    days_of_cover: f64,
-    restock_lead_days: u32,
+    /// The product's stock as it stood then.
+    #[serde(flatten)]
+    stock: CoverRow,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -332,11 +325,27 @@ struct CoverRow {
     product_id: String,
     title: Option<String>,
     warehouse_id: String,
+    /// On hand minus reserved.
     available: i64,
+    /// Units sold per day over the trailing window.
     daily_velocity: f64,
     /// `null` when it has not sold in the window.
     days_of_cover: Option<f64>,
     restock_lead_days: u32,
+}
+
+impl CoverRow {
+    fn of(low: &StockLow, title: Option<String>) -> CoverRow {
+        CoverRow {
+            product_id: low.product_id.as_str().to_owned(),
+            title,
+            warehouse_id: low.warehouse_id.as_str().to_owned(),
+            available: low.available,
+            daily_velocity: low.daily_velocity(),
+            days_of_cover: low.days_of_cover(),
+            restock_lead_days: low.restock_lead_days,
+        }
+    }
 }
 
 /// A merchant's low-stock alerts, and its products running low now.
@@ -375,46 +384,45 @@ async fn alerts(
     }
     let reports = &state.reports;
     let live = reports.live.read().unwrap_or_else(PoisonError::into_inner);
-    if caller.role == Role::Admin && !live.knows(&merchant_id) {
-        return Err(ApiError::new(
-            ErrorCode::UnknownMerchant,
-            format!("no event has named merchant {merchant_id:?}"),
-        ));
+    if caller.role == Role::Admin {
+        known(&live, &merchant_id)?;
     }
-    let title = |product: &str| live.products.get(product).map(|(_, title)| title.clone());
+    let title = |product: &ProductId| {
+        live.products
+            .get(product.as_str())
+            .map(|(_, title)| title.clone())
+    };
     let alerts = live
         .stock
         .alerts_of(&merchant_id)
         .into_iter()
-        .map(|alert: Alert| AlertRow {
+        .map(|alert| AlertRow {
             alert_id: alert.alert_id.to_string(),
             raised_at: label(alert.at),
-            title: title(alert.low.product_id.as_str()),
-            product_id: alert.low.product_id.as_str().to_owned(),
-            warehouse_id: alert.low.warehouse_id.as_str().to_owned(),
-            available: alert.low.available,
-            daily_velocity: alert.low.daily_velocity(),
-            days_of_cover: alert.low.days_of_cover(),
-            restock_lead_days: alert.low.restock_lead_days,
+            stock: CoverRow::of(&alert.low, title(&alert.low.product_id)),
         })
         .collect();
     let running_low = live
         .stock
         .running_low(&merchant_id, now_ms(), &reports.config.stock)
-        .into_iter()
-        .map(|cover: Cover| CoverRow {
-            title: title(&cover.product_id),
-            product_id: cover.product_id,
-            warehouse_id: cover.warehouse_id,
-            available: cover.available,
-            daily_velocity: cover.daily_velocity,
-            days_of_cover: cover.days_of_cover,
-            restock_lead_days: cover.restock_lead_days,
-        })
+        .iter()
+        .map(|low| CoverRow::of(low, title(&low.product_id)))
         .collect();
     Ok(Json(AlertsAnswer {
         merchant_id,
         alerts,
         running_low,
     }))
+}
+
+/// `404 unknown_merchant` for a shop no event has named (asked for by an admin key, which may
+/// name any id).
+fn known(live: &Live, merchant_id: &str) -> Result<(), ApiError> {
+    if live.knows(merchant_id) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::UnknownMerchant,
+        format!("no event has named merchant {merchant_id:?}"),
+    ))
 }

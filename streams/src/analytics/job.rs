@@ -219,14 +219,7 @@ impl Job {
     /// lead time).
     fn apply_ahead(&self, record: &InRecord) {
         if let Ok(envelope) = codec::decode(record.payload.as_deref().unwrap_or_default()) {
-            self.fold(&mut self.write(), &envelope);
-        }
-    }
-
-    fn fold(&self, live: &mut Live, envelope: &Envelope) {
-        match envelope.topic() {
-            Topic::Inventory | Topic::Logistics => live.stock.apply(envelope, &self.config.stock),
-            _ => live.apply(envelope, &self.config.live),
+            fold(&mut self.write(), &envelope, &self.config);
         }
     }
 
@@ -284,7 +277,7 @@ impl driver::WholeState for Job {
         }
         match codec::decode(record.payload.as_deref().unwrap_or_default()) {
             Ok(envelope) => {
-                self.fold(&mut live, &envelope);
+                fold(&mut live, &envelope, &self.config);
                 self.metrics.events_in.inc();
                 Applied::Done
             }
@@ -332,6 +325,15 @@ impl driver::WholeState for Job {
             &self.readiness,
             &self.metrics,
         );
+    }
+}
+
+/// Folds one envelope into the state: inventory and logistics into the low-stock watch,
+/// everything else into the live buckets. What the job does with every record it reads.
+pub fn fold(live: &mut Live, envelope: &Envelope, config: &AnalyticsConfig) {
+    match envelope.topic() {
+        Topic::Inventory | Topic::Logistics => live.stock.apply(envelope, &config.stock),
+        _ => live.apply(envelope, &config.live),
     }
 }
 

@@ -29,7 +29,7 @@ use runtime::metrics::{Metrics, Registry};
 use tokio_util::sync::CancellationToken;
 
 pub use http::Reports;
-pub use job::{AnalyticsConfig, TOPICS};
+pub use job::{AnalyticsConfig, TOPICS, fold};
 
 use crate::StreamError;
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use model::calendar::IstDate;
 use model::payload::{SOLD_REASON, StockLow};
-use model::{Envelope, Event, MerchantId};
+use model::{Envelope, Event, MerchantId, ProductId, WarehouseId};
 use serde::{Deserialize, Serialize};
 
 /// Bounds and rules of the low-stock watch.
@@ -82,21 +82,6 @@ impl Alert {
     }
 }
 
-/// A product's stock now, for the merchant's list of what runs low.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cover {
-    pub product_id: String,
-    pub warehouse_id: String,
-    pub available: i64,
-    /// Units sold in the trailing window.
-    pub units_sold: i64,
-    pub daily_velocity: f64,
-    /// `None` when it has not sold in the window (it does not run out).
-    pub days_of_cover: Option<f64>,
-    pub restock_lead_days: u32,
-    pub low: bool,
-}
-
 /// The low-stock watch over every shop.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StockWatch {
@@ -136,8 +121,13 @@ impl StockWatch {
             .products
             .entry(product.as_str().to_owned())
             .or_default();
-        watched.merchant = merchant.to_owned();
-        watched.warehouse = warehouse.as_str().to_owned();
+        // Set when first seen or moved; no allocation on every event.
+        if watched.merchant != merchant {
+            watched.merchant = merchant.to_owned();
+        }
+        if watched.warehouse != warehouse.as_str() {
+            watched.warehouse = warehouse.as_str().to_owned();
+        }
         let day = IstDate::of_instant(envelope.event_time);
         match &envelope.event {
             Event::StockAdjusted(p) => {
@@ -161,13 +151,10 @@ impl StockWatch {
             }
             _ => {}
         }
-        let Some(cover) = judge(watched, day, lead, config) else {
+        let Some(level) = level(watched, day, config) else {
             return;
         };
-        let is_low = cover
-            .days_of_cover
-            .is_some_and(|days| days < f64::from(lead));
-        if !is_low {
+        if !level.below(lead, config) {
             watched.low = false;
             return;
         }
@@ -179,14 +166,7 @@ impl StockWatch {
             alert_id: alert_id(product.as_str(), watched.crossings),
             merchant_id: merchant.to_owned(),
             at: envelope.event_time,
-            low: StockLow {
-                product_id: product.clone(),
-                warehouse_id: warehouse.clone(),
-                available: cover.available,
-                units_sold: cover.units_sold,
-                velocity_days: config.velocity_days,
-                restock_lead_days: lead,
-            },
+            low: level.as_event(product.clone(), warehouse.clone(), lead, config),
         };
         watched.crossings += 1;
         let listed = self.alerts.entry(merchant.to_owned()).or_default();
@@ -223,24 +203,27 @@ impl StockWatch {
     }
 
     /// A merchant's products whose cover is below their lead time now, least cover first, as
-    /// of `now` (UTC ms: days without sales lower the velocity).
-    pub fn running_low(&self, merchant: &str, now: i64, config: &StockConfig) -> Vec<Cover> {
+    /// of `now` (UTC ms: days without sales lower the velocity), in the shape of their alert.
+    pub fn running_low(&self, merchant: &str, now: i64, config: &StockConfig) -> Vec<StockLow> {
         let day = IstDate::of_instant(now);
-        let mut low: Vec<Cover> = self
+        let mut low: Vec<StockLow> = self
             .products
             .iter()
             .filter(|(_, watched)| watched.merchant == merchant && watched.low)
             .filter_map(|(product, watched)| {
                 let lead = self.lead_of(&watched.warehouse, config);
-                let mut cover = judge(watched, day, lead, config)?;
-                cover.product_id = product.clone();
-                Some(cover)
+                let level = level(watched, day, config)?;
+                let (product, warehouse) = (
+                    ProductId::new(product.clone()),
+                    WarehouseId::new(watched.warehouse.clone()),
+                );
+                Some(level.as_event(product, warehouse, lead, config))
             })
             .collect();
         low.sort_by(|a, b| {
-            a.days_of_cover
-                .unwrap_or(f64::INFINITY)
-                .total_cmp(&b.days_of_cover.unwrap_or(f64::INFINITY))
+            let cover = |low: &StockLow| low.days_of_cover().unwrap_or(f64::INFINITY);
+            cover(a)
+                .total_cmp(&cover(b))
                 .then_with(|| a.product_id.cmp(&b.product_id))
         });
         low
@@ -252,28 +235,53 @@ impl StockWatch {
     }
 }
 
-/// The product's cover on `day`, trimming its sales to the window; `None` before its stock is
+/// What a product has and sells, on one day.
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    /// On hand minus reserved.
+    available: i64,
+    /// In the velocity window ending that day.
+    units_sold: i64,
+}
+
+impl Level {
+    /// Whether the cover is under `lead` days: available / (sold / days) < lead, in integers.
+    fn below(self, lead: u32, config: &StockConfig) -> bool {
+        self.units_sold > 0
+            && i128::from(self.available.max(0)) * i128::from(config.velocity_days)
+                < i128::from(lead) * i128::from(self.units_sold)
+    }
+
+    fn as_event(
+        self,
+        product_id: ProductId,
+        warehouse_id: WarehouseId,
+        lead: u32,
+        config: &StockConfig,
+    ) -> StockLow {
+        StockLow {
+            product_id,
+            warehouse_id,
+            available: self.available,
+            units_sold: self.units_sold,
+            velocity_days: config.velocity_days,
+            restock_lead_days: lead,
+        }
+    }
+}
+
+/// The product's level on `day`, over its sales in the window; `None` before its stock is
 /// known.
-fn judge(watched: &Watched, day: IstDate, lead: u32, config: &StockConfig) -> Option<Cover> {
+fn level(watched: &Watched, day: IstDate, config: &StockConfig) -> Option<Level> {
     let on_hand = watched.on_hand?;
-    let days = config.velocity_days.max(1);
-    let first = first_day(day, config);
     let sold: u64 = watched
         .sold
-        .range(first..=day)
+        .range(first_day(day, config)..=day)
         .map(|(_, units)| units)
         .sum();
-    let daily_velocity = sold as f64 / f64::from(days);
-    let available = on_hand - watched.reserved;
-    Some(Cover {
-        product_id: String::new(),
-        warehouse_id: watched.warehouse.clone(),
-        available,
+    Some(Level {
+        available: on_hand - watched.reserved,
         units_sold: i64::try_from(sold).unwrap_or(i64::MAX),
-        daily_velocity,
-        days_of_cover: (daily_velocity > 0.0).then(|| available.max(0) as f64 / daily_velocity),
-        restock_lead_days: lead,
-        low: watched.low,
     })
 }
 
@@ -427,7 +435,7 @@ mod tests {
         assert_eq!(first.low.available, 40);
         assert_eq!((first.low.units_sold, first.low.velocity_days), (60, 7));
         assert!((first.low.daily_velocity() - 60.0 / 7.0).abs() < 1e-9);
-        assert!((first.low.days_of_cover() - 40.0 / (60.0 / 7.0)).abs() < 1e-9);
+        assert!((first.low.days_of_cover().unwrap_or_default() - 40.0 / (60.0 / 7.0)).abs() < 1e-9);
         assert_eq!(first.low.restock_lead_days, 5);
         assert!(
             second.at > T0 + 11 * DAY,
