@@ -2,7 +2,9 @@
 //! user must be allowed to create databases); otherwise the harness starts Debian's
 //! PostgreSQL (installing the package with apt-get if it is missing) once per machine on a free
 //! 127.0.0.1 port, under the system temp directory, and every test process reuses it. The
-//! server keeps running after the tests so the next run starts at once.
+//! server keeps running after the tests so the next run starts at once. Each test process
+//! drops the databases of test processes that have exited, so the shared server does not grow
+//! with every run (it once held 430 leftover databases, 3.6 GB).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,15 +14,19 @@ use sqlx::{AnyConnection, Connection as _, Executor as _};
 
 /// A fresh, empty database for `test` and its URL.
 pub async fn database(test: &str) -> Result<String> {
-    let admin = match std::env::var("SHOPSTREAM_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => tokio::task::spawn_blocking(local_server).await??,
+    let (admin, ours) = match std::env::var("SHOPSTREAM_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => (url, false),
+        _ => (tokio::task::spawn_blocking(local_server).await??, true),
     };
     let name = database_name(test, std::process::id(), unique_number());
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&admin)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
+    // Only on the machine's own server do the process ids in the names belong to this machine.
+    if ours {
+        drop_databases_of_exited_tests(&mut conn).await?;
+    }
     conn.execute(&*format!("CREATE DATABASE \"{name}\""))
         .await?;
     conn.close().await?;
@@ -42,6 +48,33 @@ fn database_name(test: &str, pid: u32, unique: u64) -> String {
         .take(28)
         .collect();
     format!("t_{test}_{pid}_{unique}")
+}
+
+/// The process id inside a name made by [`database_name`].
+fn owner_pid(name: &str) -> Option<u32> {
+    let (rest, _unique) = name.strip_prefix("t_")?.rsplit_once('_')?;
+    rest.rsplit_once('_')?.1.parse().ok()
+}
+
+async fn drop_databases_of_exited_tests(conn: &mut AnyConnection) -> Result<()> {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 't\\_%'")
+            .fetch_all(&mut *conn)
+            .await?;
+    for name in names {
+        let Some(pid) = owner_pid(&name) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // Another test process may be dropping the same database at this moment.
+        if let Err(e) = conn
+            .execute(&*format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+        {
+            eprintln!("could not drop the leftover test database {name}: {e}");
+        }
+    }
+    Ok(())
 }
 
 fn unique_number() -> u64 {
@@ -200,7 +233,7 @@ fn path_str(path: &Path) -> Result<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::database_name;
+    use super::{database_name, owner_pid};
 
     #[test]
     fn database_names_fit_postgres_identifiers() {
@@ -208,5 +241,14 @@ mod tests {
         let name = database_name(long, u32::MAX, u64::MAX);
         assert!(name.len() <= 63, "{name} is {} bytes", name.len());
         assert_ne!(database_name(long, 1, 1), database_name(long, 1, 2));
+    }
+
+    #[test]
+    fn the_owning_process_is_read_back_from_the_name() {
+        let name = database_name("outbox-crash_pg", 4242, 17);
+        assert_eq!(owner_pid(&name), Some(4242));
+        assert_eq!(owner_pid("t_reopen_99_1"), Some(99));
+        assert_eq!(owner_pid("postgres"), None);
+        assert_eq!(owner_pid("t_x_notapid_1"), None);
     }
 }
