@@ -663,7 +663,7 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
                     Err(message) => Err(ApiError::invalid(message)),
                     Ok((query, form)) => {
                         built.range = Some(form);
-                        ranged(lang, inr, page, &query, report)
+                        ranged(lang, inr, page, &query, report, || reports.alerts(&shop))
                     }
                 }
             };
@@ -728,6 +728,7 @@ fn ranged(
     page: &str,
     query: &str,
     report: impl Fn(&str, &str) -> Result<Value, ApiError>,
+    alerts: impl Fn() -> Result<Value, ApiError>,
 ) -> Result<Panel, ApiError> {
     let mut panel = Panel {
         lang,
@@ -754,9 +755,12 @@ fn ranged(
             panel.charts.push(chart);
             panel.tables.push(per_point);
         }
-        "products" => panel
-            .charts
-            .push(views::products(lang, inr, &report("products", query)?)),
+        "products" => {
+            panel
+                .charts
+                .push(views::products(lang, inr, &report("products", query)?));
+            panel.tables.push(views::running_low(lang, &alerts()?));
+        }
         "delivery" => {
             let (cards, chart, by_state, late) = views::delivery(lang, &report("delivery", query)?);
             panel.cards = cards;

@@ -447,6 +447,12 @@ impl Rows {
                 self.set("text", Str(&p.text));
                 self.set("source_event_id", Str(&p.source_event_id));
             }
+            Event::MerchantNotified(p) => {
+                self.set("channel", Str(&p.channel));
+                self.set("template", Str(&p.template));
+                self.set("text", Str(&p.text));
+                self.set("source_event_id", Str(&p.source_event_id));
+            }
             // The delivery network lives on the compacted `logistics` topic, which fills no
             // table: the sink never reads it.
             Event::WarehouseUpserted(_)

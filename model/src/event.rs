@@ -110,6 +110,7 @@ events! {
     CoverageUpserted(CoverageUpserted) = "logistics.coverage_upserted" on Logistics keyed |p| p.key();
     HolidaysSet(HolidaysSet) = "logistics.holidays_set" on Logistics keyed |p| p.region;
     StockLow(StockLow) = "inventory.stock_low" on Inventory keyed |p| p.product_id;
+    MerchantNotified(MerchantNotified) = "notification.merchant_sent" on Notifications keyed |p| p.source_event_id;
 }
 
 impl std::fmt::Display for EventType {

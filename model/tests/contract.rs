@@ -231,6 +231,12 @@ fn samples() -> Vec<Envelope> {
             velocity_days: 7,
             restock_lead_days: 5,
         }),
+        Event::MerchantNotified(MerchantNotified {
+            channel: "webhook".into(),
+            template: "inventory.stock_low".into(),
+            text: "Running low: p-17 has 6 left, about 2.0 days at 3.0 sold a day.".into(),
+            source_event_id: "019ad735-aef8-7707-8707-070707070708".into(),
+        }),
     ];
     events
         .into_iter()

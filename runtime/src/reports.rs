@@ -15,6 +15,10 @@ pub trait ShopReports: Send + Sync + 'static {
         query: Option<&str>,
     ) -> Result<serde_json::Value, ApiError>;
 
+    /// The body the alerts route answers for `merchant_id`: its low-stock alerts and what
+    /// runs low now. A shop no event has named has none (not an error).
+    fn alerts(&self, merchant_id: &str) -> Result<serde_json::Value, ApiError>;
+
     /// The earliest instant (UTC ms) the answers cover, once any event has been seen: a
     /// range starting before it is refused, so a page clips its ranges to it.
     fn live_from(&self) -> Option<i64>;

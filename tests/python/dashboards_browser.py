@@ -159,6 +159,15 @@ with sync_playwright() as p:
         drawn(page, chart, series)
         check(page.locator(f"#{chart} + script + details table").count() == 1, f"{name} has the chart's table")
         shot(page, f"03-{name}")
+    # The sold-out product is in the running-low table; the stage may take a moment to see it.
+    low_rows = page.locator("table", has=page.locator("caption", has_text="Running low")).locator("tbody tr")
+    for _ in range(20):
+        page.goto(f"{BASE}/dashboard/products")
+        if low_rows.count() > 0:
+            break
+        time.sleep(0.5)
+    check(low_rows.count() == 1, f"{low_rows.count()} products running low, not 1")
+    readings["running_low"] = low_rows.first.inner_text()
     page.goto(f"{BASE}/dashboard/sales")
     readings["sales_gmv"] = card(page, "gmv")
     page.goto(f"{BASE}/dashboard/delivery")

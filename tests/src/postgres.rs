@@ -62,7 +62,9 @@ async fn drop_databases_of_exited_tests(conn: &mut AnyConnection) -> Result<()> 
             .fetch_all(&mut *conn)
             .await?;
     for name in names {
-        let Some(pid) = owner_pid(&name) else { continue };
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }

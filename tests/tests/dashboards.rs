@@ -124,6 +124,11 @@ async fn two_shops(demo: &Demo) -> Result<Shops> {
         };
     let first_a = place("m-a", "p-a", "c-a", 1).await?;
     place("m-a", "p-a", "c-a", 2).await?;
+    // A sells out of its other product: its Products page shows it running low.
+    testkit::api::listed(&client, &key_a, "p-a-low", None, 2).await?;
+    let sold_out = place("m-a", "p-a-low", "c-a", 2).await?;
+    let sold_out = sold_out["order_id"].as_str().context("order id")?;
+    testkit::api::paid_and_packed(&client, sold_out, &storefront, &key_a).await?;
     let placed = place("m-b", "p-b", "c-b", 3).await?;
     let order_b = placed["order_id"].as_str().context("order id")?.to_owned();
     let gmv_b_minor = placed["totals"]["total"]["amount_minor"]
@@ -216,7 +221,7 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
     .await?;
     let shops = two_shops(&demo).await?;
 
-    // The Today numbers as SQL over the lakehouse has them, once both of A's orders are in.
+    // The Today numbers as SQL over the lakehouse has them, once all three of A's orders are in.
     let sql_password = std::fs::read_to_string(data.join("sql-password"))?
         .trim()
         .to_owned();
@@ -232,7 +237,7 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
                 let row =
                     tokio::task::spawn_blocking(move || psql(port, &password, &sql)).await??;
                 Ok(match row.split_once('|') {
-                    Some(("2", sum)) => Some((2u64, sum.parse::<i64>()?)),
+                    Some(("3", sum)) => Some((3u64, sum.parse::<i64>()?)),
                     _ => None,
                 })
             }
@@ -282,7 +287,13 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
         "Today shows {} orders where SQL counts {orders_a}",
         readings["today_orders"]
     );
-    ensure!(readings["orders_after"] == "3", "{readings}");
+    ensure!(readings["orders_after"] == "4", "{readings}");
+    ensure!(
+        readings["running_low"]
+            .as_str()
+            .is_some_and(|row| row.contains("Kurta p-a-low") && row.contains("0.0")),
+        "the Products page lists the sold-out product with no cover: {readings}"
+    );
     ensure!(
         readings["delivered"] == "1" && readings["on_time"] == "100.0%",
         "the Delivery page shows A's one delivery, on time: {readings}"

@@ -1,6 +1,7 @@
-//! Customer notifications end to end: the core in-process against a real broker, a webhook
-//! receiver on port 0, orders driven over HTTP. Every order change is told once per channel,
-//! a replayed event tells nobody again, a failing receiver is retried and then dead-lettered.
+//! Notifications end to end: the core in-process against a real broker, a webhook receiver on
+//! port 0, orders driven over HTTP. Every order change is told once per channel, a replayed
+//! event tells nobody again, a failing receiver is retried and then dead-lettered, and a
+//! merchant is told once when its product runs low.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use ingest::notify::{NotifyConfig, WebhookConfig};
 use ingest::payments::SimulatedConfig;
 use ingest::service::CoreConfig;
 use model::dlq::header;
-use model::payload::NotificationSent;
+use model::payload::{MerchantNotified, NotificationSent, StockLow};
 use model::{Event, Topic};
 use reqwest::Method as M;
 use serde_json::Value;
@@ -137,6 +138,20 @@ async fn notifications_until(
     group: &str,
     done: impl Fn(&[NotificationSent]) -> bool,
 ) -> Result<Vec<NotificationSent>> {
+    let told = |event| match event {
+        Event::NotificationSent(sent) => Some(sent),
+        _ => None,
+    };
+    recorded_until(bus, group, told, done).await
+}
+
+/// Reads the notifications topic until `done` holds for the events `pick` kept.
+async fn recorded_until<T: std::fmt::Debug>(
+    bus: &Bus,
+    group: &str,
+    pick: impl Fn(Event) -> Option<T>,
+    done: impl Fn(&[T]) -> bool,
+) -> Result<Vec<T>> {
     let consumer = bus.consumer(group, &[Topic::Notifications], Arc::new(NoHook), &[])?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
@@ -145,9 +160,7 @@ async fn notifications_until(
             bail!("notifications did not arrive; saw {seen:#?}");
         };
         let envelope = model::codec::decode(record?.payload.as_deref().unwrap_or_default())?;
-        if let Event::NotificationSent(sent) = envelope.event {
-            seen.push(sent);
-        }
+        seen.extend(pick(envelope.event));
     }
     Ok(seen)
 }
@@ -430,6 +443,90 @@ async fn a_receiver_that_keeps_failing_gets_n_tries_then_the_event_goes_to_the_d
             .iter()
             .any(|r| r.body["order_id"] == "o-elsewhere"),
         "a foreign order was notified"
+    );
+    core.stop().await
+}
+
+/// A low-stock alert for the test shop's product, as the analytics stage publishes it.
+fn stock_low(merchant: &str, available: i64) -> model::Envelope {
+    model::Envelope::new(
+        uuid::Uuid::now_v7(),
+        4_102_444_800_000,
+        model::MerchantId::new(merchant),
+        Event::StockLow(StockLow {
+            product_id: model::ProductId::new("p-chai"),
+            warehouse_id: model::WarehouseId::new("w-1"),
+            available,
+            units_sold: 21,
+            velocity_days: 7,
+            restock_lead_days: 5,
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_is_told_once_when_its_product_runs_low() -> Result<()> {
+    let bus = testkit::bus("notify-stock")?;
+    let (receiver, url) = Receiver::start(|_, _| StatusCode::NO_CONTENT).await?;
+    let core = start_core(Arc::clone(&bus), config(&url, 3)).await?;
+    let client = Client::new(&core);
+    shop(&client, &core.admin_key).await?;
+    // All keyed by the product, so the notifier reads them in this order: a merchant this core
+    // does not hold, the shop's alert, the same alert replayed, then a later alert. Once the
+    // later one is told, the three before it have been dealt with.
+    let first = stock_low("m-1", 6);
+    let later = stock_low("m-1", 2);
+    let producer = bus.producer()?;
+    for envelope in [
+        stock_low("m-elsewhere", 1),
+        first.clone(),
+        first.clone(),
+        later,
+    ] {
+        testkit::produce_all(&producer, &[envelope]).await?;
+    }
+    let told = |event| match event {
+        Event::MerchantNotified(sent) => Some(sent),
+        _ => None,
+    };
+    let seen: Vec<MerchantNotified> = recorded_until(&bus, "check-stock", told, |seen| {
+        seen.iter()
+            .filter(|n| n.text.contains("has 2 left"))
+            .count()
+            == 2
+    })
+    .await?;
+    let first_id = first.event_id.to_string();
+    for channel in ["log", "webhook"] {
+        let told = seen
+            .iter()
+            .filter(|n| n.channel == channel && n.source_event_id == first_id)
+            .count();
+        ensure!(
+            told == 1,
+            "the first alert told {told} times on {channel}: {seen:#?}"
+        );
+    }
+    let requests = receiver.requests();
+    ensure!(
+        requests.len() == 2 && receiver.accepted().values().all(|n| *n == 1),
+        "one webhook call per alert, none for another merchant: {requests:#?}"
+    );
+    let body = &requests[0].body;
+    ensure!(
+        body["to"] == "merchant"
+            && body["merchant_id"] == "m-1"
+            && body["template"] == "inventory.stock_low"
+            && body.get("order_id").is_none(),
+        "the webhook is told it is for the merchant: {body}"
+    );
+    ensure!(
+        body["text"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("Hello Chai Point,")
+                && text.contains("Masala chai 250 g (p-chai) has 6 left at w-1")
+                && text.contains("about 2.0 days at 3.0 sold a day; restocking takes 5 days")),
+        "the merchant reads the product, its cover and the lead time: {body}"
     );
     core.stop().await
 }

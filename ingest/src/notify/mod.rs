@@ -1,8 +1,9 @@
-//! Customer notifications: a consumer of order and refund events that tells the customer about
-//! each change exactly once per channel.
+//! Notifications: a consumer of order and refund events that tells the customer about each
+//! change exactly once per channel, and of low-stock alerts that tells the merchant.
 //!
-//! Only orders in this core's store are notified: an order event from elsewhere (another
-//! core, the demo's generator writing to the topic directly) belongs to another notifier.
+//! Only orders and merchants in this core's store are notified: an event from elsewhere
+//! (another core, the demo's generator writing to the topic directly) belongs to another
+//! notifier.
 //! Each event is rendered per channel ([`template`]) and handed to that channel's [`Notifier`].
 //! A delivery that fails for a transient reason is retried with backoff; after the configured
 //! tries, or at once when the receiver refuses it, the source record goes to the DLQ with the
@@ -23,21 +24,34 @@ use futures::future::BoxFuture;
 use model::{CustomerId, MerchantId, OrderId};
 use serde::Serialize;
 
-pub use template::{OrderFacts, Rendered, Style};
+pub use template::{OrderFacts, Rendered, ShopFacts, Style};
 pub use webhook::{WebhookConfig, WebhookNotifier};
 pub use worker::{NotifyConfig, NotifyError, run};
 
-/// One message for one customer on one channel.
+/// One message for one reader on one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
-    pub order_id: OrderId,
-    pub customer_id: CustomerId,
+    /// A webhook receiver tells customers' messages from merchants' by its `to` field.
+    #[serde(flatten)]
+    pub to: Recipient,
     pub merchant_id: MerchantId,
-    /// Named after the order event, e.g. `order.shipped`.
+    /// Named after the event, e.g. `order.shipped`.
     pub template: String,
     pub text: String,
-    /// The `event_id` of the order event this tells about.
+    /// The `event_id` of the event this tells about.
     pub source_event_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Recipient {
+    /// The customer of an order, about a change to it.
+    Customer {
+        order_id: OrderId,
+        customer_id: CustomerId,
+    },
+    /// The merchant itself (`merchant_id`), about its own shop.
+    Merchant,
 }
 
 impl Notification {
@@ -91,19 +105,34 @@ impl Notifier for LogNotifier {
         &'a self,
         notification: &'a Notification,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        tracing::info!(
-            target: "shopstream::notification",
-            order_id = %notification.order_id,
-            template = notification.template,
-            "notification sent"
-        );
-        tracing::debug!(
-            target: "shopstream::notification",
-            order_id = %notification.order_id,
-            customer_id = %notification.customer_id,
-            "{}",
-            notification.text
-        );
+        match &notification.to {
+            Recipient::Customer {
+                order_id,
+                customer_id,
+            } => {
+                tracing::info!(
+                    target: "shopstream::notification",
+                    %order_id,
+                    template = notification.template,
+                    "notification sent"
+                );
+                tracing::debug!(
+                    target: "shopstream::notification",
+                    %order_id,
+                    %customer_id,
+                    "{}",
+                    notification.text
+                );
+            }
+            // A merchant's message is about its own shop: nothing personal to keep back.
+            Recipient::Merchant => tracing::info!(
+                target: "shopstream::notification",
+                merchant_id = %notification.merchant_id,
+                template = notification.template,
+                "{}",
+                notification.text
+            ),
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -142,8 +171,10 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         let notification = Notification {
-            order_id: OrderId::new("o-123"),
-            customer_id: CustomerId::new("c-secret-customer"),
+            to: Recipient::Customer {
+                order_id: OrderId::new("o-123"),
+                customer_id: CustomerId::new("c-secret-customer"),
+            },
             merchant_id: MerchantId::new("m-1"),
             template: "order.shipped".into(),
             text: "Hi Asha, your parcel to 12 MG Road is on its way".into(),
@@ -162,5 +193,31 @@ mod tests {
                 "{private} reached the log: {logged}"
             );
         }
+    }
+
+    #[test]
+    fn a_webhook_receiver_reads_who_a_message_is_for() {
+        let merchant = Notification {
+            to: Recipient::Merchant,
+            merchant_id: MerchantId::new("m-1"),
+            template: "inventory.stock_low".into(),
+            text: "Running low".into(),
+            source_event_id: "e-2".into(),
+        };
+        let json = serde_json::to_value(&merchant).unwrap();
+        assert_eq!(json["to"], "merchant");
+        assert_eq!(json["merchant_id"], "m-1");
+        assert!(json.get("order_id").is_none(), "{json}");
+        let customer = Notification {
+            to: Recipient::Customer {
+                order_id: OrderId::new("o-1"),
+                customer_id: CustomerId::new("c-1"),
+            },
+            ..merchant
+        };
+        let json = serde_json::to_value(&customer).unwrap();
+        assert_eq!(json["to"], "customer");
+        assert_eq!(json["order_id"], "o-1");
+        assert_eq!(json["customer_id"], "c-1");
     }
 }

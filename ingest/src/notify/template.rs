@@ -1,5 +1,6 @@
-//! The text a customer reads about a change to their order, as a pure function of the event,
-//! what the store knows about the order, and the channel's style.
+//! The text a customer reads about a change to their order, and a merchant about its shop, as
+//! a pure function of the event, what the store knows that the event does not carry, and the
+//! channel's style.
 
 use model::{CustomerId, Event, Money};
 
@@ -16,6 +17,14 @@ pub enum Style {
 pub struct OrderFacts {
     pub customer_id: CustomerId,
     pub total: Money,
+}
+
+/// What a low-stock alert does not carry: whom to greet and what the product is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopFacts {
+    pub merchant_name: String,
+    /// `None` when the product is not in this core's catalogue.
+    pub product_title: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +55,53 @@ pub fn render(event: &Event, facts: &OrderFacts, style: Style) -> Option<Rendere
         template: event.event_type().as_str(),
         text,
     })
+}
+
+/// The merchant's message about `event`, or `None` when merchants are not told about it.
+pub fn render_for_merchant(event: &Event, facts: &ShopFacts, style: Style) -> Option<Rendered> {
+    let Event::StockLow(low) = event else {
+        return None;
+    };
+    let product = match &facts.product_title {
+        Some(title) => format!("{title} ({})", low.product_id),
+        None => low.product_id.to_string(),
+    };
+    let cover = low.days_of_cover().unwrap_or(f64::INFINITY);
+    let sentence = format!(
+        "Running low: {product} has {} left at {}, about {cover:.1} days at {:.1} sold a day; \
+         restocking takes {} days.",
+        low.available.max(0),
+        low.warehouse_id,
+        low.daily_velocity(),
+        low.restock_lead_days
+    );
+    let text = match style {
+        Style::Short => fit_one_sms(sentence),
+        Style::Long => format!(
+            "Hello {},\n\n{sentence}\nEverything running low in your shop is on the Products \
+             page of your dashboard.",
+            facts.merchant_name
+        ),
+    };
+    Some(Rendered {
+        template: event.event_type().as_str(),
+        text,
+    })
+}
+
+/// Cuts `text` to one SMS (160 bytes), marking the cut; a product title can be long.
+fn fit_one_sms(mut text: String) -> String {
+    const SMS: usize = 160;
+    const MARK: &str = "...";
+    if text.len() > SMS {
+        let mut end = SMS - MARK.len();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(MARK);
+    }
+    text
 }
 
 /// The one sentence that says what happened, in every style.
@@ -198,6 +254,53 @@ mod tests {
             .expect("notified")
             .text;
         assert_eq!(text, "Order ord-1 is cancelled.");
+    }
+
+    fn stock_low() -> Event {
+        Event::StockLow(StockLow {
+            product_id: model::ProductId::new("p-17"),
+            warehouse_id: model::WarehouseId::new("w-2"),
+            available: 6,
+            units_sold: 21,
+            velocity_days: 7,
+            restock_lead_days: 5,
+        })
+    }
+
+    fn shop(title: &str) -> ShopFacts {
+        ShopFacts {
+            merchant_name: "Asha Stores".to_owned(),
+            product_title: Some(title.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_merchant_reads_its_cover_against_the_lead_time() {
+        let short =
+            render_for_merchant(&stock_low(), &shop("Cotton kurta"), Style::Short).expect("told");
+        assert_eq!(
+            short.text,
+            "Running low: Cotton kurta (p-17) has 6 left at w-2, about 2.0 days at 3.0 sold a \
+             day; restocking takes 5 days."
+        );
+        assert_eq!(short.template, "inventory.stock_low");
+        let long =
+            render_for_merchant(&stock_low(), &shop("Cotton kurta"), Style::Long).expect("told");
+        assert!(long.text.starts_with("Hello Asha Stores,"), "{}", long.text);
+        assert!(long.text.contains(&short.text), "{}", long.text);
+        assert_eq!(
+            render(&stock_low(), &facts(), Style::Short),
+            None,
+            "customers are not told about stock"
+        );
+    }
+
+    #[test]
+    fn a_long_title_is_cut_to_one_sms_on_a_character_boundary() {
+        let title = "सूती कुर्ता ".repeat(20);
+        let short = render_for_merchant(&stock_low(), &shop(&title), Style::Short).expect("told");
+        assert!(short.text.len() <= 160, "{} bytes", short.text.len());
+        assert!(short.text.ends_with("..."), "{}", short.text);
     }
 
     #[test]

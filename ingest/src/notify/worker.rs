@@ -1,13 +1,14 @@
-//! The notifications consumer: reads order and payment events, delivers each notified one on
-//! every channel, records what was delivered, and dead-letters what cannot be.
+//! The notifications consumer: reads order, payment and inventory events, delivers each
+//! notified one on every channel (to the order's customer, or to the merchant about its stock),
+//! records what was delivered, and dead-letters what cannot be.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, InRecord, NoHook};
 use model::dlq::Reason;
-use model::payload::NotificationSent;
-use model::{CustomerId, Envelope, Event, Money, OrderId, Topic};
+use model::payload::{MerchantNotified, NotificationSent};
+use model::{CustomerId, Envelope, Event, MerchantId, Money, OrderId, ProductId, Topic};
 use rand::SeedableRng as _;
 use runtime::driver::{self, Applied, Offsets, Position, Settings};
 use runtime::metrics::Registry;
@@ -15,8 +16,8 @@ use serde::Deserialize;
 use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 
-use super::template::{self, OrderFacts};
-use super::{DeliveryError, Notification, Notifier, WebhookConfig};
+use super::template::{self, OrderFacts, Rendered, ShopFacts, Style};
+use super::{DeliveryError, Notification, Notifier, Recipient, WebhookConfig};
 use crate::payments::jittered_backoff;
 use crate::store::{Store, StoreError, now_ms};
 
@@ -94,7 +95,7 @@ pub async fn run(
 ) -> Result<(), NotifyError> {
     let settings = Settings {
         group: config.group.clone(),
-        topics: vec![Topic::Orders, Topic::Payments],
+        topics: vec![Topic::Orders, Topic::Payments, Topic::Inventory],
         hook: Arc::new(NoHook),
         stage: STAGE.to_owned(),
         flush_every: Duration::from_millis(config.commit_interval_ms.max(10)),
@@ -153,20 +154,10 @@ struct Worker {
 
 impl Worker {
     async fn handle(&self, record: &InRecord, envelope: &Envelope) -> Result<Outcome, NotifyError> {
-        if !template::is_notified(&envelope.event) {
-            return Ok(Outcome::Done);
-        }
-        let order_id = OrderId::new(envelope.key());
-        let Some(facts) = self
-            .until_stored(|| order_facts(&self.store, &order_id))
-            .await
-        else {
+        let Some(reader) = self.reader(envelope).await else {
             return Ok(Outcome::Interrupted);
         };
-        let Some(facts) = facts else {
-            // Not an order this core placed: another core's, or synthetic traffic produced
-            // straight to the topic (the demo's generator). Its own core tells its customer.
-            tracing::debug!(%order_id, "not notifying about an order this core does not hold");
+        let Some(reader) = reader else {
             return Ok(Outcome::Done);
         };
         for notifier in &self.notifiers {
@@ -181,12 +172,11 @@ impl Worker {
             if sent {
                 continue;
             }
-            let Some(rendered) = template::render(&envelope.event, &facts, notifier.style()) else {
+            let Some(rendered) = reader.render(&envelope.event, notifier.style()) else {
                 continue;
             };
             let notification = Notification {
-                order_id: order_id.clone(),
-                customer_id: facts.customer_id.clone(),
+                to: reader.recipient(),
                 merchant_id: envelope.merchant_id.clone(),
                 template: rendered.template.to_owned(),
                 text: rendered.text,
@@ -209,6 +199,32 @@ impl Worker {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Who is told about `envelope`'s event, with what the store knows of them: `Some(None)`
+    /// when nobody here is (not a told event, or an order or merchant this core does not hold:
+    /// another core's, or synthetic traffic produced straight to the topic, as the demo's
+    /// generator does); `None` when shutdown came first.
+    async fn reader(&self, envelope: &Envelope) -> Option<Option<Reader>> {
+        let event = &envelope.event;
+        if template::is_notified(event) {
+            let order_id = OrderId::new(envelope.key());
+            let facts = self
+                .until_stored(|| order_facts(&self.store, &order_id))
+                .await?;
+            if facts.is_none() {
+                tracing::debug!(%order_id, "not notifying about an order this core does not hold");
+            }
+            Some(facts.map(|facts| Reader::Customer { order_id, facts }))
+        } else if let Event::StockLow(low) = event {
+            let merchant = &envelope.merchant_id;
+            let facts = self
+                .until_stored(|| shop_facts(&self.store, merchant, &low.product_id))
+                .await?;
+            Some(facts.map(Reader::Merchant))
+        } else {
+            Some(None)
+        }
     }
 
     async fn deliver(&self, notifier: &dyn Notifier, notification: &Notification) -> Delivery {
@@ -318,6 +334,33 @@ impl Worker {
     }
 }
 
+enum Reader {
+    Customer {
+        order_id: OrderId,
+        facts: OrderFacts,
+    },
+    Merchant(ShopFacts),
+}
+
+impl Reader {
+    fn render(&self, event: &Event, style: Style) -> Option<Rendered> {
+        match self {
+            Reader::Customer { facts, .. } => template::render(event, facts, style),
+            Reader::Merchant(facts) => template::render_for_merchant(event, facts, style),
+        }
+    }
+
+    fn recipient(&self) -> Recipient {
+        match self {
+            Reader::Customer { order_id, facts } => Recipient::Customer {
+                order_id: order_id.clone(),
+                customer_id: facts.customer_id.clone(),
+            },
+            Reader::Merchant(_) => Recipient::Merchant,
+        }
+    }
+}
+
 enum Delivery {
     Delivered,
     Failed(Reason),
@@ -342,6 +385,29 @@ async fn order_facts(store: &Store, order_id: &OrderId) -> Result<Option<OrderFa
     }))
 }
 
+async fn shop_facts(
+    store: &Store,
+    merchant_id: &MerchantId,
+    product_id: &ProductId,
+) -> Result<Option<ShopFacts>, StoreError> {
+    let row = sqlx::query(
+        "SELECT m.name, p.title FROM merchants m
+         LEFT JOIN products p ON p.product_id = $2 AND p.merchant_id = m.merchant_id
+         WHERE m.merchant_id = $1",
+    )
+    .bind(merchant_id.as_str().to_owned())
+    .bind(product_id.as_str().to_owned())
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|row| {
+        Ok(ShopFacts {
+            merchant_name: row.try_get(0)?,
+            product_title: row.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
 async fn was_sent(store: &Store, source_event_id: &str, channel: &str) -> Result<bool, StoreError> {
     let row =
         sqlx::query("SELECT 1 FROM notifications_sent WHERE source_event_id = $1 AND channel = $2")
@@ -361,14 +427,7 @@ async fn record_sent(
     channel: &str,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let event = Event::NotificationSent(NotificationSent {
-        order_id: notification.order_id.clone(),
-        customer_id: notification.customer_id.clone(),
-        channel: channel.to_owned(),
-        template: notification.template.clone(),
-        text: notification.text.clone(),
-        source_event_id: notification.source_event_id.clone(),
-    });
+    let event = sent_event(notification, channel);
     let row = crate::outbox::encode(&source.merchant_id, now, event)?;
     let (source_event_id, channel) = (notification.source_event_id.clone(), channel.to_owned());
     // One of these per order: it shares a group commit with the placements around it.
@@ -392,4 +451,33 @@ async fn record_sent(
             })
         })
         .await
+}
+
+/// The event that records `notification` as delivered on `channel`.
+fn sent_event(notification: &Notification, channel: &str) -> Event {
+    let (channel, template, text, source_event_id) = (
+        channel.to_owned(),
+        notification.template.clone(),
+        notification.text.clone(),
+        notification.source_event_id.clone(),
+    );
+    match &notification.to {
+        Recipient::Customer {
+            order_id,
+            customer_id,
+        } => Event::NotificationSent(NotificationSent {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            channel,
+            template,
+            text,
+            source_event_id,
+        }),
+        Recipient::Merchant => Event::MerchantNotified(MerchantNotified {
+            channel,
+            template,
+            text,
+            source_event_id,
+        }),
+    }
 }

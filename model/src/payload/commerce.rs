@@ -180,6 +180,20 @@ pub struct NotificationSent {
     pub source_event_id: String,
 }
 
+/// One message to a merchant about its own shop (a product running low), as the notifier
+/// delivered it; the envelope names the merchant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantNotified {
+    /// `log`, `webhook`, ...: which notifier delivered it.
+    pub channel: String,
+    /// Named after the event that caused it (`inventory.stock_low`).
+    pub template: String,
+    pub text: String,
+    /// The `event_id` of the event this tells about: one message per event and channel.
+    pub source_event_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentCaptured {

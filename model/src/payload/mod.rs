@@ -9,10 +9,10 @@ mod logistics;
 pub use behaviour::{CartChanged, ProductClicked, ProductViewed, SearchPerformed, Wishlisted};
 pub use catalog::{ProductDeactivated, ProductUpserted};
 pub use commerce::{
-    NotificationSent, OrderAddressChanged, OrderCancelled, OrderConfirmed, OrderDelivered,
-    OrderFailed, OrderLine, OrderPacked, OrderPlaced, OrderShipped, PaymentCaptured, PaymentFailed,
-    PayoutSettled, RefundIssued, ReleaseReason, SOLD_REASON, ShipmentCreated, ShipmentDelivered,
-    StockAdjusted, StockLow, StockReleased, StockReserved,
+    MerchantNotified, NotificationSent, OrderAddressChanged, OrderCancelled, OrderConfirmed,
+    OrderDelivered, OrderFailed, OrderLine, OrderPacked, OrderPlaced, OrderShipped,
+    PaymentCaptured, PaymentFailed, PayoutSettled, RefundIssued, ReleaseReason, SOLD_REASON,
+    ShipmentCreated, ShipmentDelivered, StockAdjusted, StockLow, StockReleased, StockReserved,
 };
 pub use logistics::{
     COVERAGE_ENTRIES, CourierSpeed, CourierUpserted, CoverageEntry, CoverageUpserted, HolidaysSet,

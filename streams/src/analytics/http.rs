@@ -67,6 +67,11 @@ impl ShopReports for Reports {
             .map_err(|error| ApiError::internal(format!("analytics answer: {error}")))
     }
 
+    fn alerts(&self, merchant_id: &str) -> Result<serde_json::Value, ApiError> {
+        serde_json::to_value(alerts_answer(self, false, merchant_id.to_owned())?)
+            .map_err(|error| ApiError::internal(format!("alerts answer: {error}")))
+    }
+
     fn live_from(&self) -> Option<i64> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         (live.now > 0).then(|| live.window_start(&self.config.live))
@@ -382,9 +387,19 @@ async fn alerts(
             "unknown parameter {name:?}; alerts take none"
         )));
     }
-    let reports = &state.reports;
+    let answer = alerts_answer(&state.reports, caller.role == Role::Admin, merchant_id)?;
+    Ok(Json(answer))
+}
+
+/// `unknown_is_an_error`: a shop no event has named is `404 unknown_merchant` (for admin keys,
+/// which may name any id) rather than an empty answer.
+fn alerts_answer(
+    reports: &Reports,
+    unknown_is_an_error: bool,
+    merchant_id: String,
+) -> Result<AlertsAnswer, ApiError> {
     let live = reports.live.read().unwrap_or_else(PoisonError::into_inner);
-    if caller.role == Role::Admin {
+    if unknown_is_an_error {
         known(&live, &merchant_id)?;
     }
     let title = |product: &ProductId| {
@@ -408,11 +423,11 @@ async fn alerts(
         .iter()
         .map(|low| CoverRow::of(low, title(&low.product_id)))
         .collect();
-    Ok(Json(AlertsAnswer {
+    Ok(AlertsAnswer {
         merchant_id,
         alerts,
         running_low,
-    }))
+    })
 }
 
 /// `404 unknown_merchant` for a shop no event has named (asked for by an admin key, which may
