@@ -1,7 +1,9 @@
 //! `shopstream-bench lake-sink`: rows per second from events to committed Parquet (the encode
 //! alone on one thread, then the sink through the broker); `shopstream-bench lake-queries`:
 //! ten report queries over an order book of at least 10 M order lines, DataFusion and DuckDB on
-//! the same files, side by side, with the file count before and after compaction.
+//! the same files, side by side, with the file count before and after compaction;
+//! `shopstream-bench lake-manifest`: how long a new reader takes to learn a table from a long
+//! manifest log, replaying every entry against starting from its newest checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -342,4 +344,85 @@ fn default_python() -> Result<PathBuf> {
             python.display()
         )
     }
+}
+
+/// Commits `versions` one-file entries to the `orders` table through the lakehouse's writer
+/// (as a sink committing every few seconds would over days), then times a new reader: the
+/// whole log replayed, and the newest checkpoint plus the entries after it.
+pub async fn manifest(config: Config, versions: u64, every: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage = Storage::local(dir.path())?;
+    let mut writer =
+        lakehouse::writer::Writer::open(storage.clone(), config.lakehouse.encoding(), i64::MAX)
+            .await?
+            .checkpoint_every(every);
+    let orders: Vec<Envelope> = generated(&config, 200_000)?
+        .into_iter()
+        .filter(|e| Table::fed_by(e.topic()).any(|table| table == Table::Orders))
+        .collect();
+    let day = |e: &Envelope| lakehouse::rows::event_day(e.event_time);
+    let started = Instant::now();
+    for version in 0..versions {
+        let envelope = &orders[version as usize % orders.len()];
+        let mut rows = Rows::new(Table::Orders)?;
+        rows.push(envelope);
+        let pending = lakehouse::writer::Pending {
+            table: Table::Orders,
+            day: day(envelope),
+            rows: vec![rows],
+        };
+        let offsets = [(
+            Table::Orders,
+            vec![lakehouse::manifest::OffsetRange {
+                topic: "orders".into(),
+                partition: (version % 12) as i32,
+                from: (version / 12) as i64,
+                to: (version / 12) as i64 + 1,
+            }],
+        )]
+        .into();
+        writer.commit(vec![pending], offsets).await?;
+    }
+    println!(
+        "{versions} versions committed in {:.1} s (checkpoint every {every})",
+        started.elapsed().as_secs_f64()
+    );
+    let manifest = Manifest::new(storage.clone(), Table::Orders);
+    let time = |runs: &mut Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
+    };
+    let (mut replayed, mut checkpointed) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        let whole = manifest.replayed().await?;
+        replayed.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let read = manifest.snapshot().await?;
+        checkpointed.push(t.elapsed().as_secs_f64() * 1e3);
+        if read != whole {
+            bail!(
+                "the checkpointed read differs from the replay at version {}",
+                whole.version
+            );
+        }
+    }
+    // No directory when the log never reached a checkpoint version.
+    let checkpoint_bytes: u64 = std::fs::read_dir(dir.path().join("orders/_checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "a new reader of {versions} versions ({} live files): whole log replayed {:.1} ms, \
+         from the newest checkpoint {:.1} ms (median of 5); checkpoint {} KB",
+        manifest.snapshot().await?.files.len(),
+        time(&mut replayed),
+        time(&mut checkpointed),
+        checkpoint_bytes / 1024
+    );
+    Ok(())
 }

@@ -71,6 +71,14 @@ pub enum Target {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A new reader of a table whose manifest log has `--versions` entries: the whole log
+    /// replayed against the newest checkpoint and the entries after it.
+    LakeManifest {
+        #[arg(long, default_value_t = 10_000)]
+        versions: u64,
+        #[arg(long, default_value_t = lakehouse::manifest::checkpoint::EVERY)]
+        every: u64,
+    },
     /// Requests through the front door with concurrent clients, alone and then while
     /// `--slow` connections hold half a request each (slow-loris).
     FrontDoor {
@@ -198,6 +206,9 @@ pub async fn run(config: Config, target: Target) -> Result<()> {
         }
         Target::Bus { events } => bus(config, events).await,
         Target::LakeSink { events } => crate::lake::sink(config, events).await,
+        Target::LakeManifest { versions, every } => {
+            crate::lake::manifest(config, versions, every).await
+        }
         Target::LakeQueries {
             lines,
             dir,

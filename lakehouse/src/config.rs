@@ -42,6 +42,9 @@ pub struct LakeConfig {
     pub compact_min_files: usize,
     /// Size compacted files aim for; files under half of it count as small, bytes.
     pub compact_target_bytes: u64,
+    /// The sink checkpoints a table's manifest log every this many versions, so a new reader
+    /// reads the newest checkpoint and fewer than this many entries after it.
+    pub checkpoint_every: u64,
     /// Days of `event_date` partitions kept, per table name (e.g. `clicks = 30`); tables not
     /// named keep everything.
     pub retention_days: std::collections::BTreeMap<String, u32>,
@@ -64,6 +67,7 @@ impl Default for LakeConfig {
             compact_interval_ms: 5 * 60_000,
             compact_min_files: 8,
             compact_target_bytes: 128 * 1024 * 1024,
+            checkpoint_every: crate::manifest::checkpoint::EVERY,
             retention_days: std::collections::BTreeMap::new(),
         }
     }
@@ -79,6 +83,11 @@ impl LakeConfig {
         if self.commit_interval_ms == 0 {
             return Err(LakeError::Config(
                 "lakehouse.commit_interval_ms must be positive".into(),
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(LakeError::Config(
+                "lakehouse.checkpoint_every must be at least 1 (versions between checkpoints of a table's log)".into(),
             ));
         }
         if self.dedup_horizon < 1 {

@@ -165,7 +165,9 @@ pub async fn run(
 ) -> Result<(), LakeError> {
     config.validate()?;
     let storage = config.storage()?;
-    let writer = Writer::open(storage.clone(), config.encoding(), config.orphan_grace_ms).await?;
+    let writer = Writer::open(storage.clone(), config.encoding(), config.orphan_grace_ms)
+        .await?
+        .checkpoint_every(config.checkpoint_every);
     for table in Table::ALL {
         let deleted = crate::maintain::vacuum(&storage, table, config.orphan_grace_ms).await?;
         if deleted > 0 {

@@ -68,6 +68,15 @@ impl Writer {
         })
     }
 
+    /// Checkpoints each table's log every `versions` versions this writer commits at.
+    pub fn checkpoint_every(mut self, versions: u64) -> Writer {
+        self.manifests = std::mem::take(&mut self.manifests)
+            .into_iter()
+            .map(|(table, manifest)| (table, manifest.checkpoint_every(versions)))
+            .collect();
+        self
+    }
+
     /// The table's snapshot as this writer last saw it.
     pub fn snapshot(&self, table: Table) -> Option<&Snapshot> {
         self.snapshots.get(&table)

@@ -22,6 +22,8 @@ async fn main() -> Result<()> {
     let mut config = testkit::lake::sink_config(std::path::Path::new(&dir));
     // Frequent commits, so kills land before, during and after them.
     config.commit_interval_ms = 150;
+    // Checkpoints of the manifest logs often, so kills land around them too.
+    config.checkpoint_every = 3;
     let stats = Arc::new(lakehouse::sink::SinkStats::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     lakehouse::sink::run(config, &bus, stats, runtime::Readiness::new(), shutdown).await?;

@@ -18,6 +18,10 @@
 //!
 //! Files a crash left between steps 1 and 2 are in no entry, so no reader sees them;
 //! [`crate::maintain::vacuum`] deletes them.
+//!
+//! A new reader starts from the newest [`checkpoint`] of the log, not from version 1.
+
+pub mod checkpoint;
 
 use std::collections::BTreeMap;
 
@@ -120,6 +124,8 @@ impl Entry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub version: u64,
+    /// The commit id of the entry at `version`.
+    pub commit_id: String,
     /// Live files by path.
     pub files: BTreeMap<String, DataFile>,
     /// The next offset not yet in the table, per (topic on the cluster, partition).
@@ -170,6 +176,7 @@ impl Snapshot {
                 .insert((range.topic.clone(), range.partition), range.to);
         }
         self.version = entry.version;
+        self.commit_id.clone_from(&entry.commit_id);
     }
 
     pub fn rows(&self) -> u64 {
@@ -183,6 +190,7 @@ pub struct Manifest {
     storage: Storage,
     table: Table,
     dir: Path,
+    checkpoint_every: u64,
 }
 
 fn entry_name(version: u64) -> String {
@@ -196,7 +204,14 @@ impl Manifest {
             storage,
             table,
             dir,
+            checkpoint_every: checkpoint::EVERY,
         }
+    }
+
+    /// Checkpoints every `versions` versions instead of every [`checkpoint::EVERY`].
+    pub fn checkpoint_every(mut self, versions: u64) -> Manifest {
+        self.checkpoint_every = versions.max(1);
+        self
     }
 
     /// Brings `snapshot` up to the newest version, reading only entries after its own.
@@ -223,43 +238,83 @@ impl Manifest {
                 // entries after the gap wait for the next refresh.
                 break;
             }
-            let bytes = self
-                .storage
-                .get(&self.dir.clone().join(entry_name(version)))
-                .await?;
-            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
-                LakeError::Manifest(format!(
-                    "{table} manifest entry {path} (version {version}) is unreadable ({e}; {size} bytes). \
-                     Entries are fsynced before the sink moves on, so this is damage from outside \
-                     (a disk fault, a copy cut short, an edit). If it is the newest entry, move \
-                     it out of {dir}: the table is then as of version {previous}, and the sink \
-                     writes the records it covered again from the offsets that version recorded \
-                     (its data files are left for `shopstream lake vacuum`). If entries follow \
-                     it, restore it from a backup",
-                    table = self.table,
-                    path = self.dir.clone().join(entry_name(version)),
-                    size = bytes.len(),
-                    dir = self.dir,
-                    previous = version - 1,
-                ))
-            })?;
-            if entry.version != version {
-                return Err(LakeError::Manifest(format!(
-                    "{} entry {} says it is version {}",
-                    self.table,
-                    entry_name(version),
-                    entry.version
-                )));
-            }
+            let Some(entry) = self.entry(version).await? else {
+                // Listed, then gone: moved out after damage in the meantime.
+                break;
+            };
             snapshot.apply(&entry);
         }
         Ok(())
     }
 
+    /// The entry at `version`; `None` when the log has none there.
+    async fn entry(&self, version: u64) -> Result<Option<Entry>, LakeError> {
+        let path = self.dir.clone().join(entry_name(version));
+        let bytes = match self.storage.get(&path).await {
+            Ok(bytes) => bytes,
+            Err(LakeError::Store { source, .. })
+                if matches!(*source, object_store::Error::NotFound { .. }) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
+            LakeError::Manifest(format!(
+                "{table} manifest entry {path} (version {version}) is unreadable ({e}; {size} bytes). \
+                 Entries are fsynced before the sink moves on, so this is damage from outside \
+                 (a disk fault, a copy cut short, an edit). If it is the newest entry, move \
+                 it out of {dir}: the table is then as of version {previous}, and the sink \
+                 writes the records it covered again from the offsets that version recorded \
+                 (its data files are left for `shopstream lake vacuum`). If entries follow \
+                 it, restore it from a backup",
+                table = self.table,
+                size = bytes.len(),
+                dir = self.dir,
+                previous = version - 1,
+            ))
+        })?;
+        if entry.version != version {
+            return Err(LakeError::Manifest(format!(
+                "{} entry {} says it is version {}",
+                self.table,
+                entry_name(version),
+                entry.version
+            )));
+        }
+        Ok(Some(entry))
+    }
+
+    /// The table as of its newest version: the newest checkpoint and the entries after it.
     pub async fn snapshot(&self) -> Result<Snapshot, LakeError> {
+        let mut snapshot = checkpoint::newest(self).await?;
+        self.refresh(&mut snapshot).await?;
+        Ok(snapshot)
+    }
+
+    /// The table as of its newest version, read from every entry (what checkpoints are checked
+    /// against).
+    pub async fn replayed(&self) -> Result<Snapshot, LakeError> {
         let mut snapshot = Snapshot::default();
         self.refresh(&mut snapshot).await?;
         Ok(snapshot)
+    }
+
+    /// Writes a checkpoint when `snapshot` (just committed) is at a checkpoint version. A
+    /// checkpoint that cannot be written costs later readers time, never data: the commit
+    /// stands, and the failure is logged.
+    async fn checkpoint(&self, snapshot: &Snapshot) {
+        if !snapshot.version.is_multiple_of(self.checkpoint_every) {
+            return;
+        }
+        if let Err(error) = checkpoint::write(&self.storage, self.table, snapshot).await {
+            tracing::warn!(
+                table = %self.table,
+                version = snapshot.version,
+                %error,
+                "could not write a manifest checkpoint; readers replay more of the log until the next"
+            );
+        }
     }
 
     /// Appends `entry` (its version is assigned here) after `snapshot`, which it brings up to
@@ -288,6 +343,7 @@ impl Manifest {
             let path = self.dir.clone().join(entry_name(entry.version));
             if self.storage.create(&path, bytes).await? {
                 snapshot.apply(&entry);
+                self.checkpoint(snapshot).await;
                 return Ok(entry.version);
             }
             // Someone took this version: a rival, or our own create that the store took
@@ -296,6 +352,7 @@ impl Manifest {
                 && existing.commit_id == entry.commit_id
             {
                 snapshot.apply(&existing);
+                self.checkpoint(snapshot).await;
                 return Ok(existing.version);
             }
         }
