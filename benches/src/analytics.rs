@@ -142,7 +142,10 @@ pub async fn run(
             config.dashboards.clone(),
             Arc::clone(&bus),
             keys,
-            Some(Arc::new(reports)),
+            runtime::reports::ShopSources {
+                reports: Some(Arc::new(reports)),
+                trending: None,
+            },
             list.metrics(),
             token.clone(),
         )?;

@@ -320,3 +320,35 @@ pub(crate) async fn set_password(
         .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The dashboards' series on `/metrics`.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) sign_ins: runtime::metrics::Counter,
+    /// Sign-in forms refused: wrong key or password, missing token, over the rate.
+    pub(crate) sign_in_refusals: runtime::metrics::Counter,
+    pub(crate) sessions: runtime::metrics::Gauge,
+}
+
+impl Counters {
+    pub(crate) fn registered(registry: &runtime::metrics::Registry) -> Counters {
+        let job = "dashboards";
+        Counters {
+            sign_ins: registry.counter(
+                "shopstream_dashboards_sign_ins",
+                "Sign-ins that started a session.",
+                job,
+            ),
+            sign_in_refusals: registry.counter(
+                "shopstream_dashboards_sign_in_refusals",
+                "Sign-in forms refused (wrong key or password, missing token, over the rate).",
+                job,
+            ),
+            sessions: registry.gauge(
+                "shopstream_dashboards_sessions",
+                "Browser sessions held.",
+                job,
+            ),
+        }
+    }
+}

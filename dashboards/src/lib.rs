@@ -32,7 +32,7 @@ use futures::FutureExt as _;
 use runtime::Stage;
 use runtime::http::auth::{Keys, RateLimit};
 use runtime::metrics::Registry;
-use runtime::reports::ShopReports;
+use runtime::reports::ShopSources;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -179,7 +179,7 @@ pub fn stage(
     config: DashboardsConfig,
     bus: Arc<bus::Bus>,
     keys: Arc<dyn Keys>,
-    reports: Option<Arc<dyn ShopReports>>,
+    sources: ShopSources,
     metrics: Registry,
     shutdown: CancellationToken,
 ) -> Result<(Stage, Arc<session::Sessions>), DashboardError> {
@@ -205,7 +205,7 @@ pub fn stage(
         Arc::clone(&sessions),
         passwords,
         keys,
-        reports,
+        sources,
         metrics,
         Arc::clone(&dead_letters),
     ));

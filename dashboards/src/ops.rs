@@ -2,8 +2,8 @@
 //! lag per stage and partition, records per second per stage (from the difference between
 //! this sample and the previous one), dead letters, checkpoints, checkpoint age and watermark
 //! age per stage,
-//! the embedded broker's snapshots, and the outbox, lakehouse, search and recommendation
-//! series.
+//! the embedded broker's snapshots, the outbox, lakehouse, search and recommendation series,
+//! and the SQL endpoint's (sessions per user, logins, refusals, statements, memory held).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -79,6 +79,7 @@ impl Rates {
         let mut per_job: BTreeMap<String, BTreeMap<&str, f64>> = BTreeMap::new();
         let mut broker = Vec::new();
         let mut pipeline = Vec::new();
+        let mut sql = Vec::new();
         for sample in &samples {
             let job = label(sample, "job").to_owned();
             match sample.name.as_str() {
@@ -116,6 +117,14 @@ impl Rates {
                 }
                 name if name.starts_with("shopstream_broker_") => {
                     broker.push(vec![name.to_owned(), format_value(sample.value)]);
+                }
+                // Sessions per user carry the user in the job label (`sql:<user>`).
+                name if name.starts_with("shopstream_sql_") => {
+                    let series = match label(sample, "job") {
+                        "sql" | "" => name.to_owned(),
+                        job => format!("{name} ({job})"),
+                    };
+                    sql.push(vec![series, format_value(sample.value)]);
                 }
                 name if PIPELINE.iter().any(|prefix| name.starts_with(prefix)) => {
                     let series = match label(sample, "job") {
@@ -204,6 +213,7 @@ impl Rates {
                 lag,
                 two_columns("broker", broker),
                 two_columns("pipeline", pipeline),
+                two_columns("sql_endpoint", sql),
             ],
         }
     }
@@ -278,7 +288,9 @@ mod tests {
         shopstream_dead_letters_total{job=\"trending\"} 3\n\
         shopstream_watermark_ms{job=\"trending\"} 1000\n\
         shopstream_checkpoint_last_ms{job=\"trending\"} 9000\n\
-        shopstream_broker_snapshot_saves_total 4\n";
+        shopstream_broker_snapshot_saves_total 4\n\
+        shopstream_sql_sessions{job=\"sql:analyst\"} 2\n\
+        shopstream_sql_logins_total{job=\"sql\"} 5\n";
 
     #[test]
     fn the_view_shows_lag_rates_and_ages_per_stage() {
@@ -297,6 +309,13 @@ mod tests {
         assert_eq!(first.tables[0].rows[0][5], "2 s");
         assert_eq!(first.tables[0].rows[0][6], "10 s");
         assert_eq!(first.tables[2].rows[0][1], "4");
+        assert_eq!(
+            first.tables[4].rows,
+            [
+                ["shopstream_sql_sessions (sql:analyst)", "2"],
+                ["shopstream_sql_logins_total", "5"]
+            ]
+        );
         let second = FIRST.replace("} 100", "} 150");
         let later = rates.view(Lang::En, &second, 12_000, t0 + Duration::from_secs(2));
         assert_eq!(later.tables[0].rows[0][1], "25.0");

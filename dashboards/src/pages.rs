@@ -18,7 +18,7 @@ use runtime::http::auth::{Authenticator, Keys, Limiter, Role};
 use runtime::http::{ApiError, query_pairs};
 use runtime::metrics::Registry;
 use runtime::now_ms;
-use runtime::reports::ShopReports;
+use runtime::reports::ShopSources;
 use serde_json::Value;
 use utoipa::OpenApi;
 
@@ -83,7 +83,7 @@ pub(crate) struct Inner {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) passwords: Passwords,
     pub(crate) keys: Arc<dyn Keys>,
-    pub(crate) reports: Option<Arc<dyn ShopReports>>,
+    pub(crate) sources: ShopSources,
     pub(crate) metrics: Registry,
     pub(crate) sign_ins: Limiter,
     pub(crate) api_limiter: Arc<Limiter>,
@@ -93,39 +93,7 @@ pub(crate) struct Inner {
     pub(crate) password_checks: tokio::sync::Semaphore,
     /// Page and panel requests per signed-in caller, like the analytics route's per key.
     pub(crate) page_limiter: Limiter,
-    pub(crate) counters: Counters,
-}
-
-/// The dashboards' series on `/metrics`.
-#[derive(Debug)]
-pub(crate) struct Counters {
-    pub(crate) sign_ins: runtime::metrics::Counter,
-    /// Sign-in forms refused: wrong key or password, missing token, over the rate.
-    pub(crate) sign_in_refusals: runtime::metrics::Counter,
-    pub(crate) sessions: runtime::metrics::Gauge,
-}
-
-impl Counters {
-    fn registered(registry: &Registry) -> Counters {
-        let job = "dashboards";
-        Counters {
-            sign_ins: registry.counter(
-                "shopstream_dashboards_sign_ins",
-                "Sign-ins that started a session.",
-                job,
-            ),
-            sign_in_refusals: registry.counter(
-                "shopstream_dashboards_sign_in_refusals",
-                "Sign-in forms refused (wrong key or password, missing token, over the rate).",
-                job,
-            ),
-            sessions: registry.gauge(
-                "shopstream_dashboards_sessions",
-                "Browser sessions held.",
-                job,
-            ),
-        }
-    }
+    pub(crate) counters: account::Counters,
 }
 
 #[derive(Clone)]
@@ -137,19 +105,19 @@ impl Dash {
         sessions: Arc<Sessions>,
         passwords: Passwords,
         keys: Arc<dyn Keys>,
-        reports: Option<Arc<dyn ShopReports>>,
+        sources: ShopSources,
         metrics: Registry,
         dead_letters: Arc<DeadLetters>,
     ) -> Dash {
         let sign_ins = Limiter::new(config.sign_in_rate);
-        let counters = Counters::registered(&metrics);
+        let counters = account::Counters::registered(&metrics);
         let page_limiter = Limiter::new(config.page_rate);
         Dash(Arc::new(Inner {
             config,
             sessions,
             passwords,
             keys,
-            reports,
+            sources,
             sign_ins,
             api_limiter: Arc::new(Limiter::new(Default::default())),
             rates: Rates::default(),
@@ -648,7 +616,7 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
                 askama::Template::render(&render::Exports { lang, months }).unwrap_or_default();
         }
         page => {
-            let Some(reports) = &dash.0.reports else {
+            let Some(reports) = &dash.0.sources.reports else {
                 built.notice = Some("Live analytics do not run in this process (start `shopstream demo` or `serve`, or the analytics role beside the dashboards).".into());
                 built.status = StatusCode::SERVICE_UNAVAILABLE;
                 return built;
@@ -663,7 +631,9 @@ fn build(dash: &Dash, lang: Lang, asked: &Asked) -> Built {
                     Err(message) => Err(ApiError::invalid(message)),
                     Ok((query, form)) => {
                         built.range = Some(form);
-                        ranged(lang, inr, page, &query, report, || reports.alerts(&shop))
+                        ranged(lang, inr, page, &query, report, || {
+                            views::shop_products(lang, reports.as_ref(), &dash.0.sources, &shop)
+                        })
                     }
                 }
             };
@@ -728,7 +698,7 @@ fn ranged(
     page: &str,
     query: &str,
     report: impl Fn(&str, &str) -> Result<Value, ApiError>,
-    alerts: impl Fn() -> Result<Value, ApiError>,
+    product_tables: impl Fn() -> Result<Vec<views::Table>, ApiError>,
 ) -> Result<Panel, ApiError> {
     let mut panel = Panel {
         lang,
@@ -759,7 +729,7 @@ fn ranged(
             panel
                 .charts
                 .push(views::products(lang, inr, &report("products", query)?));
-            panel.tables.push(views::running_low(lang, &alerts()?));
+            panel.tables.extend(product_tables()?);
         }
         "delivery" => {
             let (cards, chart, by_state, late) = views::delivery(lang, &report("delivery", query)?);

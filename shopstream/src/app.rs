@@ -111,7 +111,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
     let mut list = StageList::default();
     let mut banner = Banner::default();
     let mut keys = None;
-    let mut reports: Option<Arc<dyn runtime::reports::ShopReports>> = None;
+    let mut shop_sources = runtime::reports::ShopSources::default();
     if let Some(stats) = bus.broker_stats() {
         crate::recovery::export_broker_stats(stats, &list.metrics(), shutdown.clone());
     }
@@ -165,12 +165,16 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         }
         trending.checkpoint_dir =
             Some(scratch.dir_or_temp(trending.checkpoint_dir.take(), "checkpoints")?);
-        let bus = Arc::clone(&bus);
-        let metrics = list.metrics();
-        list.add("trending", |token| async move {
-            streams::trending::stage(trending, bus, &metrics, token)
-        })
-        .await?;
+        let token = CancellationToken::new();
+        let (stage, trends) = streams::trending::stage_with_trends(
+            trending,
+            Arc::clone(&bus),
+            &list.metrics(),
+            token.clone(),
+        )
+        .context("trending failed to start")?;
+        list.push(stage, token);
+        shop_sources.trending = Some(Arc::new(trends));
         banner.line(
             "trending API",
             format!("http://{http}/v1/trending?window=5m&limit=5"),
@@ -251,7 +255,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
         )
         .context("analytics failed to start")?;
         list.push(stage, token);
-        reports = Some(Arc::new(answers));
+        shop_sources.reports = Some(Arc::new(answers));
         banner.line(
             "analytics API",
             format!("http://{http}/v1/merchants/m-0001/analytics/sales?grain=hour  (merchant or admin key)"),
@@ -332,12 +336,19 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
                         .map(crate::config::sql_password_file),
                 ),
             );
+            let registry = list.metrics();
             let serve = move |token: CancellationToken| async move {
                 Ok::<_, std::convert::Infallible>(Stage::background(
                     "SQL endpoint",
-                    lakehouse::pg::serve(sql_config, storage, sql_listener, token)
-                        .map_err(Into::into)
-                        .boxed(),
+                    lakehouse::pg::serve_reported(
+                        sql_config,
+                        storage,
+                        sql_listener,
+                        registry,
+                        token,
+                    )
+                    .map_err(Into::into)
+                    .boxed(),
                 ))
             };
             list.add("SQL endpoint", serve).await?;
@@ -362,7 +373,7 @@ pub async fn run(config: Config, role: Role) -> Result<()> {
             config.dashboards.clone(),
             Arc::clone(&bus),
             keys,
-            reports.clone(),
+            shop_sources.clone(),
             list.metrics(),
             token.clone(),
         )

@@ -159,15 +159,21 @@ with sync_playwright() as p:
         drawn(page, chart, series)
         check(page.locator(f"#{chart} + script + details table").count() == 1, f"{name} has the chart's table")
         shot(page, f"03-{name}")
-    # The sold-out product is in the running-low table; the stage may take a moment to see it.
-    low_rows = page.locator("table", has=page.locator("caption", has_text="Running low")).locator("tbody tr")
-    for _ in range(20):
+    # The sold-out product is in the running-low table, and A's products trend in its shop once
+    # the trending window holding its orders has closed; the stages may take a moment.
+    def table(caption):
+        return page.locator("table", has=page.locator("caption", has_text=caption))
+    low_rows = table("Running low").locator("tbody tr")
+    trend_rows = table("Trending now in your shop").locator("tbody tr")
+    for _ in range(60):
         page.goto(f"{BASE}/dashboard/products")
-        if low_rows.count() > 0:
+        if low_rows.count() > 0 and trend_rows.count() > 0:
             break
         time.sleep(0.5)
     check(low_rows.count() == 1, f"{low_rows.count()} products running low, not 1")
+    check(trend_rows.count() > 0, "nothing trends in A's shop")
     readings["running_low"] = low_rows.first.inner_text()
+    readings["trending"] = table("Trending now in your shop").inner_text()
     page.goto(f"{BASE}/dashboard/sales")
     readings["sales_gmv"] = card(page, "gmv")
     page.goto(f"{BASE}/dashboard/delivery")
@@ -265,6 +271,10 @@ with sync_playwright() as p:
     admin_page.wait_for_url(f"{BASE}/dashboard/ops")
     body = admin_page.inner_text("main")
     check("Consumer lag" in body and "Events per second" in body, "the operations view lists lag and rates")
+    # The test's own psql sessions logged in to the SQL endpoint before the browser started.
+    sql_table = admin_page.locator("table", has=admin_page.locator("caption", has_text="SQL endpoint")).inner_text()
+    check("shopstream_sql_logins_total" in sql_table and "shopstream_sql_memory_limit_bytes" in sql_table,
+          f"the operations view shows the SQL endpoint: {sql_table[:300]}")
     shot(admin_page, "09-operations")
     admin.close()
 

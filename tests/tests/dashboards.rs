@@ -295,6 +295,12 @@ async fn a_merchant_sees_its_shop_in_a_browser_and_never_another() -> Result<()>
         "the Products page lists the sold-out product with no cover: {readings}"
     );
     ensure!(
+        readings["trending"]
+            .as_str()
+            .is_some_and(|table| table.contains("Kurta p-a") && !table.contains(B_TITLE)),
+        "A's own products trend on its Products page: {readings}"
+    );
+    ensure!(
         readings["delivered"] == "1" && readings["on_time"] == "100.0%",
         "the Delivery page shows A's one delivery, on time: {readings}"
     );

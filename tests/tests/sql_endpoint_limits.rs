@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use lakehouse::pg::{SqlConfig, SqlUser};
+use runtime::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
 /// Starts the endpoint over an empty lake in `dir`; returns its port.
@@ -21,16 +22,36 @@ async fn endpoint(
     config: SqlConfig,
     shutdown: &CancellationToken,
 ) -> Result<u16> {
+    reported_endpoint(dir, config, Registry::default(), shutdown).await
+}
+
+/// [`endpoint`], its series in `registry`.
+async fn reported_endpoint(
+    dir: &std::path::Path,
+    config: SqlConfig,
+    registry: Registry,
+    shutdown: &CancellationToken,
+) -> Result<u16> {
     let lake = testkit::lake::sink_config(dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(lakehouse::pg::serve(
+    tokio::spawn(lakehouse::pg::serve_reported(
         config,
         lake.storage()?,
         listener,
+        registry,
         shutdown.clone(),
     ));
     Ok(port)
+}
+
+/// The sample of `series` (name and labels as rendered) in `registry`, 0 when absent.
+fn sample(registry: &Registry, series: &str) -> f64 {
+    registry
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn user(name: &str, password: &str) -> SqlUser {
@@ -268,7 +289,8 @@ async fn a_user_has_a_connection_cap_and_idle_sessions_end() -> Result<()> {
         scram_iterations: 4_096,
         ..SqlConfig::default()
     };
-    let port = endpoint(dir.path(), config, &shutdown).await?;
+    let registry = Registry::default();
+    let port = reported_endpoint(dir.path(), config, registry.clone(), &shutdown).await?;
     let session = || {
         let mut command = Command::new(testkit::tools::psql().unwrap());
         command
@@ -304,6 +326,20 @@ async fn a_user_has_a_connection_cap_and_idle_sessions_end() -> Result<()> {
         !third.status.success() && said.contains("too many connections for user"),
         "a third session of a user capped at two: {said}"
     );
+    // The operations page reads these: two sessions held, the third turned away.
+    let sessions = r#"shopstream_sql_sessions{job="sql:analyst"}"#;
+    assert_eq!(sample(&registry, sessions), 2.0);
+    assert_eq!(
+        sample(&registry, r#"shopstream_sql_logins_total{job="sql"}"#),
+        2.0
+    );
+    assert!(
+        sample(
+            &registry,
+            r#"shopstream_sql_connections_refused_total{job="sql"}"#
+        ) >= 1.0
+    );
+    assert!(sample(&registry, r#"shopstream_sql_statements_total{job="sql"}"#) >= 2.0);
     // Past the idle timeout both held sessions are gone: their next statement fails.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let outcomes = tokio::task::spawn_blocking(move || {
@@ -325,6 +361,11 @@ async fn a_user_has_a_connection_cap_and_idle_sessions_end() -> Result<()> {
             "an idle session still answered: stdout {out:?} stderr {said:?}"
         );
     }
+    assert_eq!(
+        sample(&registry, sessions),
+        0.0,
+        "ended sessions are off the gauge"
+    );
     let after = tokio::task::spawn_blocking(move || {
         psql(port, "analyst", "analyst-password", "SELECT 3").output()
     })

@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 use crate::i18n::{self, Lang};
 
 mod delivery;
+mod products;
 
 pub use delivery::delivery;
+pub use products::{products, shop_products};
 
 /// A number card: its label, value, and how it compares.
 #[derive(Debug, Clone)]
@@ -462,118 +464,6 @@ pub fn funnel(lang: Lang, funnel: &Value) -> (Vec<Card>, Chart, Table) {
     )
 }
 
-/// The Products page: the best sellers, as bars and as a table.
-pub fn products(lang: Lang, inr: &InrRates, products: &Value) -> Chart {
-    let list = products
-        .get("products")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let name = |p: &Value| {
-        p.get("title")
-            .and_then(Value::as_str)
-            .or_else(|| p.get("product_id").and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned()
-    };
-    let currency = list
-        .iter()
-        .find_map(|p| {
-            p.get("revenue")
-                .and_then(Value::as_object)?
-                .keys()
-                .next()
-                .cloned()
-        })
-        .unwrap_or_else(|| "INR".to_owned());
-    let data = json!({
-        "kind": "bars",
-        "label": lang.t("units"),
-        "labels": list.iter().map(name).collect::<Vec<_>>(),
-        "values": list.iter().map(|p| count(p, "units")).collect::<Vec<_>>(),
-    });
-    let table = Table {
-        caption: lang.t("top_sellers").to_owned(),
-        head: [
-            "product",
-            "units",
-            "orders",
-            "revenue",
-            "views",
-            "conversion",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
-        rows: list
-            .iter()
-            .map(|p| {
-                vec![
-                    name(p),
-                    i18n::count(count(p, "units")),
-                    i18n::count(count(p, "orders")),
-                    all_money(p.get("revenue"), &currency, inr),
-                    i18n::count(count(p, "views")),
-                    i18n::percent(share(p, "conversion")),
-                ]
-            })
-            .collect(),
-    };
-    chart("products-chart", lang.t("top_sellers"), &data, table)
-}
-
-/// The Products page's low-stock table: what runs low now (the alerts answer's `running_low`),
-/// least cover first, with the numbers the cover is worked out from.
-pub fn running_low(lang: Lang, alerts: &Value) -> Table {
-    let list = alerts
-        .get("running_low")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let text = |p: &Value, key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-    let days = |p: &Value, key: &str| match p.get(key).and_then(Value::as_f64) {
-        Some(days) if days.is_finite() => format!("{days:.1}"),
-        _ => "–".to_owned(),
-    };
-    Table {
-        caption: format!(
-            "{} ({})",
-            lang.t("running_low"),
-            i18n::count(list.len() as u64)
-        ),
-        head: [
-            "product",
-            "warehouse",
-            "available",
-            "sold_per_day",
-            "days_of_cover",
-            "restock_lead_days",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
-        rows: list
-            .iter()
-            .map(|p| {
-                let title = text(p, "title");
-                vec![
-                    if title.is_empty() {
-                        text(p, "product_id")
-                    } else {
-                        title
-                    },
-                    text(p, "warehouse_id"),
-                    p.get("available")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0)
-                        .to_string(),
-                    days(p, "daily_velocity"),
-                    days(p, "days_of_cover"),
-                    i18n::count(count(p, "restock_lead_days")),
-                ]
-            })
-            .collect(),
-    }
-}
-
 /// The Search page: searches and zero-result searches over the range, and the query lists.
 pub fn search(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
     let total = totals(report);
@@ -773,20 +663,5 @@ mod tests {
         assert_eq!(month_before(at, 0), "2026-01");
         assert_eq!(month_before(at, 1), "2025-12");
         assert_eq!(month_before(at, 13), "2024-12");
-    }
-
-    #[test]
-    fn running_low_lists_cover_with_its_numbers_and_falls_back_to_the_id() {
-        let alerts = json!({"merchant_id": "m-1", "alerts": [], "running_low": [
-            {"product_id": "p-1", "title": "Kurta", "warehouse_id": "w-1", "available": 0,
-             "daily_velocity": 0.2857, "days_of_cover": 0.0, "restock_lead_days": 7},
-            {"product_id": "p-2", "title": null, "warehouse_id": "w-1", "available": 3,
-             "daily_velocity": 1.0, "days_of_cover": null, "restock_lead_days": 12},
-        ]});
-        let table = running_low(Lang::En, &alerts);
-        assert_eq!(table.caption, "Running low (2)");
-        assert_eq!(table.rows[0], ["Kurta", "w-1", "0", "0.3", "0.0", "7"]);
-        assert_eq!(table.rows[1], ["p-2", "w-1", "3", "1.0", "–", "12"]);
-        assert_eq!(running_low(Lang::Hi, &json!({})).caption, "स्टॉक कम (0)");
     }
 }

@@ -19,10 +19,12 @@ use datafusion_postgres::pgwire::api::{ClientInfo, METADATA_USER, PgWireConnecti
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
+use runtime::metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::SqlConfig;
 use super::logins::{Throttle, ThrottlePolicy};
+use super::metrics::SqlMetrics;
 
 /// The endpoint's slots and its record of failed logins.
 #[derive(Debug)]
@@ -33,6 +35,7 @@ pub(crate) struct Gate {
     per_user_limit: usize,
     max_connections: usize,
     throttle: Throttle,
+    pub(crate) metrics: SqlMetrics,
 }
 
 fn fatal(sqlstate: &str, message: String) -> PgWireError {
@@ -44,7 +47,11 @@ fn fatal(sqlstate: &str, message: String) -> PgWireError {
 }
 
 impl Gate {
-    pub(crate) fn new<'a>(config: &SqlConfig, users: impl Iterator<Item = &'a String>) -> Gate {
+    pub(crate) fn new<'a>(
+        config: &SqlConfig,
+        users: impl Iterator<Item = &'a String>,
+        metrics: SqlMetrics,
+    ) -> Gate {
         Gate {
             pending: Arc::new(Semaphore::new(config.max_pending_logins)),
             sessions: Arc::new(Semaphore::new(config.max_connections)),
@@ -63,6 +70,7 @@ impl Gate {
                 first_lockout: Duration::from_millis(config.login_lockout_ms),
                 longest_lockout: Duration::from_millis(config.login_lockout_max_ms),
             }),
+            metrics,
         }
     }
 
@@ -75,11 +83,29 @@ impl Gate {
             last_statement_ms: AtomicU64::new(0),
             slots: Mutex::new(vec![permit]),
             logged_in: tokio::sync::Notify::new(),
+            session: Mutex::new(None),
         }))
     }
 
-    /// Trades the logging-in slot for a session's: one of all, one of the user's.
+    /// Trades the logging-in slot for a session's (one of all, one of the user's), counting
+    /// the session on the user's gauge until the connection ends.
     fn seat(&self, user: &str, activity: &Activity) -> PgWireResult<()> {
+        let seated = self.take_slots(user, activity);
+        match &seated {
+            Ok(()) => {
+                self.metrics.logins.inc();
+                let sessions = self.metrics.sessions(user);
+                sessions.inc();
+                *activity.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(sessions);
+            }
+            Err(_) => {
+                self.metrics.connections_refused.inc();
+            }
+        }
+        seated
+    }
+
+    fn take_slots(&self, user: &str, activity: &Activity) -> PgWireResult<()> {
         let session = Arc::clone(&self.sessions)
             .try_acquire_owned()
             .map_err(|_| {
@@ -122,6 +148,21 @@ pub(crate) struct Activity {
     slots: Mutex<Vec<OwnedSemaphorePermit>>,
     /// Wakes the watch when the login succeeds: from then on the idle timeout applies.
     logged_in: tokio::sync::Notify,
+    /// The user's sessions gauge, once logged in: one less when the connection ends.
+    session: Mutex<Option<Gauge>>,
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        if let Some(sessions) = self
+            .session
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            sessions.dec();
+        }
+    }
 }
 
 impl Activity {
@@ -188,6 +229,7 @@ impl<H: StartupHandler> StartupHandler for GatedStartup<H> {
         if let PgWireFrontendMessage::Startup(startup) = &message {
             let user = startup.parameters.get("user").map_or("", String::as_str);
             if let Some(wait) = self.gate.throttle.wait(user, address) {
+                self.gate.metrics.connections_refused.inc();
                 return Err(fatal(
                     "28000",
                     format!(
@@ -200,7 +242,10 @@ impl<H: StartupHandler> StartupHandler for GatedStartup<H> {
         let result = self.inner.on_startup(client, message).await;
         let user = user_of(client);
         match &result {
-            Err(PgWireError::InvalidPassword(_)) => self.gate.throttle.failed(&user, address),
+            Err(PgWireError::InvalidPassword(_)) => {
+                self.gate.metrics.login_failures.inc();
+                self.gate.throttle.failed(&user, address);
+            }
             Ok(()) if matches!(client.state(), PgWireConnectionState::ReadyForQuery) => {
                 self.gate.throttle.succeeded(&user, address);
                 self.gate.seat(&user, &self.activity)?;

@@ -91,7 +91,12 @@ impl Session {
     /// users' own. A statement starts: the connection is not idle.
     fn check<C: ClientInfo + ?Sized>(&self, client: &C, sql: &str) -> PgWireResult<()> {
         self.activity.touch();
-        let refuse = |refusal: guard::Refusal| user_error(refusal.sqlstate, refusal.message);
+        let metrics = &self.shared.gate.metrics;
+        metrics.statements.inc();
+        let refuse = |refusal: guard::Refusal| {
+            metrics.statements_refused.inc();
+            user_error(refusal.sqlstate, refusal.message)
+        };
         guard::check_sql(sql).map_err(refuse)?;
         if self.scoped(client) {
             guard::check_scoped(sql).map_err(refuse)?;

@@ -25,11 +25,13 @@ pub mod guard;
 mod handlers;
 mod logins;
 mod memory;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool as _};
+use runtime::metrics::Registry;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -176,6 +178,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), LakeError> {
+    serve_reported(config, storage, listener, Registry::default(), shutdown).await
+}
+
+/// [`serve`], with the endpoint's series (`shopstream_sql_*`: sessions per user, logins,
+/// refusals, statements, memory held) in `registry`.
+pub async fn serve_reported(
+    config: SqlConfig,
+    storage: Storage,
+    listener: TcpListener,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<(), LakeError> {
     config.validate()?;
     let io = |context: &str| {
         let context = context.to_owned();
@@ -187,6 +201,7 @@ pub async fn serve(
         .map_err(io("handing the SQL listener to its runtime"))?;
     let (done, finished) = tokio::sync::oneshot::channel();
     let threads = config.threads;
+    let metrics = metrics::SqlMetrics::new(&registry, config.total_memory_mb * 1024 * 1024);
     std::thread::Builder::new()
         .name("sql-endpoint".into())
         .spawn(move || {
@@ -196,7 +211,9 @@ pub async fn serve(
                 .enable_all()
                 .build()
                 .map_err(io("starting the SQL runtime"))
-                .and_then(|runtime| runtime.block_on(accept(config, storage, listener, shutdown)));
+                .and_then(|runtime| {
+                    runtime.block_on(accept(config, storage, listener, metrics, shutdown))
+                });
             // The caller may be gone; then nobody needs the outcome.
             let _ = done.send(result);
         })
@@ -212,6 +229,7 @@ async fn accept(
     config: SqlConfig,
     storage: Storage,
     listener: std::net::TcpListener,
+    metrics: metrics::SqlMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), LakeError> {
     let listener = TcpListener::from_std(listener).map_err(|source| LakeError::Io {
@@ -219,7 +237,7 @@ async fn accept(
         source,
     })?;
     let logins = Arc::new(logins::Logins::new(&config.users, config.scram_iterations));
-    let gate = Arc::new(gate::Gate::new(&config, logins.names()));
+    let gate = Arc::new(gate::Gate::new(&config, logins.names(), metrics.clone()));
     let shared = Arc::new(Shared {
         storage,
         logins,
@@ -229,9 +247,16 @@ async fn accept(
     });
     let login_timeout = Duration::from_millis(shared.config.auth_timeout_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = sample.tick() => {
+                let reserved = shared.memory.reserved();
+                metrics.memory_reserved.set(i64::try_from(reserved).unwrap_or(i64::MAX));
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -241,6 +266,7 @@ async fn accept(
             },
         };
         let Some(activity) = shared.gate.admit() else {
+            metrics.connections_refused.inc();
             tracing::warn!(%peer, "SQL connection refused: sql.max_pending_logins sockets are logging in");
             continue;
         };

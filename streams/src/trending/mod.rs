@@ -15,7 +15,7 @@ mod service;
 pub mod view;
 
 pub use job::{TrendingConfig, WindowConfig};
-pub use service::{serve_view, stage};
+pub use service::{ShopTrends, serve_view, stage, stage_with_trends};
 pub use view::{Audience, Entry, OtherCounts, TrendingAnswer, TrendingView, Weights};
 
 use runtime::checkpoint::{CheckpointError, Checkpoints};

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{api, routes};
 use super::job::{Job, consume};
-use super::{TrendingConfig, TrendingView};
+use super::{Audience, TrendingConfig, TrendingView};
 use crate::StreamError;
 
 /// Starts trending as a stage, its series in `metrics`: the job (a consumer group over clicks and orders), the
@@ -27,6 +27,16 @@ pub fn stage(
     metrics: &Registry,
     shutdown: CancellationToken,
 ) -> Result<Stage, StreamError> {
+    stage_with_trends(config, bus, metrics, shutdown).map(|(stage, _)| stage)
+}
+
+/// [`stage`], and its view as [`runtime::reports::ShopTrending`] for the dashboards.
+pub fn stage_with_trends(
+    config: TrendingConfig,
+    bus: Arc<Bus>,
+    metrics: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(Stage, ShopTrends), StreamError> {
     let metrics = Arc::new(Metrics::new(metrics, "trending"));
     let job = Arc::new(Job::new(config.clone(), &bus, Arc::clone(&metrics))?);
     let windows: Vec<Hopping> = config
@@ -72,13 +82,45 @@ pub fn stage(
         followed?;
         Ok(())
     };
-    Ok(Stage {
+    let stage = Stage {
         name: "trending",
         routes: routes(Arc::clone(&view), config.max_limit),
         api: api(),
         readiness,
         work: work.map_err(|e: StreamError| e.into()).boxed(),
-    })
+    };
+    Ok((stage, ShopTrends { view }))
+}
+
+/// The serving view as the dashboards read it: one shop's top products in the first window.
+#[derive(Clone)]
+pub struct ShopTrends {
+    view: Arc<RwLock<TrendingView>>,
+}
+
+impl std::fmt::Debug for ShopTrends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShopTrends").finish_non_exhaustive()
+    }
+}
+
+impl runtime::reports::ShopTrending for ShopTrends {
+    fn trending(
+        &self,
+        merchant_id: &str,
+        limit: usize,
+    ) -> Result<serde_json::Value, runtime::http::ApiError> {
+        let view = self
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(window) = view.windows().next().copied() else {
+            return Ok(serde_json::Value::Null);
+        };
+        let audience = Audience::Merchant(model::MerchantId::new(merchant_id));
+        serde_json::to_value(view.top(&window, &audience, limit))
+            .map_err(|error| runtime::http::ApiError::internal(format!("trending answer: {error}")))
+    }
 }
 
 /// Keeps `view` up to date with the whole `trending` and `catalog` topics until `shutdown`.
