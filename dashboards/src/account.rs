@@ -104,13 +104,10 @@ pub(crate) async fn sign_in(
     };
     let ip: Option<IpAddr> = address.map(|a| a.0.0.ip());
     let limiter = &dash.0.sign_ins;
-    let over = [
-        ip.map(|ip| format!("address:{ip}")),
-        Some(format!("account:{account}")),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|bucket| limiter.take(&bucket, Instant::now()).err());
+    let over = [ip.map(address_bucket), Some(format!("account:{account}"))]
+        .into_iter()
+        .flatten()
+        .find_map(|bucket| limiter.take(&bucket, Instant::now()).err());
     if let Some(wait) = over {
         let mut response = refuse(
             lang,
@@ -321,6 +318,21 @@ pub(crate) async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The sign-in bucket an address counts in: an IPv4 address as itself (also when it arrives
+/// IPv4-mapped), an IPv6 address by its /64, the block one subscriber is given and a guesser
+/// can rotate through for free.
+fn address_bucket(ip: IpAddr) -> String {
+    let v6 = match ip {
+        IpAddr::V4(v4) => return format!("address:{v4}"),
+        IpAddr::V6(v6) => v6,
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return format!("address:{v4}");
+    }
+    let [a, b, c, d, ..] = v6.segments();
+    format!("address:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+}
+
 /// The dashboards' series on `/metrics`.
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -350,5 +362,23 @@ impl Counters {
                 job,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_bucket;
+
+    #[test]
+    fn an_ipv6_guesser_counts_once_per_64_and_ipv4_per_address() {
+        let bucket = |text: &str| address_bucket(text.parse().unwrap());
+        assert_eq!(
+            bucket("2001:db8:1:2:aaaa::1"),
+            bucket("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(bucket("2001:db8:1:2::9"), "address:2001:db8:1:2::/64");
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("::ffff:192.0.2.7"), bucket("192.0.2.7"));
+        assert_ne!(bucket("192.0.2.7"), bucket("192.0.2.8"));
     }
 }

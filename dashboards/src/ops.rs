@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::i18n::{self, Lang};
-use crate::views::Table;
+use crate::views::{Table, head};
 
 /// One sample line of the OpenMetrics text: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +69,7 @@ impl Rates {
         let samples = parse(exposition);
         let mut lag = Table {
             caption: lang.t("consumer_lag").to_owned(),
-            head: ["stage", "topic", "partition", "records"]
-                .iter()
-                .map(|k| lang.t(k).to_owned())
-                .collect(),
+            head: head(lang, &["stage", "topic", "partition", "records"]),
             rows: Vec::new(),
         };
         let mut counters: BTreeMap<String, f64> = BTreeMap::new();
@@ -164,18 +161,18 @@ impl Rates {
         });
         let mut flow = Table {
             caption: lang.t("events_per_second").to_owned(),
-            head: [
-                "stage",
-                "events_in",
-                "events_out",
-                "dead_letters",
-                "checkpoints",
-                "checkpoint_age",
-                "watermark_age",
-            ]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+            head: head(
+                lang,
+                &[
+                    "stage",
+                    "events_in",
+                    "events_out",
+                    "dead_letters",
+                    "checkpoints",
+                    "checkpoint_age",
+                    "watermark_age",
+                ],
+            ),
             rows: Vec::new(),
         };
         let mut jobs: Vec<String> = counters
@@ -228,10 +225,7 @@ pub fn dead_letters(
     [
         Table {
             caption: lang.t("dead_letters_by_reason").to_owned(),
-            head: ["stage", "reason", "count"]
-                .iter()
-                .map(|k| lang.t(k).to_owned())
-                .collect(),
+            head: head(lang, &["stage", "reason", "count"]),
             rows: counts
                 .iter()
                 .map(|((stage, reason), n)| vec![stage.clone(), reason.clone(), i18n::count(*n)])
@@ -239,10 +233,10 @@ pub fn dead_letters(
         },
         Table {
             caption: lang.t("latest_dead_letters").to_owned(),
-            head: ["when", "stage", "reason", "message", "source", "bytes"]
-                .iter()
-                .map(|k| lang.t(k).to_owned())
-                .collect(),
+            head: head(
+                lang,
+                &["when", "stage", "reason", "message", "source", "bytes"],
+            ),
             rows: latest
                 .iter()
                 .map(|sample| {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Card, Chart, Table, chart, count, label_ms, share, totals};
+use super::{Card, Chart, Table, chart, count, head, label_ms, share, totals};
 use crate::i18n::{self, Lang};
 
 /// The Delivery page: deliveries against promises, by courier and by destination state, and
@@ -39,17 +39,17 @@ pub fn delivery(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) 
     };
     let table = |key: &str, caption: &str, first: &str| Table {
         caption: caption.to_owned(),
-        head: [
-            first,
-            "delivered",
-            "on_time_rate",
-            "tat_p50",
-            "tat_p90",
-            "mean_slack",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
+        head: head(
+            lang,
+            &[
+                first,
+                "delivered",
+                "on_time_rate",
+                "tat_p50",
+                "tat_p90",
+                "mean_slack",
+            ],
+        ),
         rows: rows_of(key)
             .iter()
             .map(|row| {
@@ -77,10 +77,10 @@ pub fn delivery(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) 
     let by_state = table("by_state", lang.t("by_state"), "state");
     let late = Table {
         caption: lang.t("late_shipments").to_owned(),
-        head: ["order", "courier", "state", "promised", "delivered"]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+        head: head(
+            lang,
+            &["order", "courier", "state", "promised", "delivered"],
+        ),
         rows: rows_of("late")
             .iter()
             .map(|row| {

@@ -68,6 +68,11 @@ fn chart(id: &str, title: &str, data: &Value, table: Table) -> Chart {
     }
 }
 
+/// A table's column heads: each key in `lang`.
+pub(crate) fn head(lang: Lang, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| lang.t(k).to_owned()).collect()
+}
+
 fn count(value: &Value, key: &str) -> u64 {
     value.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
@@ -365,10 +370,10 @@ pub fn sales(
     });
     let table = Table {
         caption: format!("{} ({currency})", lang.t("sales")),
-        head: ["start", "orders", "units", "gmv", "refunds", "net", "aov"]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+        head: head(
+            lang,
+            &["start", "orders", "units", "gmv", "refunds", "net", "aov"],
+        ),
         rows: points(sales)
             .iter()
             .map(|p| {
@@ -440,10 +445,10 @@ pub fn funnel(lang: Lang, funnel: &Value) -> (Vec<Card>, Chart, Table) {
     };
     let per_point = Table {
         caption: lang.t("funnel").to_owned(),
-        head: ["start", "views", "cart_adds", "orders", "conversion"]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+        head: head(
+            lang,
+            &["start", "views", "cart_adds", "orders", "conversion"],
+        ),
         rows: points(funnel)
             .iter()
             .map(|p| {
@@ -502,10 +507,7 @@ pub fn search(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
     });
     let per_point = Table {
         caption: lang.t("searches").to_owned(),
-        head: ["start", "searches", "zero_results", "clicks"]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+        head: head(lang, &["start", "searches", "zero_results", "clicks"]),
         rows: points(report)
             .iter()
             .map(|p| {
@@ -520,10 +522,10 @@ pub fn search(lang: Lang, report: &Value) -> (Vec<Card>, Chart, Table, Table) {
     };
     let queries = |key: &str, caption: &str| Table {
         caption: caption.to_owned(),
-        head: ["query", "searches", "zero_results", "click_through"]
-            .iter()
-            .map(|k| lang.t(k).to_owned())
-            .collect(),
+        head: head(
+            lang,
+            &["query", "searches", "zero_results", "click_through"],
+        ),
         rows: report
             .get(key)
             .and_then(Value::as_array)

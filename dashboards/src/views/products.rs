@@ -5,7 +5,7 @@ use runtime::http::ApiError;
 use runtime::reports::{ShopReports, ShopSources};
 use serde_json::{Value, json};
 
-use super::{Chart, InrRates, Table, all_money, chart, count, share};
+use super::{Chart, InrRates, Table, all_money, chart, count, head, share};
 use crate::i18n::{self, Lang};
 
 /// The Products page's tables under its chart: trending in the shop (when this process runs
@@ -36,17 +36,17 @@ fn trending_now(lang: Lang, answer: &Value) -> Table {
     let minutes = answer.get("window_ms").and_then(Value::as_i64).unwrap_or(0) / 60_000;
     Table {
         caption: format!("{} {minutes} {}", lang.t("trending_now"), lang.t("minutes")),
-        head: [
-            "product",
-            "score",
-            "views",
-            "cart_adds",
-            "orders",
-            "previous_window",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
+        head: head(
+            lang,
+            &[
+                "product",
+                "score",
+                "views",
+                "cart_adds",
+                "orders",
+                "previous_window",
+            ],
+        ),
         rows: list
             .iter()
             .map(|p| {
@@ -96,17 +96,17 @@ pub fn products(lang: Lang, inr: &InrRates, products: &Value) -> Chart {
     });
     let table = Table {
         caption: lang.t("top_sellers").to_owned(),
-        head: [
-            "product",
-            "units",
-            "orders",
-            "revenue",
-            "views",
-            "conversion",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
+        head: head(
+            lang,
+            &[
+                "product",
+                "units",
+                "orders",
+                "revenue",
+                "views",
+                "conversion",
+            ],
+        ),
         rows: list
             .iter()
             .map(|p| {
@@ -142,17 +142,17 @@ fn running_low(lang: Lang, alerts: &Value) -> Table {
             lang.t("running_low"),
             i18n::count(list.len() as u64)
         ),
-        head: [
-            "product",
-            "warehouse",
-            "available",
-            "sold_per_day",
-            "days_of_cover",
-            "restock_lead_days",
-        ]
-        .iter()
-        .map(|k| lang.t(k).to_owned())
-        .collect(),
+        head: head(
+            lang,
+            &[
+                "product",
+                "warehouse",
+                "available",
+                "sold_per_day",
+                "days_of_cover",
+                "restock_lead_days",
+            ],
+        ),
         rows: list
             .iter()
             .map(|p| {

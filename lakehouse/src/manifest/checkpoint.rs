@@ -15,7 +15,7 @@ use model::Table;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::{DataFile, Manifest, Snapshot};
+use super::{DataFile, Manifest, Snapshot, entry_name, version_named};
 use crate::LakeError;
 use crate::evolution::Column;
 use crate::storage::Storage;
@@ -49,10 +49,6 @@ fn dir(storage: &Storage, table: Table) -> Path {
     storage.path(&format!("{}/_checkpoints", table.name()))
 }
 
-fn name(version: u64) -> String {
-    format!("{version:020}.json")
-}
-
 /// Writes `snapshot` as a checkpoint and deletes all but the newest [`KEEP`].
 pub(super) async fn write(
     storage: &Storage,
@@ -79,10 +75,10 @@ pub(super) async fn write(
         .map_err(|e| LakeError::Manifest(format!("encoding a checkpoint: {e}")))?;
     let dir = dir(storage, table);
     storage
-        .put(&dir.clone().join(name(snapshot.version)), bytes)
+        .put(&dir.clone().join(entry_name(snapshot.version)), bytes)
         .await?;
     for old in versions(storage, &dir).await?.into_iter().skip(KEEP) {
-        storage.delete(&dir.clone().join(name(old))).await?;
+        storage.delete(&dir.clone().join(entry_name(old))).await?;
     }
     Ok(())
 }
@@ -93,7 +89,7 @@ pub(super) async fn newest(manifest: &Manifest) -> Result<Snapshot, LakeError> {
     let (storage, table) = (&manifest.storage, manifest.table);
     let dir = dir(storage, table);
     for version in versions(storage, &dir).await? {
-        let path = dir.clone().join(name(version));
+        let path = dir.clone().join(entry_name(version));
         match usable(manifest, &path, version).await {
             Ok(snapshot) => return Ok(snapshot),
             Err(why) => tracing::warn!(
@@ -153,13 +149,7 @@ async fn versions(storage: &Storage, dir: &Path) -> Result<Vec<u64>, LakeError> 
         .list(dir, None)
         .await?
         .iter()
-        .filter_map(|meta| {
-            meta.location
-                .filename()?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
+        .filter_map(version_named)
         .collect();
     versions.sort_unstable_by(|a, b| b.cmp(a));
     Ok(versions)
@@ -212,11 +202,13 @@ mod tests {
     fn manifest_file(dir: &tempfile::TempDir, version: u64) -> std::path::PathBuf {
         dir.path()
             .join("orders/_manifest")
-            .join(super::super::entry_name(version))
+            .join(entry_name(version))
     }
 
     fn checkpoint_file(dir: &tempfile::TempDir, version: u64) -> std::path::PathBuf {
-        dir.path().join("orders/_checkpoints").join(name(version))
+        dir.path()
+            .join("orders/_checkpoints")
+            .join(entry_name(version))
     }
 
     #[tokio::test]
@@ -262,9 +254,7 @@ mod tests {
         let mut again = entry(20);
         again.version = 20;
         again.added = vec![file("f20-again")];
-        let path = storage
-            .path("orders/_manifest")
-            .join(super::super::entry_name(20));
+        let path = storage.path("orders/_manifest").join(entry_name(20));
         assert!(
             storage
                 .create(&path, serde_json::to_vec(&again).unwrap())

@@ -197,6 +197,15 @@ fn entry_name(version: u64) -> String {
     format!("{version:020}.json")
 }
 
+/// The version a file named by [`entry_name`] (an entry or a checkpoint) is of.
+fn version_named(meta: &object_store::ObjectMeta) -> Option<u64> {
+    meta.location
+        .filename()?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
 impl Manifest {
     pub fn new(storage: Storage, table: Table) -> Manifest {
         let dir = storage.path(&format!("{}/_manifest", table.name()));
@@ -222,13 +231,7 @@ impl Manifest {
             .list(&self.dir, Some(&offset))
             .await?
             .iter()
-            .filter_map(|meta| {
-                meta.location
-                    .filename()?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(version_named)
             .filter(|&version| version > snapshot.version)
             .collect();
         versions.sort_unstable();
