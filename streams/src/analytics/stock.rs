@@ -163,7 +163,7 @@ impl StockWatch {
         }
         watched.low = true;
         let alert = Alert {
-            alert_id: alert_id(product.as_str(), watched.crossings),
+            alert_id: alert_id(product.as_str(), watched.crossings, envelope.event_time),
             merchant_id: merchant.to_owned(),
             at: envelope.event_time,
             low: level.as_event(product.clone(), warehouse.clone(), lead, config),
@@ -290,25 +290,24 @@ fn first_day(day: IstDate, config: &StockConfig) -> IstDate {
     day.plus_days(1 - i32::try_from(config.velocity_days.max(1)).unwrap_or(i32::MAX))
 }
 
-/// A stable id for a product's `crossing`-th alert (FNV-1a over both, twice with different
-/// offsets for 128 bits): the same on every replay and every instance.
-fn alert_id(product: &str, crossing: u32) -> uuid::Uuid {
-    let hash = |offset: u64| {
-        let mut hash = offset;
-        for byte in product
-            .as_bytes()
-            .iter()
-            .chain(b"\0")
-            .chain(&crossing.to_le_bytes())
-        {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash
+/// A stable id for a product's `crossing`-th alert, raised at `at` (UTC ms): a UUIDv7, as every
+/// event id must be (consumers dead-letter any other version), with the alert's time as its
+/// timestamp and FNV-1a over product and crossing as its other bits, so it is the same on every
+/// replay and every instance.
+fn alert_id(product: &str, crossing: u32, at: i64) -> uuid::Uuid {
+    let fnv = |offset: u64| {
+        product
+            .bytes()
+            .chain([0])
+            .chain(crossing.to_le_bytes())
+            .fold(offset, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
     };
-    let high = hash(0xcbf2_9ce4_8422_2325);
-    let low = hash(0x6c62_272e_07bb_0142);
-    uuid::Uuid::from_u64_pair(high, low)
+    let mut bits = [0u8; 10];
+    bits[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_le_bytes());
+    bits[8..].copy_from_slice(&fnv(0x6c62_272e_07bb_0142).to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(u64::try_from(at).unwrap_or(0), &bits).into_uuid()
 }
 
 #[cfg(test)]
@@ -528,5 +527,32 @@ mod tests {
         }
         assert_eq!(watch.watched(), 2);
         assert_eq!(watch.unwatched, 2);
+    }
+
+    #[test]
+    fn an_alert_is_an_event_every_consumer_can_read() {
+        let alert = Alert {
+            alert_id: alert_id("p-1", 0, T0),
+            merchant_id: "m-1".to_owned(),
+            at: T0,
+            low: StockLow {
+                product_id: ProductId::new("p-1"),
+                warehouse_id: WarehouseId::new("w-1"),
+                available: 1,
+                units_sold: 7,
+                velocity_days: 7,
+                restock_lead_days: 7,
+            },
+        };
+        let decoded = model::codec::decode(&model::codec::encode(&alert.envelope()))
+            .expect("the strict decoder every consumer uses reads it");
+        assert_eq!(decoded.event_id, alert.alert_id);
+        assert_eq!(
+            alert_id("p-1", 0, T0),
+            alert.alert_id,
+            "the same on a replay"
+        );
+        assert_ne!(alert_id("p-1", 1, T0), alert.alert_id);
+        assert_ne!(alert_id("p-2", 0, T0), alert.alert_id);
     }
 }
