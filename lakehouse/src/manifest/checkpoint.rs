@@ -160,22 +160,11 @@ mod tests {
     use super::super::{Entry, OffsetRange, Operation};
     use super::*;
 
-    fn file(path: &str) -> DataFile {
-        DataFile {
-            path: path.into(),
-            event_date: "2026-11-22".into(),
-            rows: 10,
-            bytes: 100,
-            min_event_time: 0,
-            max_event_time: 1,
-        }
-    }
-
     /// Version n appends file `f<n>` covering offsets `[10(n-1), 10n)`; every fourth also
     /// compacts the file before it away.
     fn entry(n: u64) -> Entry {
         let mut entry = Entry::new(Operation::Append);
-        entry.added = vec![file(&format!("f{n}"))];
+        entry.added = vec![DataFile::sample(&format!("f{n}"))];
         entry.offsets = vec![OffsetRange {
             topic: "orders".into(),
             partition: 0,
@@ -253,7 +242,7 @@ mod tests {
         // The sink commits version 20 again, differently, and dies before checkpointing it.
         let mut again = entry(20);
         again.version = 20;
-        again.added = vec![file("f20-again")];
+        again.added = vec![DataFile::sample("f20-again")];
         let path = storage.path("orders/_manifest").join(entry_name(20));
         assert!(
             storage

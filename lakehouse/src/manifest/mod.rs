@@ -58,6 +58,19 @@ impl DataFile {
             uuid::Uuid::now_v7()
         )
     }
+
+    /// A file of ten rows on one day, for the manifest's tests.
+    #[cfg(test)]
+    pub(crate) fn sample(path: &str) -> DataFile {
+        DataFile {
+            path: path.into(),
+            event_date: "2026-11-22".into(),
+            rows: 10,
+            bytes: 100,
+            min_event_time: 0,
+            max_event_time: 1,
+        }
+    }
 }
 
 /// Records `[from, to)` of one partition of a source topic (by its name on the cluster).
@@ -377,14 +390,7 @@ mod tests {
 
     fn append(offsets: Vec<OffsetRange>, path: &str) -> Entry {
         Entry {
-            added: vec![DataFile {
-                path: path.into(),
-                event_date: "2026-11-22".into(),
-                rows: 10,
-                bytes: 100,
-                min_event_time: 0,
-                max_event_time: 1,
-            }],
+            added: vec![DataFile::sample(path)],
             offsets,
             ..Entry::new(Operation::Append)
         }
