@@ -254,6 +254,33 @@ pub fn online_retail_csv() -> std::path::PathBuf {
     }
 }
 
+/// The first event on `topics` (read from the beginning as `group`, strictly decoded, as every
+/// consumer decodes) that `pick` keeps; an error naming `what` when none does within `within`.
+pub async fn first_event<T>(
+    bus: &Bus,
+    group: &str,
+    topics: &[model::Topic],
+    within: Duration,
+    what: &str,
+    pick: impl Fn(model::Event) -> Option<T>,
+) -> Result<T> {
+    let consumer = bus.consumer(group, topics, Arc::new(bus::NoHook), &[])?;
+    let found = tokio::time::timeout(within, async {
+        loop {
+            let record = consumer.recv().await?;
+            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
+            if let Some(found) = pick(envelope.event) {
+                return anyhow::Ok(found);
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(found) => found,
+        Err(_) => bail!("{what} did not arrive within {within:?}"),
+    }
+}
+
 /// How often each event id arrived on `topics` (read from the beginning as `group`), read until
 /// every id in `wanted` has arrived. An error says how many never did within `deadline`.
 pub async fn event_ids_on(

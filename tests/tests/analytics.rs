@@ -414,25 +414,18 @@ async fn a_shop_is_alerted_once_when_its_stock_runs_low() -> Result<()> {
         "the alert's event once on the inventory topic: {seen:?}"
     );
     // Every consumer reads it with the strict decoder: the core's notifier tells the merchant.
-    let notifications = bus.consumer(
+    let told = testkit::first_event(
+        &bus,
         &testkit::unique_prefix("alerts-told"),
         &[model::Topic::Notifications],
-        Arc::new(bus::NoHook),
-        &[],
-    )?;
-    let told = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let record = notifications.recv().await?;
-            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
-            if let Event::MerchantNotified(told) = envelope.event
-                && told.source_event_id == id
-            {
-                return anyhow::Ok(told);
-            }
-        }
-    })
-    .await
-    .context("the merchant was not told about the alert")??;
+        Duration::from_secs(30),
+        "the merchant's message about the alert",
+        |event| match event {
+            Event::MerchantNotified(told) if told.source_event_id == id => Some(told),
+            _ => None,
+        },
+    )
+    .await?;
     ensure!(told.text.contains("Kurta p-1"), "{told:?}");
 
     let (status, other) = alerts_of(m2.clone()).await?;

@@ -299,26 +299,21 @@ async fn an_order_records_the_promise_serviceability_made_and_its_shipment_carri
     ensure!(view["shipment"]["promised_at"] == end_of_day, "{view}");
 
     // And on the topic every consumer (the learner's accuracy, the lakehouse) reads.
-    let consumer = bus.consumer(
+    let shipment_id = shipped["shipment_id"].as_str().unwrap_or_default();
+    let created = testkit::first_event(
+        &bus,
         "promises-e2e-reader",
         &[Topic::Shipments],
-        Arc::new(bus::NoHook),
-        &[],
-    )?;
-    let created = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let record = consumer.recv().await?;
-            let envelope = model::codec::decode(record.payload.as_deref().unwrap_or_default())?;
-            if let Event::ShipmentCreated(created) = envelope.event
-                && created.shipment_id.as_str()
-                    == shipped["shipment_id"].as_str().unwrap_or_default()
-            {
-                return anyhow::Ok(created);
+        Duration::from_secs(30),
+        "shipment.created on the shipments topic",
+        |event| match event {
+            Event::ShipmentCreated(created) if created.shipment_id.as_str() == shipment_id => {
+                Some(created)
             }
-        }
-    })
-    .await
-    .context("shipment.created never reached the shipments topic")??;
+            _ => None,
+        },
+    )
+    .await?;
     ensure!(created.promised_at == end_of_day, "{created:?}");
 
     // A product serviceability cannot promise: no promise is recorded, and shipping it needs one.
